@@ -1,0 +1,1 @@
+"""Agents that learn or act in the imagined environment: Dreamer-style actor-critic, SB3 glue, policies."""

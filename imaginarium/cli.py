@@ -1,0 +1,162 @@
+"""The ``imaginarium`` command line: a thin layer over functions that can be called from Python.
+
+Every error a user can fix ends as one line on stderr and exit status 2; Ctrl-C ends with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from imaginarium.errors import ImaginariumError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            value = "  ".join(f"{k} {v:,.4g}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.4g}"
+        table.add_row(key.replace("_", " "), "—" if value is None else str(value))
+    Console().print(table)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from imaginarium.collect import collect
+    from imaginarium.envs.suite import get_task
+
+    task = get_task(args.task, args.max_episode_steps)
+    result = collect(
+        task,
+        args.out,
+        policy=args.policy,
+        episodes=args.episodes,
+        steps=args.steps,
+        seed=args.seed,
+        num_envs=args.num_envs,
+        data_format=args.format,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    if result.interrupted:
+        if result.path is None:
+            print("interrupted before any episode was complete: nothing was written", file=sys.stderr)
+        else:
+            print(
+                f"interrupted: wrote the {result.episodes} complete episodes ({result.steps} steps) to "
+                f"{result.path}; dropped {result.dropped_steps} steps of unfinished episodes",
+                file=sys.stderr,
+            )
+        return EXIT_INTERRUPTED
+    print(
+        f"wrote {result.episodes} episodes ({result.steps} steps) of {task.name} to {result.path} "
+        f"in {result.seconds:.1f} s ({result.steps_per_second:,.0f} steps/s)"
+    )
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from imaginarium.dataset import load_dataset
+
+    summary = load_dataset(args.dataset, task=args.task).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from imaginarium.envs.suite import SUITE
+
+    for task in SUITE.values():
+        success = task.success.description if task.success else "(return only)"
+        print(f"{task.name:<12} {task.env_id:<26} {task.max_episode_steps:>5} steps   success: {success}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from imaginarium.demo import run_demo
+
+    run_demo(Path(args.out), task=args.task, episodes=args.episodes, seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for tests and documentation)."""
+    parser = argparse.ArgumentParser(
+        prog="imaginarium",
+        description="Learn a world model from logged experience and train, search and rank policies inside it.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    collect = commands.add_parser("collect", help="roll a policy in a real task and write a Minari dataset")
+    collect.add_argument(
+        "--task", required=True, help="suite task (pendulum, cartpole, ...) or a Gymnasium id"
+    )
+    collect.add_argument(
+        "--policy",
+        default="random",
+        help="policy spec: random | sb3:PATH.zip, optionally @noise=S; mixtures as '0.5*random + 0.5*sb3:a.zip'",
+    )
+    amount = collect.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--episodes", type=int, help="number of episodes to collect")
+    amount.add_argument(
+        "--steps", type=int, help="collect complete episodes until this many steps are stored"
+    )
+    collect.add_argument("--out", required=True, help="dataset folder to create")
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--num-envs", type=int, default=8, help="environment copies stepped side by side")
+    collect.add_argument("--format", choices=("hdf5", "arrow"), default="hdf5", help="Minari storage format")
+    collect.add_argument("--max-episode-steps", type=int, help="override the task's time limit")
+    collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    collect.add_argument("--no-progress", action="store_true", help="no progress bar")
+    collect.set_defaults(func=cmd_collect)
+
+    info = commands.add_parser("info", help="print what a dataset holds")
+    info.add_argument("dataset", help="dataset folder or Minari dataset id")
+    info.add_argument("--task", help="check the dataset against this task")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(func=cmd_info)
+
+    tasks = commands.add_parser("tasks", help="list the real-task suite")
+    tasks.set_defaults(func=cmd_tasks)
+
+    demo = commands.add_parser("demo", help="run the whole job end to end at small scale")
+    demo.add_argument("--out", default="demo", help="folder for everything the demo writes")
+    demo.add_argument("--task", default="pendulum")
+    demo.add_argument("--episodes", type=int, default=100)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``imaginarium`` console script."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return handler(args)
+    except ImaginariumError as error:
+        print(f"imaginarium {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"imaginarium {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,608 @@
+"""Datasets of real experience, stored in the Minari format and held in memory as flat transition arrays.
+
+What we write opens in Minari (HDF5 by default, Arrow on request); any local Minari dataset, found by
+path or by id under ``MINARI_DATASETS_PATH``, opens here in either format. Writing goes to a staging
+folder that is renamed into place only when complete, so a reader never sees a half-written dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from imaginarium import __version__
+from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task, get_task
+from imaginarium.errors import DatasetError, ImaginariumError
+
+DATA_FORMATS = ("hdf5", "arrow")
+METADATA_KEY = "imaginarium"
+
+
+@dataclass
+class Episode:
+    """One episode of real experience.
+
+    :param observations: ``(T + 1, *obs_shape)``, the reset observation first.
+    :param actions: ``(T, *act_shape)``, as executed (clipped to the action box).
+    :param rewards: ``(T,)``.
+    :param terminated: ``(T,)`` bool, true at most at the last step.
+    :param truncated: ``(T,)`` bool, true at most at the last step.
+    :param success: ``(T,)`` bool, the task's success label of the state reached by each step, or
+        ``None`` when the task has no success signal.
+    :param seed: the reset seed, when known.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    success: np.ndarray | None = None
+    seed: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def episode_return(self) -> float:
+        return float(np.sum(self.rewards))
+
+    @property
+    def succeeded(self) -> bool:
+        return self.success is not None and bool(len(self.success) and self.success[-1])
+
+
+@dataclass
+class Dataset:
+    """Transitions in memory as flat arrays, episodes laid end to end.
+
+    Row ``i`` is one transition: ``observations[i]`` -> ``actions[i]`` -> ``next_observations[i]``
+    with ``rewards[i]``, ``terminated[i]``, ``truncated[i]`` and ``success[i]``. Episode ``e`` owns
+    rows ``episode_starts[e]:episode_starts[e + 1]``.
+    """
+
+    observations: np.ndarray  # (N, *obs_shape) float32
+    next_observations: np.ndarray  # (N, *obs_shape) float32
+    actions: np.ndarray  # (N, *act_shape) float32, or (N,) int64 for discrete actions
+    rewards: np.ndarray  # (N,) float32
+    terminated: np.ndarray  # (N,) bool
+    truncated: np.ndarray  # (N,) bool
+    success: np.ndarray  # (N,) bool
+    episode_starts: np.ndarray  # (E + 1,) int64
+    observation_space: gym.Space
+    action_space: gym.Space
+    task: Task | None = None
+    has_success: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episode_starts) - 1
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        return np.diff(self.episode_starts)
+
+    @property
+    def firsts(self) -> np.ndarray:
+        """``(N,)`` bool: the row is the first transition of its episode."""
+        first = np.zeros(self.num_steps, dtype=bool)
+        first[self.episode_starts[:-1]] = True
+        return first
+
+    @property
+    def discrete_actions(self) -> bool:
+        return isinstance(self.action_space, gym.spaces.Discrete)
+
+    def episode_returns(self) -> np.ndarray:
+        """``(E,)`` undiscounted return of each episode."""
+        return np.add.reduceat(self.rewards.astype(np.float64), self.episode_starts[:-1])
+
+    def episode_success(self) -> np.ndarray:
+        """``(E,)`` whether each episode ends in success."""
+        return self.success[self.episode_starts[1:] - 1]
+
+    def episode(self, index: int) -> Episode:
+        """Episode ``index`` as an :class:`Episode` (observations include the final one)."""
+        start, stop = self.episode_starts[index], self.episode_starts[index + 1]
+        observations = np.concatenate(
+            [self.observations[start:stop], self.next_observations[stop - 1 : stop]]
+        )
+        return Episode(
+            observations,
+            self.actions[start:stop],
+            self.rewards[start:stop],
+            self.terminated[start:stop],
+            self.truncated[start:stop],
+            self.success[start:stop] if self.has_success else None,
+        )
+
+    def subset(self, episode_indices: Sequence[int] | np.ndarray) -> Dataset:
+        """A dataset of the chosen episodes, in the given order."""
+        episode_indices = np.asarray(episode_indices, dtype=np.int64)
+        lengths = self.episode_lengths[episode_indices]
+        rows = np.concatenate(
+            [np.arange(self.episode_starts[e], self.episode_starts[e + 1]) for e in episode_indices]
+            or [np.zeros(0, dtype=np.int64)]
+        )
+        return Dataset(
+            self.observations[rows],
+            self.next_observations[rows],
+            self.actions[rows],
+            self.rewards[rows],
+            self.terminated[rows],
+            self.truncated[rows],
+            self.success[rows],
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            self.observation_space,
+            self.action_space,
+            self.task,
+            self.has_success,
+            dict(self.metadata),
+            self.path,
+        )
+
+    def split(self, validation_fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
+        """Split by whole episodes into ``(train, validation)``, so no episode leaks across.
+
+        :param validation_fraction: share of episodes held out, in (0, 1); at least one each side.
+        """
+        if not 0.0 < validation_fraction < 1.0:
+            raise ImaginariumError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+        if self.num_episodes < 2:
+            raise DatasetError(f"dataset has {self.num_episodes} episode(s); a split needs at least 2")
+        order = np.random.default_rng(seed).permutation(self.num_episodes)
+        held_out = min(max(1, round(validation_fraction * self.num_episodes)), self.num_episodes - 1)
+        return self.subset(np.sort(order[held_out:])), self.subset(np.sort(order[:held_out]))
+
+    def fingerprint(self) -> str:
+        """A short content hash, stored in model cards to tie a model to the data it learned from."""
+        digest = hashlib.sha256()
+        for array in (self.observations, self.actions, self.rewards, self.terminated, self.episode_starts):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
+
+    def summary(self) -> dict[str, Any]:
+        """What the dataset holds, as plain JSON-ready values (``imaginarium info`` prints this)."""
+        returns = self.episode_returns()
+        lengths = self.episode_lengths
+        ours = self.metadata.get(METADATA_KEY, {})
+        return {
+            "path": str(self.path) if self.path else None,
+            "task": self.task.name if self.task else None,
+            "env_id": self.task.env_id if self.task else self.metadata.get("env_id"),
+            "data_format": self.metadata.get("data_format"),
+            "observation_space": str(self.observation_space),
+            "action_space": str(self.action_space),
+            "episodes": self.num_episodes,
+            "steps": self.num_steps,
+            "episode_length": _stats(lengths),
+            "return": _stats(returns),
+            "success_rate": float(self.episode_success().mean()) if self.has_success else None,
+            "success_definition": ours.get("success_definition"),
+            "policy": ours.get("policy") or self.metadata.get("algorithm_name"),
+            "seed": ours.get("seed"),
+            "fingerprint": self.fingerprint(),
+        }
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    values = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, so a file write is never cut in half.
+
+    The handlers are swapped rather than the signals masked: a mask holds only for the calling
+    thread, and the kernel may hand the signal to any other thread (BLAS, HDF5) instead.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def remember(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, remember) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            handler = previous[received[0]]
+            if callable(handler):
+                handler(received[0], None)
+            elif handler == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
+class DatasetWriter:
+    """Writes episodes into a new Minari dataset at ``path``, atomically.
+
+    Episodes go to ``<path>.partial`` in batches of ``flush_every``; :meth:`commit` completes the
+    metadata and renames the folder into place. Until then ``path`` does not exist, so an interrupted
+    or crashed collection never leaves something that looks like a dataset.
+
+    :param path: the dataset folder to create (Minari layout: ``path/data/metadata.json``).
+    :param task: the task the experience comes from.
+    :param data_format: ``hdf5`` (Minari's default) or ``arrow``.
+    :param metadata: extra fields stored under ``metadata["imaginarium"]``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        task: Task,
+        data_format: str = "hdf5",
+        metadata: dict[str, Any] | None = None,
+        flush_every: int = 100,
+        overwrite: bool = False,
+    ) -> None:
+        from minari.dataset.minari_storage import MinariStorage
+
+        if data_format not in DATA_FORMATS:
+            raise ImaginariumError(f"data format {data_format!r} is not one of {', '.join(DATA_FORMATS)}")
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise DatasetError(f"{str(self.path)!r} already exists; choose another path or pass overwrite")
+        self.staging = self.path.with_name(self.path.name + ".partial")
+        self.stale_staging_removed = self.staging.exists()
+        shutil.rmtree(self.staging, ignore_errors=True)
+        (self.staging / "data").mkdir(parents=True)
+        self.task = task
+        self.data_format = data_format
+        self.overwrite = overwrite
+        self.flush_every = flush_every
+        self.extra_metadata = dict(metadata or {})
+        self.pending: list[Episode] = []
+        self.written_episodes = 0
+        self.written_steps = 0
+        env = task.make()
+        try:
+            self.observation_space, self.action_space, env_spec = (
+                env.observation_space,
+                env.action_space,
+                env.spec,
+            )
+        finally:
+            env.close()
+        with deferred_interrupts():
+            self.storage = MinariStorage.new(
+                self.staging / "data",
+                observation_space=self.observation_space,
+                action_space=self.action_space,
+                env_spec=env_spec,
+                data_format=data_format,
+            )
+
+    def add(self, episode: Episode) -> None:
+        """Queue one complete episode; it is written with the next batch."""
+        _check_episode(episode, f"episode {self.written_episodes + len(self.pending)}")
+        self.pending.append(episode)
+        if len(self.pending) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued episodes to the staging folder."""
+        from minari.data_collector import EpisodeBuffer
+
+        if not self.pending:
+            return
+        buffers = []
+        for offset, episode in enumerate(self.pending):
+            # Minari's infos hold one entry per observation (reset info first); success of the reset
+            # state is never counted, so it is False. Shape (T + 1, 1) stores in both formats.
+            infos = None
+            if episode.success is not None:
+                infos = {"success": np.concatenate([[False], episode.success]).reshape(-1, 1)}
+            buffers.append(
+                EpisodeBuffer(
+                    id=self.written_episodes + offset,
+                    seed=episode.seed,
+                    observations=episode.observations,
+                    actions=episode.actions,
+                    rewards=episode.rewards.astype(np.float64),
+                    terminations=episode.terminated,
+                    truncations=episode.truncated,
+                    infos=infos,
+                )
+            )
+        # The bookkeeping shares the guarded block, so an interrupt can never make an episode
+        # look unwritten after it was written (and so written twice by a later commit).
+        with deferred_interrupts():
+            self.storage.update_episodes(buffers)
+            self.written_episodes += len(self.pending)
+            self.written_steps += sum(len(e) for e in self.pending)
+            self.pending.clear()
+
+    @property
+    def episodes(self) -> int:
+        """Complete episodes accepted so far (written or queued)."""
+        return self.written_episodes + len(self.pending)
+
+    def commit(self) -> Path:
+        """Write what is queued, finish the metadata and move the dataset into place."""
+        import minari
+
+        self.flush()
+        if self.written_episodes == 0:
+            self.abort()
+            raise DatasetError(f"no complete episode to write to {str(self.path)!r}")
+        ours = {
+            "task": self.task.name,
+            "env_id": self.task.env_id,
+            "max_episode_steps": self.task.max_episode_steps,
+            "success_definition": self.task.success_name,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "imaginarium_version": __version__,
+            **self.extra_metadata,
+        }
+        with deferred_interrupts():
+            self.storage.update_metadata(
+                {
+                    "dataset_id": self.path.name,
+                    "minari_version": minari.__version__,
+                    "algorithm_name": str(ours.get("policy", "unknown")),
+                    "description": f"Experience of {self.task.env_id} collected by Imaginarium.",
+                    METADATA_KEY: ours,
+                }
+            )
+            if self.overwrite and self.path.exists():
+                shutil.rmtree(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.staging.rename(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written so far; ``path`` is left untouched."""
+        self.pending.clear()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def write_dataset(
+    path: str | Path,
+    episodes: Iterable[Episode],
+    task: Task,
+    data_format: str = "hdf5",
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write complete episodes as a new Minari dataset; nothing is left at ``path`` if it fails."""
+    writer = DatasetWriter(path, task, data_format, metadata, overwrite=overwrite)
+    try:
+        for episode in episodes:
+            writer.add(episode)
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _check_episode(episode: Episode, name: str) -> None:
+    steps = len(episode.rewards)
+    if steps == 0:
+        raise DatasetError(f"{name} has no steps")
+    if len(episode.observations) != steps + 1:
+        raise DatasetError(f"{name} has {len(episode.observations)} observations, expected {steps + 1}")
+    for key in ("actions", "terminated", "truncated", "success"):
+        if getattr(episode, key) is not None and len(getattr(episode, key)) != steps:
+            raise DatasetError(f"{name} has {len(getattr(episode, key))} {key}, expected {steps}")
+    for key in ("observations", "actions", "rewards"):
+        values = getattr(episode, key)
+        if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+            step = int(np.argwhere(~np.isfinite(values.reshape(len(values), -1)))[0, 0])
+            raise DatasetError(f"{name} has non-finite {key} at step {step}")
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def resolve_dataset_path(ref: str | Path) -> Path:
+    """The Minari ``data`` folder a reference names: a dataset folder, its ``data`` folder, or a Minari id.
+
+    :raises DatasetError: when nothing readable is found.
+    """
+    candidate = Path(ref)
+    for folder in (candidate / "data", candidate):
+        if (folder / "metadata.json").is_file():
+            return folder
+    if candidate.exists():
+        raise DatasetError(f"{str(ref)!r} is not a Minari dataset (no data/metadata.json inside)")
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    try:
+        by_id = get_dataset_path(str(ref)) / "data"
+    except Exception:  # an id with odd characters; report as not found below
+        by_id = None
+    if by_id is not None and (by_id / "metadata.json").is_file():
+        return by_id
+    raise DatasetError(
+        f"dataset {str(ref)!r} not found: not a folder, and no Minari dataset of that id under "
+        f"{get_dataset_path()} (set MINARI_DATASETS_PATH to look elsewhere)"
+    )
+
+
+def load_dataset(ref: str | Path, task: str | Task | None = None) -> Dataset:
+    """Open a Minari dataset (HDF5 or Arrow) by path or id, validated, as flat transition arrays.
+
+    :param ref: dataset folder (``imaginarium collect --out``), its ``data`` folder, or a Minari id.
+    :param task: the task the data must fit; by default the task recorded in the dataset, or the
+        suite task of its environment id.
+    :raises DatasetError: missing, unreadable or corrupted files, non-finite values, or spaces that
+        do not match the task.
+    """
+    data_path = resolve_dataset_path(ref)
+    try:
+        metadata = json.loads((data_path / "metadata.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"dataset {str(ref)!r} has an unreadable metadata.json: {error}") from None
+    if not isinstance(metadata, dict) or "data_format" not in metadata:
+        raise DatasetError(f"dataset {str(ref)!r} has a metadata.json without 'data_format'")
+
+    raw_episodes, observation_space, action_space = _read_minari(data_path, str(ref))
+    if not raw_episodes:
+        raise DatasetError(f"dataset {str(ref)!r} holds no episodes")
+
+    resolved_task = _resolve_task(task, metadata)
+    if resolved_task is not None:
+        resolved_task.check_spaces(
+            _flat_space(observation_space, str(ref)), action_space, source=f"dataset {str(ref)!r}"
+        )
+    return _assemble(
+        raw_episodes, observation_space, action_space, resolved_task, metadata, data_path, str(ref)
+    )
+
+
+def _read_minari(data_path: Path, name: str) -> tuple[list[dict], gym.Space, gym.Space]:
+    from minari.dataset.minari_storage import MinariStorage
+
+    try:
+        storage = MinariStorage.read(data_path)
+        episodes = list(storage.get_episodes(range(storage.total_episodes)))
+        return episodes, storage.observation_space, storage.action_space
+    except ImaginariumError:
+        raise
+    except Exception as error:  # h5py, pyarrow and Minari raise many kinds on damaged files
+        raise DatasetError(
+            f"cannot read dataset {name!r}: {type(error).__name__}: {error} (the file may be truncated or corrupted)"
+        ) from None
+
+
+def _resolve_task(task: str | Task | None, metadata: dict[str, Any]) -> Task | None:
+    if isinstance(task, Task):
+        return task
+    if task is not None:
+        return get_task(task)
+    ours = metadata.get(METADATA_KEY) or {}
+    if "task" in ours:
+        return get_task(ours["task"], ours.get("max_episode_steps"))
+    env_spec = metadata.get("env_spec")
+    if env_spec:
+        with contextlib.suppress(ImaginariumError, json.JSONDecodeError, TypeError):
+            return get_task(json.loads(env_spec)["id"])
+    return None
+
+
+def _flat_space(space: gym.Space, name: str) -> gym.Space:
+    if isinstance(space, gym.spaces.Box):
+        return space
+    if isinstance(space, gym.spaces.Dict) and all(
+        isinstance(s, gym.spaces.Box) for s in space.spaces.values()
+    ):
+        return gym.spaces.flatten_space(space)
+    raise DatasetError(f"dataset {name!r} has observation space {space}; expected a Box or a Dict of Boxes")
+
+
+def _flat_observations(observations: Any, space: gym.Space) -> np.ndarray:
+    if isinstance(space, gym.spaces.Dict):
+        parts = [np.asarray(observations[key]) for key in space.spaces]
+        return np.concatenate([part.reshape(len(part), -1) for part in parts], axis=1)
+    return np.asarray(observations)
+
+
+def _success_labels(raw: dict, next_observations: np.ndarray, task: Task | None) -> np.ndarray | None:
+    infos = raw.get("infos") or {}
+    steps = len(raw["rewards"])
+    for key in INFO_SUCCESS_KEYS:
+        if key in infos:
+            labels = np.asarray(infos[key]).reshape(len(infos[key]), -1)[:, 0].astype(bool)
+            # Minari stores an info per observation (reset first); some datasets store one per step.
+            return labels[-steps:]
+    if task is not None and task.success is not None:
+        return task.success(
+            next_observations, np.asarray(raw["terminations"]), np.asarray(raw["truncations"])
+        )
+    return None
+
+
+def _assemble(
+    raw_episodes: list[dict],
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    task: Task | None,
+    metadata: dict[str, Any],
+    data_path: Path,
+    name: str,
+) -> Dataset:
+    flat_space = _flat_space(observation_space, name)
+    if not isinstance(action_space, gym.spaces.Box | gym.spaces.Discrete):
+        raise DatasetError(f"dataset {name!r} has action space {action_space}; expected a Box or Discrete")
+    columns: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("obs", "next", "act", "rew", "term", "trunc", "succ")
+    }
+    lengths = []
+    has_success = True
+    for index, raw in enumerate(raw_episodes):
+        observations = _flat_observations(raw["observations"], observation_space).astype(np.float32)
+        episode = Episode(
+            observations,
+            np.asarray(raw["actions"]),
+            np.asarray(raw["rewards"], dtype=np.float32),
+            np.asarray(raw["terminations"], dtype=bool),
+            np.asarray(raw["truncations"], dtype=bool),
+            _success_labels(raw, observations[1:], task),
+        )
+        _check_episode(episode, f"dataset {name!r} episode {index}")
+        if episode.success is None:
+            has_success = False
+            episode.success = np.zeros(len(episode), dtype=bool)
+        columns["obs"].append(observations[:-1])
+        columns["next"].append(observations[1:])
+        columns["act"].append(episode.actions)
+        columns["rew"].append(episode.rewards)
+        columns["term"].append(episode.terminated)
+        columns["trunc"].append(episode.truncated)
+        columns["succ"].append(episode.success)
+        lengths.append(len(episode))
+    actions = np.concatenate(columns["act"])
+    actions = (
+        actions.astype(np.int64)
+        if isinstance(action_space, gym.spaces.Discrete)
+        else actions.astype(np.float32)
+    )
+    return Dataset(
+        np.concatenate(columns["obs"]),
+        np.concatenate(columns["next"]),
+        actions,
+        np.concatenate(columns["rew"]),
+        np.concatenate(columns["term"]),
+        np.concatenate(columns["trunc"]),
+        np.concatenate(columns["succ"]),
+        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        flat_space,
+        action_space,
+        task,
+        has_success,
+        metadata,
+        data_path.parent if data_path.name == "data" else data_path,
+    )

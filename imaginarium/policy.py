@@ -1,0 +1,251 @@
+"""Policies that act on batches of observations, and the spec strings that name them.
+
+A spec names a policy on the command line and in configs:
+
+- ``random`` — uniform over the action space;
+- ``sb3:PATH`` — a Stable-Baselines3 checkpoint (``.zip``) of any algorithm, detected from the file;
+- ``SPEC@noise=S`` — the policy with action noise: Gaussian with std ``S`` × half the action range for
+  continuous actions, a random action with probability ``S`` for discrete ones;
+- ``W*SPEC + W*SPEC ...`` — a mixture: each episode is run by one component, drawn in proportion to
+  the weights, so a dataset holds experience of varied quality.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+
+from imaginarium.errors import PolicySpecError
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Batched policy: ``act`` maps observations ``(N, *obs_shape)`` to actions ``(N, *act_shape)``."""
+
+    def act(self, observations: np.ndarray) -> np.ndarray: ...
+
+    def reset(self, slots: np.ndarray) -> None:
+        """New episodes begin in the batch rows ``slots``; stateful policies re-draw their state there."""
+
+
+class RandomPolicy:
+    """Uniform random actions, drawn for the whole batch in one call."""
+
+    def __init__(self, action_space: gym.Space, seed: int | None = None) -> None:
+        self.action_space = action_space
+        self.rng = np.random.default_rng(seed)
+        if isinstance(action_space, gym.spaces.Box) and not action_space.is_bounded():
+            raise PolicySpecError(f"policy 'random' needs a bounded action space, got {action_space}")
+        if not isinstance(action_space, gym.spaces.Box | gym.spaces.Discrete):
+            raise PolicySpecError(f"policy 'random' supports Box and Discrete actions, got {action_space}")
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        n = len(observations)
+        space = self.action_space
+        if isinstance(space, gym.spaces.Discrete):
+            return self.rng.integers(space.start, space.start + space.n, size=n)
+        return self.rng.uniform(space.low, space.high, size=(n, *space.shape)).astype(space.dtype)
+
+    def reset(self, slots: np.ndarray) -> None:
+        pass
+
+
+# The module of a saved policy class names the algorithm; PPO and A2C share theirs and differ in keys.
+_SB3_POLICY_MODULES = {
+    "stable_baselines3.sac.policies": "SAC",
+    "stable_baselines3.td3.policies": "TD3",
+    "stable_baselines3.dqn.policies": "DQN",
+}
+
+
+def detect_sb3_algorithm(path: str | Path) -> str:
+    """Name the SB3 algorithm (``PPO``, ``A2C``, ``SAC``, ``TD3``, ``DQN``) that saved ``path``.
+
+    :raises PolicySpecError: when the file is missing or not an SB3 checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PolicySpecError(f"SB3 checkpoint {str(path)!r} does not exist")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as error:
+        raise PolicySpecError(f"{str(path)!r} is not a Stable-Baselines3 checkpoint: {error}") from None
+    module = data.get("policy_class", {}).get("__module__", "")
+    if module in _SB3_POLICY_MODULES:
+        return _SB3_POLICY_MODULES[module]
+    if module == "stable_baselines3.common.policies":
+        return "PPO" if "clip_range" in data else "A2C"
+    raise PolicySpecError(f"{str(path)!r} was saved by an unsupported policy class from {module!r}")
+
+
+class SB3Policy:
+    """A Stable-Baselines3 agent acting deterministically on a batch of observations."""
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        import stable_baselines3
+
+        self.path = Path(path)
+        self.algorithm = detect_sb3_algorithm(self.path)
+        try:
+            self.model = getattr(stable_baselines3, self.algorithm).load(self.path, device=device)
+        except Exception as error:  # SB3 surfaces many error kinds from torch and zip loading
+            raise PolicySpecError(f"cannot load SB3 checkpoint {str(self.path)!r}: {error}") from None
+
+    @property
+    def observation_space(self) -> gym.Space:
+        return self.model.observation_space
+
+    @property
+    def action_space(self) -> gym.Space:
+        return self.model.action_space
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        actions, _ = self.model.predict(observations, deterministic=True)
+        return actions
+
+    def reset(self, slots: np.ndarray) -> None:
+        pass
+
+
+class NoisyPolicy:
+    """Another policy with action noise, so one agent yields experience of graded quality."""
+
+    def __init__(self, base: Policy, action_space: gym.Space, scale: float, seed: int | None = None) -> None:
+        if not 0.0 <= scale <= (1.0 if isinstance(action_space, gym.spaces.Discrete) else np.inf):
+            raise PolicySpecError(f"noise must be ≥ 0 (and ≤ 1 for discrete actions), got {scale}")
+        self.base, self.action_space, self.scale = base, action_space, scale
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        actions = self.base.act(observations)
+        space = self.action_space
+        if isinstance(space, gym.spaces.Discrete):
+            replace = self.rng.random(len(actions)) < self.scale
+            random_actions = self.rng.integers(space.start, space.start + space.n, size=len(actions))
+            return np.where(replace, random_actions, actions)
+        half_range = (space.high - space.low) / 2.0
+        noisy = actions + self.rng.normal(size=actions.shape) * self.scale * half_range
+        return np.clip(noisy, space.low, space.high).astype(space.dtype)
+
+    def reset(self, slots: np.ndarray) -> None:
+        self.base.reset(slots)
+
+
+class MixturePolicy:
+    """Each episode is acted by one component policy, drawn per episode with the given weights."""
+
+    def __init__(self, components: list[Policy], weights: list[float], seed: int | None = None) -> None:
+        weights_array = np.asarray(weights, dtype=np.float64)
+        if len(components) != len(weights_array) or np.any(weights_array <= 0):
+            raise PolicySpecError(f"mixture weights must be positive, one per component, got {weights}")
+        self.components = components
+        self.probabilities = weights_array / weights_array.sum()
+        self.rng = np.random.default_rng(seed)
+        self.slot_component = np.zeros(0, dtype=np.int64)
+
+    def reset(self, slots: np.ndarray) -> None:
+        slots = np.asarray(slots, dtype=np.int64)
+        if len(slots) and slots.max() >= len(self.slot_component):
+            grown = np.zeros(slots.max() + 1, dtype=np.int64)
+            grown[: len(self.slot_component)] = self.slot_component
+            self.slot_component = grown
+        self.slot_component[slots] = self.rng.choice(
+            len(self.components), size=len(slots), p=self.probabilities
+        )
+        for component in self.components:
+            component.reset(slots)
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        if len(self.slot_component) < len(observations):
+            self.reset(np.arange(len(self.slot_component), len(observations)))
+        chosen = self.slot_component[: len(observations)]
+        actions: np.ndarray | None = None
+        for index, component in enumerate(self.components):
+            rows = np.flatnonzero(chosen == index)
+            if len(rows) == 0:
+                continue
+            part = np.asarray(component.act(observations[rows]))
+            if actions is None:
+                actions = np.empty((len(observations), *part.shape[1:]), dtype=part.dtype)
+            actions[rows] = part
+        assert actions is not None
+        return actions
+
+
+def parse_policy(spec: str, observation_space: gym.Space, action_space: gym.Space, seed: int = 0) -> Policy:
+    """Build the policy a spec string names (grammar in the module docstring) for the given spaces.
+
+    :raises PolicySpecError: with the offending part of the spec, for anything that does not parse or fit.
+    """
+    spec = spec.strip()
+    if not spec:
+        raise PolicySpecError("empty policy spec: expected e.g. 'random' or 'sb3:agent.zip@noise=0.2'")
+    seeds = np.random.SeedSequence(seed)
+    parts = [part.strip() for part in spec.split("+")]
+    if len(parts) == 1 and "*" not in parts[0]:
+        return _parse_component(parts[0], observation_space, action_space, seeds)
+    components, weights = [], []
+    for part, child_seed in zip(parts, seeds.spawn(len(parts)), strict=True):
+        weight_text, star, component_spec = part.partition("*")
+        if not star:
+            weight_text, component_spec = "1", part
+        try:
+            weights.append(float(weight_text))
+        except ValueError:
+            raise PolicySpecError(f"mixture weight {weight_text!r} in {spec!r} is not a number") from None
+        components.append(
+            _parse_component(component_spec.strip(), observation_space, action_space, child_seed)
+        )
+    return MixturePolicy(components, weights, seed=int(seeds.generate_state(1)[0]))
+
+
+def _parse_component(
+    spec: str, observation_space: gym.Space, action_space: gym.Space, seeds: np.random.SeedSequence
+) -> Policy:
+    base_spec, _, options_text = spec.partition("@")
+    options = _parse_options(options_text, spec)
+    policy_seed, noise_seed = (int(s.generate_state(1)[0]) for s in seeds.spawn(2))
+    kind, _, argument = base_spec.partition(":")
+    policy: Policy
+    if kind == "random" and not argument:
+        policy = RandomPolicy(action_space, seed=policy_seed)
+    elif kind == "sb3" and argument:
+        sb3_policy = SB3Policy(argument)
+        for what, theirs, ours in (
+            ("observation", sb3_policy.observation_space, observation_space),
+            ("action", sb3_policy.action_space, action_space),
+        ):
+            if theirs.shape != ours.shape or type(theirs) is not type(ours):
+                raise PolicySpecError(f"SB3 agent {argument!r} has {what} space {theirs}, expected {ours}")
+        policy = sb3_policy
+    else:
+        raise PolicySpecError(
+            f"unknown policy {base_spec!r}: expected 'random' or 'sb3:PATH', optionally with '@noise=S'"
+        )
+    unknown = set(options) - {"noise"}
+    if unknown:
+        raise PolicySpecError(f"unknown policy option {sorted(unknown)[0]!r} in {spec!r}; known: noise")
+    if "noise" in options:
+        policy = NoisyPolicy(policy, action_space, options["noise"], seed=noise_seed)
+    return policy
+
+
+def _parse_options(text: str, spec: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals:
+            raise PolicySpecError(f"policy option {item!r} in {spec!r} must look like key=value")
+        try:
+            options[key.strip()] = float(value)
+        except ValueError:
+            raise PolicySpecError(
+                f"policy option {key.strip()!r} in {spec!r} needs a number, got {value!r}"
+            ) from None
+    return options

@@ -1,0 +1,106 @@
+"""Success definitions of the real tasks, computed per step from an episode's arrays.
+
+A definition maps one episode to a boolean per step: ``success[t]`` says whether the task counts as
+solved in the state reached by step ``t``. An episode succeeds when its last step does. Labels per
+step are what the learned success head is trained on; the per-episode figure is what reports show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+SuccessFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SuccessDefinition:
+    """A named success rule over one episode.
+
+    :param name: short identifier stored in dataset metadata.
+    :param description: one sentence for reports and ``imaginarium info``.
+    :param fn: ``fn(next_observations (T, D), terminated (T,), truncated (T,)) -> success (T,) bool``.
+    """
+
+    name: str
+    description: str
+    fn: SuccessFn
+
+    def __call__(
+        self, next_observations: np.ndarray, terminated: np.ndarray, truncated: np.ndarray
+    ) -> np.ndarray:
+        """Label every step of one episode; see the class docstring for shapes."""
+        success = np.asarray(self.fn(next_observations, terminated, truncated), dtype=bool)
+        if success.shape != terminated.shape:
+            raise ValueError(
+                f"success definition {self.name!r} returned shape {success.shape}, expected {terminated.shape}"
+            )
+        return success
+
+
+def _alive_at_time_limit(next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+    return truncated & ~terminated
+
+
+def _upright_for_last(window: int, cos_threshold: float) -> SuccessFn:
+    def upright(next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+        is_up = next_obs[:, 0] > cos_threshold  # Pendulum observation is (cos θ, sin θ, θ̇)
+        # Count of upright steps in the trailing window ending at each step, via a cumulative sum.
+        counts = np.cumsum(np.concatenate([[0], is_up.astype(np.int64)]))
+        trailing = counts[1:] - counts[np.maximum(np.arange(1, len(is_up) + 1) - window, 0)]
+        return trailing >= window
+
+    return upright
+
+
+def _position_reached(goal_position: float) -> SuccessFn:
+    def reached(next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+        return next_obs[:, 0] >= goal_position
+
+    return reached
+
+
+def _distance_below(first: slice, second: slice | None, threshold: float) -> SuccessFn:
+    """Success when two observed points are closer than ``threshold`` (or one offset vector is short)."""
+
+    def close(next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+        offset = next_obs[:, first] if second is None else next_obs[:, first] - next_obs[:, second]
+        return np.linalg.norm(offset, axis=-1) < threshold
+
+    return close
+
+
+SUCCESS_DEFINITIONS: Mapping[str, SuccessDefinition] = {
+    "cartpole": SuccessDefinition(
+        "alive_at_time_limit",
+        "the pole is still up when the time limit ends the episode",
+        _alive_at_time_limit,
+    ),
+    "pendulum": SuccessDefinition(
+        "upright_last_20",
+        "upright (cos θ > 0.95) over the last 20 steps",
+        _upright_for_last(window=20, cos_threshold=0.95),
+    ),
+    "mountaincar": SuccessDefinition(
+        "goal_reached", "the car reaches the goal (position ≥ 0.45)", _position_reached(0.45)
+    ),
+    # Reacher-v5 observation[8:10] is fingertip minus target in the plane.
+    "reacher": SuccessDefinition(
+        "fingertip_within_0.02",
+        "fingertip within 0.02 of the target",
+        _distance_below(slice(8, 10), None, 0.02),
+    ),
+    # Pusher-v5 observation[17:20] is the object's position, [20:23] the goal's.
+    "pusher": SuccessDefinition(
+        "object_within_0.1",
+        "object within 0.1 of the goal",
+        _distance_below(slice(17, 20), slice(20, 23), 0.1),
+    ),
+}
+
+
+def episode_success(success_per_step: np.ndarray) -> bool:
+    """An episode succeeds when its last step does."""
+    return bool(len(success_per_step) > 0 and success_per_step[-1])

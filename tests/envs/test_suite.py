@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+
+from imaginarium.envs.suite import SUITE, get_task
+from imaginarium.errors import TaskError
+
+
+@pytest.mark.parametrize("name", list(SUITE))
+def test_every_suite_task_makes_its_env_with_the_task_time_limit(name: str) -> None:
+    task = SUITE[name]
+    env = task.make()
+    assert env.spec is not None and env.spec.max_episode_steps == task.max_episode_steps
+    observation, _ = env.reset(seed=0)
+    assert env.observation_space.contains(observation.astype(env.observation_space.dtype))
+    env.close()
+
+
+def test_task_is_found_by_suite_name_or_env_id() -> None:
+    assert get_task("Pendulum").name == "pendulum"
+    assert get_task("Pendulum-v1") is SUITE["pendulum"]
+
+
+def test_other_gymnasium_ids_are_accepted_as_is_with_info_success() -> None:
+    task = get_task("Acrobot-v1")
+    assert task.env_id == "Acrobot-v1" and task.success is None and task.max_episode_steps == 500
+
+
+def test_time_limit_override() -> None:
+    task = get_task("hopper", max_episode_steps=20)
+    assert task.max_episode_steps == 20 and SUITE["hopper"].max_episode_steps == 1000
+
+
+def test_unknown_task_names_the_choices() -> None:
+    with pytest.raises(TaskError, match="unknown task 'pendulm'.*pendulum"):
+        get_task("pendulm")
+
+
+def test_bad_time_limit_is_refused() -> None:
+    with pytest.raises(TaskError, match="max_episode_steps"):
+        get_task("pendulum", max_episode_steps=0)
+
+
+def test_check_spaces_refuses_other_shapes_and_bounds() -> None:
+    task = SUITE["pendulum"]
+    task.check_spaces(task.observation_space, task.action_space, "same")
+    with pytest.raises(TaskError, match="observation space"):
+        task.check_spaces(SUITE["cartpole"].observation_space, task.action_space, "dataset 'x'")
+    with pytest.raises(TaskError, match="different bounds"):
+        task.check_spaces(task.observation_space, gym.spaces.Box(-1.0, 1.0, (1,)), "dataset 'x'")
+    with pytest.raises(TaskError, match="Discrete is not Box"):
+        task.check_spaces(task.observation_space, gym.spaces.Discrete(2), "dataset 'x'")

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from imaginarium.rewards.success import SUCCESS_DEFINITIONS, episode_success
+
+
+def _flags(steps: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(steps, dtype=bool), np.zeros(steps, dtype=bool)
+
+
+def test_pendulum_succeeds_only_after_twenty_upright_steps_in_a_row() -> None:
+    cos_theta = np.full(60, 1.0)
+    cos_theta[30] = 0.5  # one dip restarts the count
+    observations = np.stack([cos_theta, np.zeros(60), np.zeros(60)], axis=1)
+    success = SUCCESS_DEFINITIONS["pendulum"](observations, *_flags(60))
+    assert not success[:19].any()
+    assert success[19:30].all()
+    assert not success[30:50].any()
+    assert success[50:].all()
+
+
+def test_pendulum_threshold_is_strict_at_cos_095() -> None:
+    observations = np.tile([0.95, 0.3, 0.0], (25, 1))
+    assert not SUCCESS_DEFINITIONS["pendulum"](observations, *_flags(25)).any()
+
+
+def test_cartpole_succeeds_only_when_the_time_limit_ends_a_live_episode() -> None:
+    observations = np.zeros((3, 4))
+    definition = SUCCESS_DEFINITIONS["cartpole"]
+    truncated_alive = definition(observations, np.array([0, 0, 0], bool), np.array([0, 0, 1], bool))
+    fallen = definition(observations, np.array([0, 0, 1], bool), np.array([0, 0, 0], bool))
+    assert truncated_alive.tolist() == [False, False, True]
+    assert not fallen.any()
+
+
+def test_mountaincar_succeeds_at_the_goal_position() -> None:
+    observations = np.array([[0.44, 0.01], [0.45, 0.02]])
+    assert SUCCESS_DEFINITIONS["mountaincar"](observations, *_flags(2)).tolist() == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("task", "env_id", "first", "second", "threshold"),
+    [("reacher", "Reacher-v5", "fingertip", "target", 0.02), ("pusher", "Pusher-v5", "object", "goal", 0.1)],
+)
+def test_mujoco_success_reads_the_distance_the_simulator_reports(
+    task: str, env_id: str, first: str, second: str, threshold: float
+) -> None:
+    env = gym.make(env_id)
+    observation, _ = env.reset(seed=1)
+    data = env.unwrapped
+    true_distance = np.linalg.norm((data.get_body_com(first) - data.get_body_com(second))[:2])
+    definition = SUCCESS_DEFINITIONS[task]
+    labels = definition(observation[None], *_flags(1))
+    assert labels[0] == (true_distance < threshold)
+    # Moving the first body onto the second makes the state a success.
+    moved = observation.copy()
+    if task == "reacher":
+        moved[8:10] = 0.0
+    else:
+        moved[17:20] = moved[20:23]
+    assert definition(moved[None], *_flags(1))[0]
+    env.close()
+
+
+def test_episode_success_is_the_last_step() -> None:
+    assert not episode_success(np.array([True, False]))
+    assert episode_success(np.array([False, True]))
+    assert not episode_success(np.array([], dtype=bool))

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imaginarium.cli import main
+from imaginarium.dataset import load_dataset
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_collect_then_info_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "pendulum"
+    code, stdout, _ = _run(
+        [
+            "collect",
+            "--task",
+            "pendulum",
+            "--episodes",
+            "3",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--format",
+            "arrow",
+        ],
+        capsys,
+    )
+    assert code == 0 and "wrote 3 episodes (600 steps)" in stdout
+    code, stdout, _ = _run(["info", str(out), "--json"], capsys)
+    summary = json.loads(stdout)
+    assert code == 0 and summary["episodes"] == 3 and summary["data_format"] == "arrow"
+    code, stdout, _ = _run(["info", str(out)], capsys)
+    assert code == 0 and "upright_last_20" in stdout and "Pendulum-v1" in stdout
+
+
+def test_tasks_lists_the_suite(capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = _run(["tasks"], capsys)
+    assert code == 0 and "Reacher-v5" in stdout and "within 0.02" in stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["collect", "--task", "pendulm", "--episodes", "2"], "unknown task 'pendulm'"),
+        (
+            ["collect", "--task", "pendulum", "--episodes", "2", "--policy", "expert"],
+            "unknown policy 'expert'",
+        ),
+        (["collect", "--task", "pendulum", "--episodes", "0"], "positive integer"),
+        (
+            ["collect", "--task", "pendulum", "--episodes", "2", "--policy", "sb3:missing.zip"],
+            "does not exist",
+        ),
+    ],
+)
+def test_bad_collect_input_is_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    out = tmp_path / "ds"
+    code, _, stderr = _run([*argv, "--out", str(out), "--no-progress"], capsys)
+    assert code == 2 and message in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert not out.exists() and not (tmp_path / "ds.partial").exists()
+
+
+def test_info_on_bad_datasets_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pendulum_dataset_path: Path
+) -> None:
+    code, _, stderr = _run(["info", str(pendulum_dataset_path), "--task", "cartpole"], capsys)
+    assert code == 2 and "for task 'cartpole'" in stderr and len(stderr.strip().splitlines()) == 1
+    code, _, stderr = _run(["info", str(tmp_path / "missing")], capsys)
+    assert code == 2 and "not found" in stderr
+
+
+def test_demo_collects_and_summarises(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = _run(["demo", "--out", str(tmp_path / "demo"), "--episodes", "4"], capsys)
+    assert code == 0 and load_dataset(tmp_path / "demo" / "dataset").num_episodes == 4
+    assert "fingerprint" in stdout
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_keeps_the_complete_episodes_and_says_so(tmp_path: Path, sent: signal.Signals) -> None:
+    out = tmp_path / "ds"
+    command = [
+        sys.executable,
+        "-m",
+        "imaginarium.cli",
+        "collect",
+        "--task",
+        "pendulum",
+        "--episodes",
+        "100000",
+    ]
+    process = subprocess.Popen(
+        [*command, "--out", str(out), "--no-progress"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    staging = tmp_path / "ds.partial" / "data" / "main_data.hdf5"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (staging.exists() and staging.stat().st_size > 100_000):
+        time.sleep(0.2)
+    process.send_signal(sent)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted: wrote the" in stderr and "Traceback" not in stderr
+    written = int(stderr.split("wrote the ")[1].split()[0])
+    dataset = load_dataset(out)
+    assert dataset.num_episodes == written >= 100
+    assert (dataset.episode_lengths == 200).all()
+    assert not (tmp_path / "ds.partial").exists()

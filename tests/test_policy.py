@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3 import A2C, PPO, SAC
+
+from imaginarium.envs.suite import SUITE
+from imaginarium.errors import PolicySpecError
+from imaginarium.policy import (
+    MixturePolicy,
+    NoisyPolicy,
+    RandomPolicy,
+    SB3Policy,
+    detect_sb3_algorithm,
+    parse_policy,
+)
+
+PENDULUM = SUITE["pendulum"]
+CARTPOLE = SUITE["cartpole"]
+
+
+@pytest.fixture(scope="module")
+def sb3_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny untrained agents of three algorithms, saved the way SB3 saves them."""
+    folder = tmp_path_factory.mktemp("agents")
+    agents = {
+        "PPO": PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, seed=0),
+        "A2C": A2C("MlpPolicy", "CartPole-v1", seed=0),
+        "SAC": SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=0),
+    }
+    paths = {}
+    for name, agent in agents.items():
+        paths[name] = folder / f"{name.lower()}.zip"
+        agent.save(paths[name])
+    return paths
+
+
+def _observations(space: gym.Space, n: int) -> np.ndarray:
+    space.seed(0)
+    return np.stack([space.sample() for _ in range(n)])
+
+
+def test_random_policy_acts_in_bounds_for_a_batch() -> None:
+    policy = parse_policy("random", *PENDULUM.spaces, seed=1)
+    actions = policy.act(_observations(PENDULUM.observation_space, 64))
+    assert actions.shape == (64, 1) and actions.dtype == np.float32
+    assert np.all(actions >= -2.0) and np.all(actions <= 2.0) and actions.std() > 0.5
+
+
+def test_random_policy_on_discrete_actions_gives_integers() -> None:
+    actions = parse_policy("random", *CARTPOLE.spaces).act(_observations(CARTPOLE.observation_space, 200))
+    assert actions.shape == (200,) and set(np.unique(actions)) == {0, 1}
+
+
+def test_same_seed_same_actions() -> None:
+    observations = _observations(PENDULUM.observation_space, 8)
+    first = parse_policy("random@noise=0.1", *PENDULUM.spaces, seed=5).act(observations)
+    second = parse_policy("random@noise=0.1", *PENDULUM.spaces, seed=5).act(observations)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_noise_perturbs_a_deterministic_policy_and_stays_in_bounds(sb3_checkpoints: dict[str, Path]) -> None:
+    observations = _observations(PENDULUM.observation_space, 256)
+    clean = SB3Policy(sb3_checkpoints["SAC"]).act(observations)
+    noisy = parse_policy(f"sb3:{sb3_checkpoints['SAC']}@noise=0.5", *PENDULUM.spaces).act(observations)
+    assert isinstance(parse_policy("random@noise=0.5", *PENDULUM.spaces), NoisyPolicy)
+    assert np.abs(noisy - clean).mean() > 0.2
+    assert np.all(np.abs(noisy) <= 2.0)
+
+
+def test_discrete_noise_one_replaces_every_action_at_random() -> None:
+    base = RandomPolicy(CARTPOLE.action_space, seed=0)
+    policy = NoisyPolicy(base, CARTPOLE.action_space, 1.0, seed=0)
+    actions = policy.act(_observations(CARTPOLE.observation_space, 400))
+    assert 0.35 < actions.mean() < 0.65
+
+
+def test_mixture_keeps_one_component_per_episode_until_reset() -> None:
+    constant_zero = NoisyPolicy(RandomPolicy(PENDULUM.action_space, 0), PENDULUM.action_space, 0.0)
+    constant_zero.base.act = lambda obs: np.zeros((len(obs), 1), np.float32)  # type: ignore[method-assign]
+    mixture = MixturePolicy([constant_zero, RandomPolicy(PENDULUM.action_space, 1)], [1.0, 1.0], seed=0)
+    mixture.reset(np.arange(32))
+    observations = _observations(PENDULUM.observation_space, 32)
+    zero_rows = mixture.act(observations)[:, 0] == 0.0
+    for _ in range(5):
+        np.testing.assert_array_equal(mixture.act(observations)[:, 0] == 0.0, zero_rows)
+    assert 4 < zero_rows.sum() < 28
+    mixture.reset(np.arange(32))
+    assert not np.array_equal(mixture.act(observations)[:, 0] == 0.0, zero_rows)
+
+
+def test_mixture_spec_parses_weights_and_components(sb3_checkpoints: dict[str, Path]) -> None:
+    policy = parse_policy(f"0.25*random + 0.75*sb3:{sb3_checkpoints['PPO']}@noise=0.1", *CARTPOLE.spaces)
+    assert isinstance(policy, MixturePolicy)
+    np.testing.assert_allclose(policy.probabilities, [0.25, 0.75])
+    assert policy.act(_observations(CARTPOLE.observation_space, 10)).shape == (10,)
+
+
+@pytest.mark.parametrize("algorithm", ["PPO", "A2C", "SAC"])
+def test_sb3_algorithm_is_detected_from_the_file(algorithm: str, sb3_checkpoints: dict[str, Path]) -> None:
+    assert detect_sb3_algorithm(sb3_checkpoints[algorithm]) == algorithm
+
+
+def test_sb3_policy_acts_like_the_agent_it_loads(sb3_checkpoints: dict[str, Path]) -> None:
+    observations = _observations(CARTPOLE.observation_space, 16)
+    expected, _ = PPO.load(sb3_checkpoints["PPO"]).predict(observations, deterministic=True)
+    np.testing.assert_array_equal(SB3Policy(sb3_checkpoints["PPO"]).act(observations), expected)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("", "empty policy spec"),
+        ("greedy", "unknown policy 'greedy'"),
+        ("random@noise", "must look like key=value"),
+        ("random@noise=lots", "needs a number"),
+        ("random@temperature=1", "unknown policy option 'temperature'"),
+        ("x*random + random", "mixture weight 'x'"),
+        ("0*random + 1*random", "weights must be positive"),
+        ("random@noise=-1", "noise must be"),
+        ("sb3:/no/such/agent.zip", "does not exist"),
+    ],
+)
+def test_bad_specs_are_refused_with_the_reason(spec: str, message: str) -> None:
+    with pytest.raises(PolicySpecError, match=message):
+        parse_policy(spec, *PENDULUM.spaces)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "agent.zip"
+    bogus.write_bytes(b"not a zip at all")
+    with pytest.raises(PolicySpecError, match="not a Stable-Baselines3 checkpoint"):
+        parse_policy(f"sb3:{bogus}", *PENDULUM.spaces)
+
+
+def test_an_agent_for_another_task_is_refused(sb3_checkpoints: dict[str, Path]) -> None:
+    with pytest.raises(PolicySpecError, match="observation space"):
+        parse_policy(f"sb3:{sb3_checkpoints['PPO']}", *PENDULUM.spaces)
