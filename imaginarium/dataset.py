@@ -272,7 +272,7 @@ class DatasetWriter:
 
         if data_format not in DATA_FORMATS:
             raise ImaginariumError(f"data format {data_format!r} is not one of {', '.join(DATA_FORMATS)}")
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # Minari joins relative paths twice
         if self.path.exists() and not overwrite:
             raise DatasetError(f"{str(self.path)!r} already exists; choose another path or pass overwrite")
         self.staging = self.path.with_name(self.path.name + ".partial")
@@ -432,7 +432,7 @@ def resolve_dataset_path(ref: str | Path) -> Path:
 
     :raises DatasetError: when nothing readable is found.
     """
-    candidate = Path(ref)
+    candidate = Path(ref).absolute()
     for folder in (candidate / "data", candidate):
         if (folder / "metadata.json").is_file():
             return folder
