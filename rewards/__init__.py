@@ -1,4 +1,7 @@
-"""Reward, success and continue heads, and the success definitions of the real tasks."""
+"""Reward, success and continue heads (``heads``), and the success definitions of the real tasks.
+
+Only the success definitions are imported here, so the real-task suite stays free of torch.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,58 @@
+"""Configuration as frozen dataclasses: defaults in code, overrides from YAML or keyword arguments.
+
+Unknown keys are an error, named in the message, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from imaginarium.errors import ImaginariumError
+
+ConfigT = TypeVar("ConfigT")
+
+
+def config_from_dict(cls: type[ConfigT], values: dict[str, Any] | None, where: str = "config") -> ConfigT:
+    """Build ``cls`` from ``values``, refusing unknown keys and values of the wrong kind.
+
+    :param where: names the source in error messages (a file path, ``--set``).
+    """
+    values = dict(values or {})
+    known = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ImaginariumError(
+            f"unknown key {unknown[0]!r} in {where} for {cls.__name__}; known keys: {', '.join(sorted(known))}"
+        )
+    defaults = cls()
+    for key, value in values.items():
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)
+        elif expected in (int, float, str, bool) and not isinstance(value, expected):
+            raise ImaginariumError(f"{where}: {key!r} must be {expected.__name__}, got {value!r}")
+        elif expected is tuple and isinstance(value, list):
+            values[key] = tuple(value)
+    return dataclasses.replace(defaults, **values)  # type: ignore[type-var]
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a clear error for a missing file or a document that is not a mapping."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ImaginariumError(f"cannot read config {str(path)!r}: {error}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ImaginariumError(f"config {str(path)!r} must be a mapping of keys to values")
+    return loaded
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain JSON-ready dict of a config dataclass."""
+    return {key: list(v) if isinstance(v, tuple) else v for key, v in dataclasses.asdict(config).items()}

@@ -1,0 +1,164 @@
+"""The one interface every world-model family implements, and what the families share.
+
+A world model is filtered on real history into a *state*, then stepped with actions::
+
+    state = model.observe(observations, actions)          # or model.initial_state(observation)
+    out = model.step(state, action)                       # batched over the leading dim
+    out.state, out.reward, out.success_prob, out.continue_prob, out.uncertainty
+    model.decode(out.state)                               # (B, *obs_shape), real observation space
+    model.features(out.state)                             # (B, F), what agents read
+
+States are dicts of tensors whose first dim is the batch, so they can be indexed, stacked and moved
+without knowing the family.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from imaginarium.dataset import Dataset
+from imaginarium.errors import ImaginariumError
+from imaginarium.samplers import Batch
+
+State = dict[str, torch.Tensor]
+
+
+@dataclass
+class StepOutput:
+    """The result of one batched model step; every tensor is ``(B,)`` except ``state``."""
+
+    state: State
+    reward: torch.Tensor
+    success_prob: torch.Tensor
+    continue_prob: torch.Tensor
+    uncertainty: torch.Tensor
+
+
+@dataclass
+class TransitionPredictions:
+    """Teacher-forced one-step predictions for every transition of a batch of windows, ``(B, L)``.
+
+    ``head_features`` are what the success and continue heads read, ``(B, L, F)``; calibration fits on them.
+    """
+
+    reward: torch.Tensor
+    success_prob: torch.Tensor
+    continue_prob: torch.Tensor
+    head_features: torch.Tensor
+
+
+class WorldModel(nn.Module, ABC):
+    """Base of the families: spaces, action encoding, and the abstract interface.
+
+    :param observation_space: a Box; the model predicts observations in this space.
+    :param action_space: a Box or Discrete; discrete actions are one-hot encoded.
+    :param config: the family's frozen config dataclass.
+    """
+
+    family: ClassVar[str]
+    config_class: ClassVar[type]
+    #: training windows: transitions per window, and whether they may cross episode boundaries
+    sequence_length: int = 1
+    within_episodes: bool = True
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any) -> None:
+        super().__init__()
+        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+            raise ImaginariumError(f"world models need a flat Box observation space, got {observation_space}")
+        if not isinstance(action_space, gym.spaces.Box | gym.spaces.Discrete):
+            raise ImaginariumError(f"world models need a Box or Discrete action space, got {action_space}")
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.config = config
+        self.obs_dim = int(observation_space.shape[0])
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.action_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
+        if not self.discrete:
+            low = np.where(np.isfinite(action_space.low), action_space.low, -1.0)
+            high = np.where(np.isfinite(action_space.high), action_space.high, 1.0)
+            self.register_buffer("action_low", torch.as_tensor(low, dtype=torch.float32).reshape(-1))
+            self.register_buffer("action_high", torch.as_tensor(high, dtype=torch.float32).reshape(-1))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """``(...,)`` ints or ``(..., A)`` floats -> ``(..., A)`` floats: one-hot, or scaled to [-1, 1]."""
+        if self.discrete:
+            return nn.functional.one_hot(actions.long(), self.action_dim).float()
+        actions = actions.float().reshape(*actions.shape[: actions.dim() - len(self.action_space.shape)], -1)
+        return 2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0
+
+    # -------------------------------------------------------------------------------- training
+
+    @abstractmethod
+    def fit_normalizers(self, dataset: Dataset) -> None:
+        """Set input and target statistics from the training data, before the first step."""
+
+    @abstractmethod
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss on a batch of windows ``(B, L)``, and named parts of it for logging."""
+
+    @abstractmethod
+    def predict_transitions(self, batch: Batch) -> TransitionPredictions:
+        """One-step predictions for each transition of ``batch`` from the real history before it."""
+
+    def finalize(self, validation: Dataset) -> dict[str, Any]:
+        """After training: choose what is chosen on held-out data; returns figures for the model card."""
+        return {}
+
+    # ------------------------------------------------------------------------------- inference
+
+    @abstractmethod
+    def initial_state(self, observations: torch.Tensor) -> State:
+        """States from single real observations ``(B, D)``, with no history before them."""
+
+    @abstractmethod
+    def observe(self, observations: torch.Tensor, actions: torch.Tensor) -> State:
+        """Filter real histories into states: ``observations (B, T, D)``, ``actions`` between them ``(B, T-1, ...)``."""
+
+    @abstractmethod
+    def step(self, state: State, actions: torch.Tensor, sample: bool = True) -> StepOutput:
+        """Advance a batch of states by one action each; ``sample=False`` takes the most likely outcome."""
+
+    @abstractmethod
+    def decode(self, state: State) -> torch.Tensor:
+        """``(B, D)`` observations in the real observation space."""
+
+    @abstractmethod
+    def features(self, state: State) -> torch.Tensor:
+        """``(B, F)`` feature vectors for agents."""
+
+
+class Normalizer(nn.Module):
+    """Fixed per-dimension mean and std, fitted once from data and saved with the model."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(size))
+        self.register_buffer("std", torch.ones(size))
+
+    def fit(self, values: np.ndarray | torch.Tensor, keep: np.ndarray | None = None) -> None:
+        """Fit to ``(N, size)`` values; dims where ``keep`` is true stay as they are (e.g. one-hot)."""
+        values = torch.as_tensor(np.asarray(values), dtype=torch.float32).reshape(len(values), -1)
+        mean, std = values.mean(0), values.std(0).clamp_min(1e-6)
+        if keep is not None:
+            keep_mask = torch.as_tensor(keep, dtype=torch.bool)
+            mean = torch.where(keep_mask, torch.zeros_like(mean), mean)
+            std = torch.where(keep_mask, torch.ones_like(std), std)
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return (values - self.mean) / self.std
+
+    def inverse(self, values: torch.Tensor) -> torch.Tensor:
+        return values * self.std + self.mean

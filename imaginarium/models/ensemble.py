@@ -1,0 +1,253 @@
+"""Probabilistic MLP ensemble (PETS / MBPO): the strong choice for low-dimensional state.
+
+Each member maps a normalised ``(observation, action)`` to a Gaussian over the normalised
+``(next observation - observation, reward)``, with a softly bounded log-variance (PETS). Members
+differ by initialisation and by the minibatches they see; the ``elites`` best on held-out episodes
+serve predictions (MBPO). A step samples one elite per sample (trajectory sampling), and the
+members' disagreement is the epistemic uncertainty. Success and continue are Bernoulli heads on
+the predicted next observation.
+
+The state is ``{"observation": (B, D)}``: this family is Markov in the observation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from imaginarium.config import config_from_dict
+from imaginarium.dataset import Dataset
+from imaginarium.errors import ImaginariumError
+from imaginarium.models.base import Normalizer, State, StepOutput, TransitionPredictions, WorldModel
+from imaginarium.rewards.heads import BernoulliHead
+from imaginarium.samplers import Batch
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Hyperparameters of the ensemble family (the ``s`` preset by default)."""
+
+    members: int = 7
+    elites: int = 5
+    hidden: int = 200
+    layers: int = 3
+    head_hidden: int = 128
+    head_layers: int = 2
+    #: transitions per training window; > 1 adds an open-loop multi-step loss on the model's own predictions
+    horizon: int = 1
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 5e-5
+    #: bounds of the predicted log-variance (normalised units), softly enforced and learned
+    min_logvar: float = -10.0
+    max_logvar: float = 0.5
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "xs": {"members": 5, "elites": 3, "hidden": 64, "layers": 2, "head_hidden": 64},
+    "s": {},
+    "m": {"hidden": 200, "layers": 4},
+}
+
+
+def ensemble_config(preset: str = "s", **overrides: Any) -> EnsembleConfig:
+    """The preset's config with ``overrides`` applied (unknown keys refused)."""
+    if preset not in PRESETS:
+        raise ImaginariumError(f"unknown ensemble preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return config_from_dict(
+        EnsembleConfig, {**PRESETS[preset], **overrides}, where=f"ensemble preset {preset!r}"
+    )
+
+
+class EnsembleLinear(nn.Module):
+    """``members`` independent linear layers applied in one batched matmul: ``(E, B, I) -> (E, B, O)``."""
+
+    def __init__(self, members: int, inputs: int, outputs: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, inputs, outputs))
+        self.bias = nn.Parameter(torch.zeros(members, 1, outputs))
+        nn.init.trunc_normal_(self.weight, std=1.0 / (2.0 * math.sqrt(inputs)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleModel(WorldModel):
+    """Gaussian MLP ensemble over observation deltas and reward; see the module docstring."""
+
+    family = "ensemble"
+    config_class = EnsembleConfig
+
+    def __init__(self, observation_space, action_space, config: EnsembleConfig | None = None) -> None:
+        config = config or EnsembleConfig()
+        super().__init__(observation_space, action_space, config)
+        if not 1 <= config.elites <= config.members:
+            raise ImaginariumError(f"elites must be in 1..members ({config.members}), got {config.elites}")
+        self.sequence_length = config.horizon
+        inputs, self.target_dim = self.obs_dim + self.action_dim, self.obs_dim + 1
+        layers: list[nn.Module] = []
+        width = inputs
+        for _ in range(config.layers):
+            layers += [EnsembleLinear(config.members, width, config.hidden), nn.SiLU()]
+            width = config.hidden
+        layers.append(EnsembleLinear(config.members, width, 2 * self.target_dim))
+        self.net = nn.Sequential(*layers)
+        self.max_logvar = nn.Parameter(torch.full((self.target_dim,), config.max_logvar))
+        self.min_logvar = nn.Parameter(torch.full((self.target_dim,), config.min_logvar))
+        self.input_norm = Normalizer(inputs)
+        self.target_norm = Normalizer(self.target_dim)
+        self.observation_norm = Normalizer(self.obs_dim)
+        self.success_head = BernoulliHead(self.obs_dim, config.head_hidden, config.head_layers)
+        self.continue_head = BernoulliHead(self.obs_dim, config.head_hidden, config.head_layers)
+        self.register_buffer("elite_indices", torch.arange(config.elites))
+
+    # -------------------------------------------------------------------------------- training
+
+    def fit_normalizers(self, dataset: Dataset) -> None:
+        actions = self.encode_actions(torch.as_tensor(dataset.actions)).numpy()
+        keep = np.r_[np.zeros(self.obs_dim, bool), np.full(self.action_dim, self.discrete)]
+        self.input_norm.fit(np.concatenate([dataset.observations, actions], axis=1), keep=keep)
+        deltas = dataset.next_observations - dataset.observations
+        self.target_norm.fit(np.concatenate([deltas, dataset.rewards[:, None]], axis=1))
+        self.observation_norm.fit(np.concatenate([dataset.observations, dataset.next_observations]))
+
+    def _predict(
+        self, observations: torch.Tensor, encoded_actions: torch.Tensor, members: torch.Tensor | None = None
+    ):
+        """Normalised Gaussian ``(mean, logvar)``, each ``(E, B, D + 1)``, for inputs ``(E, B, ·)``.
+
+        :param members: which members' weights to use (default all); ``E`` must match it.
+        """
+        x = self.input_norm(torch.cat([observations, encoded_actions], dim=-1))
+        for layer in self.net:
+            if isinstance(layer, EnsembleLinear) and members is not None:
+                x = torch.baddbmm(layer.bias[members], x, layer.weight[members])
+            else:
+                x = layer(x)
+        mean, logvar = x.chunk(2, dim=-1)
+        logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - logvar)
+        logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
+        return mean, logvar
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Gaussian NLL over the window, each member on its own slice of the batch.
+
+        ``batch`` holds ``members × batch_size`` windows of ``horizon`` transitions; beyond the first
+        transition the input is the member's own predicted observation (open-loop), so errors that
+        compound are trained against.
+        """
+        members = self.config.members
+        per_member = batch.observations.shape[0] // members
+
+        def split(tensor: torch.Tensor) -> torch.Tensor:  # (E·B, L, ...) -> (E, B, L, ...)
+            return tensor[: members * per_member].reshape(members, per_member, *tensor.shape[1:])
+
+        observations, next_observations = split(batch.observations), split(batch.next_observations)
+        actions, rewards = self.encode_actions(split(batch.actions)), split(batch.rewards)
+        current = observations[:, :, 0]
+        nll = torch.zeros(())
+        for h in range(observations.shape[2]):
+            mean, logvar = self._predict(current, actions[:, :, h])
+            target = self.target_norm(
+                torch.cat([next_observations[:, :, h] - current, rewards[:, :, h, None]], dim=-1)
+            )
+            nll = nll + (((mean - target) ** 2) * torch.exp(-logvar) + logvar).mean()
+            current = current + self.target_norm.inverse(mean)[..., : self.obs_dim]
+        nll = nll / observations.shape[2]
+        bound_penalty = 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())
+        head_features = self.observation_norm(batch.next_observations)
+        success_loss = self.success_head.loss(head_features, batch.success)
+        continue_loss = self.continue_head.loss(head_features, ~batch.terminated)
+        total = nll + bound_penalty + success_loss + continue_loss
+        return total, {
+            "nll": float(nll),
+            "success_bce": float(success_loss),
+            "continue_bce": float(continue_loss),
+        }
+
+    def predict_transitions(self, batch: Batch) -> TransitionPredictions:
+        state = {"observation": batch.observations}
+        flat = {key: value.reshape(-1, *value.shape[2:]) for key, value in state.items()}
+        actions = batch.actions.reshape(-1, *batch.actions.shape[2:])
+        out = self.step(flat, actions, sample=False)
+        shape = batch.rewards.shape
+        return TransitionPredictions(
+            out.reward.reshape(shape),
+            out.success_prob.reshape(shape),
+            out.continue_prob.reshape(shape),
+            self.features(out.state).reshape(*shape, -1),
+        )
+
+    @torch.no_grad()
+    def member_errors(self, dataset: Dataset) -> torch.Tensor:
+        """``(E,)`` one-step MSE of each member's mean in normalised target units on ``dataset``."""
+        observations = torch.as_tensor(dataset.observations, device=self.device)
+        actions = self.encode_actions(torch.as_tensor(dataset.actions, device=self.device))
+        targets = torch.cat(
+            [
+                torch.as_tensor(dataset.next_observations - dataset.observations, device=self.device),
+                torch.as_tensor(dataset.rewards[:, None], device=self.device),
+            ],
+            dim=-1,
+        )
+        members = self.config.members
+        mean, _ = self._predict(observations.expand(members, -1, -1), actions.expand(members, -1, -1))
+        return ((mean - self.target_norm(targets)) ** 2).mean(dim=(1, 2))
+
+    def finalize(self, validation: Dataset) -> dict[str, Any]:
+        """Choose the elites on held-out episodes (MBPO)."""
+        errors = self.member_errors(validation)
+        self.elite_indices.copy_(torch.argsort(errors)[: self.config.elites])
+        return {"member_validation_mse": errors.tolist(), "elites": self.elite_indices.tolist()}
+
+    # ------------------------------------------------------------------------------- inference
+
+    def initial_state(self, observations: torch.Tensor) -> State:
+        return {"observation": observations.float()}
+
+    def observe(self, observations: torch.Tensor, actions: torch.Tensor) -> State:
+        return self.initial_state(observations[:, -1])
+
+    def step(self, state: State, actions: torch.Tensor, sample: bool = True) -> StepOutput:
+        """Every elite predicts; each sample takes one elite's prediction (drawn per step), sampled from
+        its Gaussian when ``sample``; the elites' spread of means is the uncertainty."""
+        observations = state["observation"]
+        batch = observations.shape[0]
+        elites = self.elite_indices
+        count = len(elites)
+        mean, logvar = self._predict(
+            observations.expand(count, -1, -1), self.encode_actions(actions).expand(count, -1, -1), elites
+        )
+        if sample:
+            chosen = torch.randint(count, (batch,), device=observations.device)
+            picked_mean = mean[chosen, torch.arange(batch, device=observations.device)]
+            picked_std = torch.exp(0.5 * logvar[chosen, torch.arange(batch, device=observations.device)])
+            prediction = picked_mean + picked_std * torch.randn_like(picked_mean)
+        else:
+            prediction = mean.mean(0)
+        delta_and_reward = self.target_norm.inverse(prediction)
+        next_observations = observations + delta_and_reward[:, : self.obs_dim]
+        features = self.observation_norm(next_observations)
+        uncertainty = (
+            mean[..., : self.obs_dim].std(0, unbiased=False).norm(dim=-1)
+            if count > 1
+            else mean.new_zeros(batch)
+        )
+        return StepOutput(
+            {"observation": next_observations},
+            delta_and_reward[:, self.obs_dim],
+            self.success_head.prob(features),
+            self.continue_head.prob(features),
+            uncertainty,
+        )
+
+    def decode(self, state: State) -> torch.Tensor:
+        return state["observation"]
+
+    def features(self, state: State) -> torch.Tensor:
+        return self.observation_norm(state["observation"])
