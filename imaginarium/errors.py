@@ -20,3 +20,11 @@ class PolicySpecError(ImaginariumError):
 
 class DatasetError(ImaginariumError):
     """A dataset that is missing, unreadable, corrupted, or does not match its task."""
+
+
+class ModelError(ImaginariumError):
+    """A model checkpoint that is missing, corrupted, unsafe, or made for another task."""
+
+
+class TrainingError(ImaginariumError):
+    """Training that cannot go on (a non-finite loss); the last good checkpoint is kept."""

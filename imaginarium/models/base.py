@@ -90,6 +90,11 @@ class WorldModel(nn.Module, ABC):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def train_batch_size(self) -> int:
+        """Windows per training batch."""
+        return int(self.config.batch_size)
+
     def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """``(...,)`` ints or ``(..., A)`` floats -> ``(..., A)`` floats: one-hot, or scaled to [-1, 1]."""
         if self.discrete:

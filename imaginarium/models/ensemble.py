@@ -108,6 +108,11 @@ class EnsembleModel(WorldModel):
 
     # -------------------------------------------------------------------------------- training
 
+    @property
+    def train_batch_size(self) -> int:
+        """Each member trains on its own ``batch_size`` windows."""
+        return self.config.members * self.config.batch_size
+
     def fit_normalizers(self, dataset: Dataset) -> None:
         actions = self.encode_actions(torch.as_tensor(dataset.actions)).numpy()
         keep = np.r_[np.zeros(self.obs_dim, bool), np.full(self.action_dim, self.discrete)]
@@ -165,9 +170,9 @@ class EnsembleModel(WorldModel):
         continue_loss = self.continue_head.loss(head_features, ~batch.terminated)
         total = nll + bound_penalty + success_loss + continue_loss
         return total, {
-            "nll": float(nll),
-            "success_bce": float(success_loss),
-            "continue_bce": float(continue_loss),
+            "nll": float(nll.detach()),
+            "success_bce": float(success_loss.detach()),
+            "continue_bce": float(continue_loss.detach()),
         }
 
     def predict_transitions(self, batch: Batch) -> TransitionPredictions:

@@ -1,0 +1,134 @@
+"""Checkpoints that are safe to load: tensors only, plus a JSON model card.
+
+A model folder holds ``model.pt`` (a state dict, loaded with ``weights_only=True`` so a file
+that would run code is refused), ``model_card.json`` (task, spaces, dataset fingerprint, family and
+hyperparameters, training summary, fidelity figures), and while training ``training_state.pt``
+(optimizer and progress, for resuming). Every file is written to a temporary name and renamed, so
+a crash mid-write never leaves a damaged checkpoint in place of a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from minari.serialization import deserialize_space, serialize_space
+
+from imaginarium.envs.suite import Task, get_task
+from imaginarium.errors import ImaginariumError, ModelError, TaskError
+
+WEIGHTS_FILE = "model.pt"
+CARD_FILE = "model_card.json"
+TRAINING_STATE_FILE = "training_state.pt"
+CARD_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """Call ``write(file_object)`` on a temporary file next to ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_tensors(path: Path, tensors: dict[str, Any]) -> None:
+    """Save a (nested) dict of tensors and plain values atomically."""
+    atomic_write_bytes(path, lambda handle: torch.save(tensors, handle))
+
+
+def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load what :func:`save_tensors` wrote, refusing anything but tensors and plain values.
+
+    :raises ModelError: missing, corrupted, or a pickle that would construct arbitrary objects.
+    """
+    if not path.is_file():
+        raise ModelError(f"checkpoint file {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ModelError(
+            f"refusing to load {str(path)!r}: it holds objects other than tensors, which could run code "
+            f"({str(error).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ModelError(f"checkpoint {str(path)!r} is corrupted or truncated: {error}") from None
+
+
+def write_card(directory: Path, card: dict[str, Any]) -> None:
+    atomic_write_bytes(
+        directory / CARD_FILE, lambda handle: handle.write(json.dumps(card, indent=2).encode())
+    )
+
+
+def read_card(directory: str | Path) -> dict[str, Any]:
+    """The model card of a model folder.
+
+    :raises ModelError: when the folder or card is missing or unreadable.
+    """
+    path = Path(directory) / CARD_FILE
+    if not Path(directory).is_dir():
+        raise ModelError(f"model folder {str(directory)!r} does not exist")
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{str(directory)!r} is not a model folder (no {CARD_FILE})") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelError(f"model card {str(path)!r} is unreadable: {error}") from None
+    for key in ("family", "config", "observation_space", "action_space"):
+        if key not in card:
+            raise ModelError(f"model card {str(path)!r} lacks {key!r}")
+    return card
+
+
+def spaces_to_card(observation_space: Any, action_space: Any) -> dict[str, str]:
+    return {
+        "observation_space": serialize_space(observation_space),
+        "action_space": serialize_space(action_space),
+    }
+
+
+def spaces_from_card(card: dict[str, Any]) -> tuple[Any, Any]:
+    try:
+        return deserialize_space(card["observation_space"]), deserialize_space(card["action_space"])
+    except Exception as error:  # Minari raises several kinds for malformed space JSON
+        raise ModelError(f"model card has unreadable spaces: {error}") from None
+
+
+def check_card_task(card: dict[str, Any], task: str | Task, source: str) -> Task:
+    """Refuse a model made for another task: names and spaces must agree.
+
+    :raises ModelError: naming both tasks.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    if card.get("env_id") and card["env_id"] != task.env_id:
+        raise ModelError(
+            f"{source} was trained on {card.get('task')!r} ({card['env_id']}), not on {task.name!r} ({task.env_id})"
+        )
+    observation_space, action_space = spaces_from_card(card)
+    try:
+        task.check_spaces(observation_space, action_space, source)
+    except TaskError as error:
+        raise ModelError(str(error)) from None
+    return task
+
+
+def assert_is_new_or_resumable(directory: Path, resume: bool, overwrite: bool) -> None:
+    """Training into a folder that already holds a model needs ``resume`` or ``overwrite``."""
+    holds_model = (directory / CARD_FILE).exists() or (directory / TRAINING_STATE_FILE).exists()
+    if holds_model and not (resume or overwrite):
+        raise ImaginariumError(
+            f"{str(directory)!r} already holds a model; pass resume to continue it or overwrite to start over"
+        )

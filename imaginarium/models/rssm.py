@@ -1,0 +1,236 @@
+"""Dreamer-style recurrent state-space model (DreamerV3's RSSM, for vector observations).
+
+The state is a deterministic GRU state ``deter (B, H)`` and a stochastic state of ``stoch``
+categorical latents with ``classes`` classes each, ``stoch (B, S·C)`` one-hot. The prior predicts
+the stochastic state from ``deter`` alone (imagination); the posterior also sees the encoded
+observation (filtering). Observations enter and leave in symlog space; reward is a two-hot symlog
+head; KL balancing with free bits keeps the prior close to the posterior.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from imaginarium.config import config_from_dict
+from imaginarium.dataset import Dataset
+from imaginarium.errors import ImaginariumError
+from imaginarium.models.base import State, StepOutput, TransitionPredictions, WorldModel
+from imaginarium.rewards.heads import BernoulliHead, TwoHotRewardHead, mlp, symexp, symlog
+from imaginarium.samplers import Batch
+
+
+@dataclass(frozen=True)
+class RSSMConfig:
+    """Hyperparameters of the rssm family (the ``s`` preset by default)."""
+
+    deter: int = 256
+    stoch: int = 16
+    classes: int = 16
+    hidden: int = 256
+    layers: int = 2
+    #: share of uniform probability mixed into every categorical, so no class has zero mass
+    unimix: float = 0.01
+    free_nats: float = 1.0
+    dyn_scale: float = 0.5
+    rep_scale: float = 0.1
+    sequence_length: int = 64
+    batch_size: int = 16
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.0
+    reward_bins: int = 255
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "xs": {"deter": 64, "stoch": 8, "classes": 8, "hidden": 64, "layers": 1, "sequence_length": 32},
+    "s": {},
+    "m": {"deter": 512, "stoch": 32, "classes": 32, "hidden": 512},
+}
+
+
+def rssm_config(preset: str = "s", **overrides: Any) -> RSSMConfig:
+    """The preset's config with ``overrides`` applied (unknown keys refused)."""
+    if preset not in PRESETS:
+        raise ImaginariumError(f"unknown rssm preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return config_from_dict(RSSMConfig, {**PRESETS[preset], **overrides}, where=f"rssm preset {preset!r}")
+
+
+class RSSMModel(WorldModel):
+    """Recurrent state-space world model; see the module docstring."""
+
+    family = "rssm"
+    config_class = RSSMConfig
+    within_episodes = False
+
+    def __init__(self, observation_space, action_space, config: RSSMConfig | None = None) -> None:
+        config = config or RSSMConfig()
+        super().__init__(observation_space, action_space, config)
+        self.sequence_length = config.sequence_length
+        latent = config.stoch * config.classes
+        self.feature_dim = config.deter + latent
+        self.encoder = mlp(self.obs_dim, config.hidden, config.layers, config.hidden)
+        self.image_in = nn.Sequential(
+            nn.Linear(latent + self.action_dim, config.hidden), nn.LayerNorm(config.hidden), nn.SiLU()
+        )
+        self.gru = nn.GRUCell(config.hidden, config.deter)
+        self.prior_net = mlp(config.deter, config.hidden, 1, latent)
+        self.posterior_net = mlp(config.deter + config.hidden, config.hidden, 1, latent)
+        self.decoder = mlp(self.feature_dim, config.hidden, config.layers, self.obs_dim)
+        self.reward_head = TwoHotRewardHead(
+            self.feature_dim, config.hidden, config.layers, config.reward_bins
+        )
+        self.success_head = BernoulliHead(self.feature_dim, config.hidden, config.layers)
+        self.continue_head = BernoulliHead(self.feature_dim, config.hidden, config.layers)
+
+    # ------------------------------------------------------------------------ latent machinery
+
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(B, S·C)`` logits -> ``(B, S, C)`` probabilities with the uniform mix."""
+        probs = torch.softmax(logits.reshape(*logits.shape[:-1], self.config.stoch, self.config.classes), -1)
+        return (1.0 - self.config.unimix) * probs + self.config.unimix / self.config.classes
+
+    def _latent(self, probs: torch.Tensor, sample: bool) -> torch.Tensor:
+        """A one-hot draw (straight-through gradients) or the mode; ``(B, S, C) -> (B, S·C)``."""
+        if sample:
+            index = torch.multinomial(probs.reshape(-1, self.config.classes), 1).reshape(probs.shape[:-1])
+        else:
+            index = probs.argmax(-1)
+        one_hot = F.one_hot(index, self.config.classes).to(probs.dtype)
+        return (one_hot + probs - probs.detach()).flatten(-2)
+
+    def _transition(
+        self, deter: torch.Tensor, stoch: torch.Tensor, encoded_action: torch.Tensor
+    ) -> torch.Tensor:
+        return self.gru(self.image_in(torch.cat([stoch, encoded_action], -1)), deter)
+
+    def _posterior(self, deter: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
+        return self._probs(self.posterior_net(torch.cat([deter, embed], -1)))
+
+    def _embed(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.encoder(symlog(observations))
+
+    @staticmethod
+    def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """KL(p || q) of ``(..., S, C)`` categoricals, summed over the latents: ``(...)``."""
+        return (p * (torch.log(p) - torch.log(q))).sum((-1, -2))
+
+    # -------------------------------------------------------------------------------- training
+
+    def fit_normalizers(self, dataset: Dataset) -> None:
+        """Nothing to fit: symlog takes the place of normalisation."""
+
+    def _filter(self, batch: Batch, sample: bool) -> dict[str, torch.Tensor]:
+        """Run the posterior along the windows; rows flagged ``firsts`` restart from the observation.
+
+        For each transition ``t``: the state filtered up to ``observations[t]``, the prior after the
+        action, and the posterior that also sees ``next_observations[t]``.
+        """
+        batch_size, length = batch.rewards.shape
+        deter_size = self.config.deter
+        embed_now = self._embed(batch.observations)  # (B, L, E)
+        embed_next = self._embed(batch.next_observations)  # (B, L, E)
+        actions = self.encode_actions(batch.actions)  # (B, L, A)
+        deter = embed_now.new_zeros(batch_size, deter_size)
+        stoch = embed_now.new_zeros(batch_size, self.config.stoch * self.config.classes)
+        outputs: dict[str, list[torch.Tensor]] = {k: [] for k in ("start", "deter", "prior", "post", "stoch")}
+        zeros = embed_now.new_zeros(batch_size, deter_size)
+        for t in range(length):
+            start_probs = self._posterior(zeros, embed_now[:, t])
+            start_stoch = self._latent(start_probs, sample)
+            restart = (batch.firsts[:, t] | (t == 0)).unsqueeze(-1)
+            deter = torch.where(restart, zeros, deter)
+            stoch = torch.where(restart, start_stoch, stoch)
+            deter = self._transition(deter, stoch, actions[:, t])
+            prior = self._probs(self.prior_net(deter))
+            posterior = self._posterior(deter, embed_next[:, t])
+            stoch = self._latent(posterior, sample)
+            outputs["start"].append(torch.cat([zeros, start_stoch], -1))
+            outputs["deter"].append(deter)
+            outputs["prior"].append(prior)
+            outputs["post"].append(posterior)
+            outputs["stoch"].append(stoch)
+        return {key: torch.stack(values, 1) for key, values in outputs.items()}
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        filtered = self._filter(batch, sample=True)
+        features = torch.cat([filtered["deter"], filtered["stoch"]], -1)  # (B, L, F)
+        reconstruction = ((self.decoder(features) - symlog(batch.next_observations)) ** 2).sum(-1).mean()
+        start_reconstruction = (
+            ((self.decoder(filtered["start"]) - symlog(batch.observations)) ** 2).sum(-1).mean()
+        )
+        reward_loss = self.reward_head.loss(features, batch.rewards)
+        continue_loss = self.continue_head.loss(features, ~batch.terminated)
+        success_loss = self.success_head.loss(features, batch.success)
+        prior, posterior = filtered["prior"], filtered["post"]
+        dynamics = self._kl(posterior.detach(), prior).clamp_min(self.config.free_nats).mean()
+        representation = self._kl(posterior, prior.detach()).clamp_min(self.config.free_nats).mean()
+        total = (
+            reconstruction
+            + start_reconstruction
+            + reward_loss
+            + continue_loss
+            + success_loss
+            + self.config.dyn_scale * dynamics
+            + self.config.rep_scale * representation
+        )
+        return total, {
+            "reconstruction": float(reconstruction.detach()),
+            "reward": float(reward_loss.detach()),
+            "continue_bce": float(continue_loss.detach()),
+            "success_bce": float(success_loss.detach()),
+            "kl_dynamics": float(dynamics.detach()),
+        }
+
+    def predict_transitions(self, batch: Batch) -> TransitionPredictions:
+        filtered = self._filter(batch, sample=False)
+        prior_stoch = self._latent(filtered["prior"], sample=False)
+        features = torch.cat([filtered["deter"], prior_stoch], -1)
+        return TransitionPredictions(
+            self.reward_head.mean(features),
+            self.success_head.prob(features),
+            self.continue_head.prob(features),
+            features,
+        )
+
+    # ------------------------------------------------------------------------------- inference
+
+    def initial_state(self, observations: torch.Tensor) -> State:
+        deter = observations.new_zeros(observations.shape[0], self.config.deter)
+        stoch = self._latent(self._posterior(deter, self._embed(observations.float())), sample=False)
+        return {"deter": deter, "stoch": stoch}
+
+    def observe(self, observations: torch.Tensor, actions: torch.Tensor) -> State:
+        state = self.initial_state(observations[:, 0])
+        deter, stoch = state["deter"], state["stoch"]
+        encoded = self.encode_actions(actions)
+        for t in range(1, observations.shape[1]):
+            deter = self._transition(deter, stoch, encoded[:, t - 1])
+            stoch = self._latent(
+                self._posterior(deter, self._embed(observations[:, t].float())), sample=False
+            )
+        return {"deter": deter, "stoch": stoch}
+
+    def step(self, state: State, actions: torch.Tensor, sample: bool = True) -> StepOutput:
+        """Imagine one step with the prior; uncertainty is the prior's entropy (nats, summed over latents)."""
+        deter = self._transition(state["deter"], state["stoch"], self.encode_actions(actions))
+        prior = self._probs(self.prior_net(deter))
+        stoch = self._latent(prior, sample)
+        features = torch.cat([deter, stoch], -1)
+        entropy = -(prior * torch.log(prior)).sum((-1, -2))
+        return StepOutput(
+            {"deter": deter, "stoch": stoch},
+            self.reward_head.mean(features),
+            self.success_head.prob(features),
+            self.continue_head.prob(features),
+            entropy,
+        )
+
+    def decode(self, state: State) -> torch.Tensor:
+        return symexp(self.decoder(self.features(state)))
+
+    def features(self, state: State) -> torch.Tensor:
+        return torch.cat([state["deter"], state["stoch"]], -1)

@@ -1,0 +1,349 @@
+"""Training a world model: early stopping on held-out episodes, TensorBoard, resumable checkpoints.
+
+The dataset is split by whole episodes; the validation loss decides the best weights and when to
+stop. After training, what must be chosen on held-out data is chosen (the ensemble's elites) and the
+success and continue heads are calibrated on it. A non-finite loss stops training with a clear error
+and leaves the last good checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imaginarium import __version__
+from imaginarium.config import config_from_dict, config_to_dict
+from imaginarium.dataset import Dataset, load_dataset
+from imaginarium.errors import DatasetError, ImaginariumError, ModelError, TrainingError
+from imaginarium.models import WorldModel, build_model, save_world_model
+from imaginarium.models.checkpoint import (
+    CARD_FILE,
+    TRAINING_STATE_FILE,
+    WEIGHTS_FILE,
+    assert_is_new_or_resumable,
+    load_tensors,
+    read_card,
+    save_tensors,
+    spaces_to_card,
+)
+from imaginarium.samplers import Batch, SequenceSampler
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and how carefully to train (the family's own hyperparameters live in its config)."""
+
+    steps: int = 20_000
+    eval_every: int = 250
+    #: evaluations without a better validation loss before stopping early
+    patience: int = 8
+    validation_fraction: float = 0.1
+    eval_batches: int = 8
+    grad_clip: float = 100.0
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    """A trained model and where it was written."""
+
+    model: WorldModel
+    directory: Path
+    card: dict[str, Any]
+    steps: int
+    stopped_early: bool
+    seconds: float
+
+
+def train_world_model(
+    dataset: Dataset | str | Path,
+    out: str | Path,
+    family: str = "ensemble",
+    preset: str = "s",
+    model_overrides: dict[str, Any] | None = None,
+    config: TrainConfig | dict[str, Any] | None = None,
+    device: str = "cpu",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a world model of ``family`` on ``dataset`` and write it to ``out``.
+
+    :param dataset: a :class:`Dataset`, or a dataset path or Minari id.
+    :param out: the model folder (weights, card, TensorBoard logs under ``tb/``).
+    :param preset: ``xs``, ``s`` or ``m``; ``model_overrides`` change single hyperparameters.
+    :param config: training length, early stopping and split (:class:`TrainConfig` or a dict).
+    :param device: ``cpu`` or ``cuda``.
+    :param resume: continue from ``out``'s last checkpoint (same family, config and dataset).
+    :param overwrite: discard a model already in ``out``.
+    :raises TrainingError: when the loss becomes non-finite (the last good checkpoint is kept).
+    """
+    started = time.perf_counter()
+    config = (
+        config if isinstance(config, TrainConfig) else config_from_dict(TrainConfig, config, "train config")
+    )
+    dataset = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    out = Path(out)
+    assert_is_new_or_resumable(out, resume, overwrite)
+    resuming = resume and (out / TRAINING_STATE_FILE).exists()
+    if overwrite and not resuming:
+        for name in (WEIGHTS_FILE, CARD_FILE, TRAINING_STATE_FILE):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "tb", ignore_errors=True)
+    device = _check_device(device)
+
+    torch.manual_seed(config.seed)
+    train, validation = dataset.split(config.validation_fraction, seed=config.seed)
+    model = build_model(family, dataset.observation_space, dataset.action_space, preset, model_overrides)
+    model.fit_normalizers(train)
+    model.to(device)
+    sampler = SequenceSampler(
+        train, model.train_batch_size, model.sequence_length, device, config.seed, model.within_episodes
+    )
+    validation_batches = _validation_batches(model, validation, config, device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=model.config.learning_rate, weight_decay=model.config.weight_decay
+    )
+    card = _card(model, dataset, preset, config, device)
+    progress_state = {"step": 0, "best_loss": float("inf"), "best_step": 0, "bad_evals": 0, "curve": []}
+    if resuming:
+        progress_state = _restore(out, model, optimizer, sampler, card)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    stopped_early = False
+    with SummaryWriter(str(out / "tb")) as board, _progress(progress, family, config.steps) as bar:
+        bar(progress_state["step"], None)
+        train_losses: list[float] = []
+        while progress_state["step"] < config.steps and not stopped_early:
+            model.train()
+            loss, parts = model.loss(sampler.sample())
+            step = progress_state["step"] + 1
+            if not torch.isfinite(loss):
+                raise TrainingError(_nan_message(out, step, progress_state))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            progress_state["step"] = step
+            train_losses.append(float(loss.detach()))
+            if step % config.eval_every == 0 or step == config.steps:
+                validation_loss = _validation_loss(model, validation_batches)
+                if not np.isfinite(validation_loss):
+                    raise TrainingError(_nan_message(out, step, progress_state))
+                train_loss = float(np.mean(train_losses))
+                train_losses.clear()
+                board.add_scalar("loss/train", train_loss, step)
+                board.add_scalar("loss/validation", validation_loss, step)
+                for name, value in parts.items():
+                    board.add_scalar(f"train/{name}", value, step)
+                progress_state["curve"].append([step, train_loss, validation_loss])
+                if validation_loss < progress_state["best_loss"]:
+                    progress_state.update(best_loss=validation_loss, best_step=step, bad_evals=0)
+                    save_world_model(
+                        model, out, {**card, "status": "training", "training": _summary(progress_state)}
+                    )
+                else:
+                    progress_state["bad_evals"] += 1
+                    stopped_early = progress_state["bad_evals"] >= config.patience
+                _save_training_state(out, model, optimizer, sampler, progress_state)
+                bar(step, validation_loss)
+
+    model.load_state_dict(load_tensors(out / WEIGHTS_FILE, device)["state_dict"])
+    model.eval()
+    with torch.no_grad():
+        finalize = model.finalize(validation)
+    calibration = calibrate_heads(model, validation, seed=config.seed)
+    seconds = time.perf_counter() - started
+    training = {**_summary(progress_state), "stopped_early": stopped_early, "seconds": round(seconds, 1)}
+    card = {
+        **card,
+        "status": "trained",
+        "training": training,
+        "finalize": finalize,
+        "calibration": calibration,
+    }
+    save_world_model(model, out, card)
+    model.card = card
+    return TrainResult(model, out, card, progress_state["step"], stopped_early, seconds)
+
+
+def calibrate_heads(
+    model: WorldModel, validation: Dataset, seed: int = 0, windows: int = 256
+) -> dict[str, float]:
+    """Fit the temperatures of the success and continue heads on held-out transitions."""
+    sampler = _sampler_up_to(model, validation, windows, model.device, seed)
+    features, success, continues = [], [], []
+    with torch.no_grad():
+        for _ in range(max(1, windows // sampler.batch_size)):
+            batch = sampler.sample()
+            predictions = model.predict_transitions(batch)
+            features.append(predictions.head_features.reshape(-1, predictions.head_features.shape[-1]))
+            success.append(batch.success.reshape(-1))
+            continues.append(~batch.terminated.reshape(-1))
+    all_features = torch.cat(features)
+    return {
+        "success_temperature": model.success_head.calibrate(all_features, torch.cat(success)),
+        "continue_temperature": model.continue_head.calibrate(all_features, torch.cat(continues)),
+    }
+
+
+def _check_device(device: str) -> str:
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ImaginariumError(f"unknown device {device!r}: {error}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ImaginariumError(f"device {device!r} was asked for, but this torch build sees no CUDA device")
+    return device
+
+
+def _sampler_up_to(
+    model: WorldModel, dataset: Dataset, batch_size: int, device: str | torch.device, seed: int
+) -> SequenceSampler:
+    """A sampler over ``dataset`` whose batch is at most ``batch_size`` and at most the windows there are."""
+    probe = SequenceSampler(dataset, 1, model.sequence_length, "cpu", seed, model.within_episodes)
+    return SequenceSampler(
+        dataset,
+        min(batch_size, probe.num_windows),
+        model.sequence_length,
+        device,
+        seed,
+        model.within_episodes,
+    )
+
+
+def _validation_batches(
+    model: WorldModel, validation: Dataset, config: TrainConfig, device: str
+) -> list[Batch]:
+    try:
+        sampler = _sampler_up_to(model, validation, model.train_batch_size, device, config.seed + 1)
+    except DatasetError as error:
+        raise DatasetError(f"validation episodes are too few or too short: {error}") from None
+    return [sampler.sample() for _ in range(config.eval_batches)]
+
+
+def _validation_loss(model: WorldModel, batches: list[Batch]) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float(np.mean([float(model.loss(batch)[0]) for batch in batches]))
+
+
+def _card(
+    model: WorldModel, dataset: Dataset, preset: str, config: TrainConfig, device: str
+) -> dict[str, Any]:
+    task = dataset.task
+    return {
+        "format_version": 1,
+        "imaginarium_version": __version__,
+        "preset": preset,
+        "task": task.name if task else None,
+        "env_id": task.env_id if task else None,
+        "max_episode_steps": task.max_episode_steps if task else None,
+        **spaces_to_card(dataset.observation_space, dataset.action_space),
+        "dataset": {
+            "path": str(dataset.path) if dataset.path else None,
+            "fingerprint": dataset.fingerprint(),
+            "episodes": dataset.num_episodes,
+            "steps": dataset.num_steps,
+            "has_success": dataset.has_success,
+        },
+        "train_config": config_to_dict(config),
+        "device": device,
+        "fidelity": None,
+    }
+
+
+def _summary(state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "steps_done": state["step"],
+        "best_step": state["best_step"],
+        "best_validation_loss": state["best_loss"],
+        "curve": state["curve"],
+    }
+
+
+def _nan_message(out: Path, step: int, state: dict[str, Any]) -> str:
+    kept = (
+        f"the last good checkpoint (step {state['best_step']}) is kept in {str(out)!r}"
+        if state["best_step"]
+        else "no checkpoint had been written yet"
+    )
+    return f"the loss became non-finite at step {step}; {kept}. Try a lower learning rate or check the data."
+
+
+def _save_training_state(
+    out: Path,
+    model: WorldModel,
+    optimizer: torch.optim.Optimizer,
+    sampler: SequenceSampler,
+    state: dict[str, Any],
+) -> None:
+    save_tensors(
+        out / TRAINING_STATE_FILE,
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "progress": {k: v for k, v in state.items() if k != "curve"},
+            "curve": torch.tensor(state["curve"], dtype=torch.float64).reshape(-1, 3),
+            "torch_rng": torch.get_rng_state(),
+            "sampler_rng": sampler.generator.get_state(),
+        },
+    )
+
+
+def _restore(
+    out: Path,
+    model: WorldModel,
+    optimizer: torch.optim.Optimizer,
+    sampler: SequenceSampler,
+    card: dict[str, Any],
+) -> dict[str, Any]:
+    previous = read_card(out)
+    for key, same in (
+        ("family", previous.get("family") == model.family),
+        ("config", previous.get("config") == config_to_dict(model.config)),
+        ("dataset", previous.get("dataset", {}).get("fingerprint") == card["dataset"]["fingerprint"]),
+    ):
+        if not same:
+            raise ModelError(f"cannot resume {str(out)!r}: its {key} differs from this run's")
+    saved = load_tensors(out / TRAINING_STATE_FILE)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["torch_rng"])
+    sampler.generator.set_state(saved["sampler_rng"])
+    state = dict(saved["progress"])
+    state["curve"] = saved["curve"].tolist()
+    return state
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, family: str, total: int) -> Iterator[Any]:
+    """A rich progress bar over training steps showing the latest validation loss."""
+    if not enabled:
+        yield lambda step, loss: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn(f"[bold]train[/] {family}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[loss]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns) as bar:
+        task = bar.add_task("train", total=total, loss="")
+
+        def update(step: int, loss: float | None) -> None:
+            bar.update(task, completed=step, **({"loss": f"val {loss:.4g}"} if loss is not None else {}))
+
+        yield update
