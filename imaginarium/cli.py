@@ -79,6 +79,71 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` pairs from ``--set``, values read as YAML scalars (numbers, booleans, strings)."""
+    import yaml
+
+    overrides = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise ImaginariumError(f"--set takes key=value, got {pair!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from imaginarium.config import load_yaml
+    from imaginarium.models.train import train_world_model
+
+    file_config = load_yaml(args.config) if args.config else {}
+    unknown = set(file_config) - {"model", "train"}
+    if unknown:
+        raise ImaginariumError(
+            f"unknown section {sorted(unknown)[0]!r} in {args.config}; expected model and train"
+        )
+    model_overrides = {**file_config.get("model", {}), **_parse_overrides(args.set)}
+    train_config = dict(file_config.get("train", {}))
+    for key in ("steps", "seed", "patience", "eval_every"):
+        if getattr(args, key) is not None:
+            train_config[key] = getattr(args, key)
+    result = train_world_model(
+        args.data,
+        args.out,
+        family=args.model,
+        preset=args.preset,
+        model_overrides=model_overrides,
+        config=train_config,
+        device=args.device,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    training = result.card["training"]
+    stop = "stopped early" if result.stopped_early else "ran all steps"
+    print(
+        f"trained {args.model} for {result.steps} steps ({stop}) in {result.seconds:.0f} s; best validation loss "
+        f"{training['best_validation_loss']:.4g} at step {training['best_step']}; wrote {result.directory}"
+    )
+    return 0
+
+
+def cmd_evaluate_model(args: argparse.Namespace) -> int:
+    from imaginarium.models.evaluate import evaluate_model
+
+    report = evaluate_model(
+        args.model_dir,
+        args.data,
+        horizon=args.horizon,
+        starts=args.starts,
+        context=args.context,
+        out=args.out,
+    )
+    _print_summary(report["summary"])
+    print(f"wrote {Path(args.out or args.model_dir) / 'fidelity.json'} and fidelity.png")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from imaginarium.envs.suite import SUITE
 
@@ -131,6 +196,40 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--task", help="check the dataset against this task")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=cmd_info)
+
+    train = commands.add_parser("train", help="fit a world model to a dataset")
+    train.add_argument("--data", required=True, help="dataset folder or Minari dataset id")
+    train.add_argument("--model", choices=("ensemble", "rssm"), default="ensemble", help="world-model family")
+    train.add_argument("--preset", choices=("xs", "s", "m"), default="s", help="model size")
+    train.add_argument("--out", required=True, help="model folder to write")
+    train.add_argument("--steps", type=int, help="gradient steps (default 20000)")
+    train.add_argument("--eval-every", type=int, help="steps between validation checks (default 250)")
+    train.add_argument("--patience", type=int, help="validation checks without improvement before stopping")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", default="cpu", help="cpu or cuda")
+    train.add_argument("--config", help="YAML file with 'model' and 'train' sections")
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override one model setting"
+    )
+    train.add_argument("--resume", action="store_true", help="continue from the folder's last checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="discard a model already in --out")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("evaluate-model", help="measure a model's fidelity on held-out episodes")
+    evaluate.add_argument("model_dir")
+    evaluate.add_argument(
+        "--data", required=True, help="the model's dataset (held-out split) or another of its task"
+    )
+    evaluate.add_argument("--horizon", type=int, default=50)
+    evaluate.add_argument("--starts", type=int, default=256, help="open-loop start states")
+    evaluate.add_argument(
+        "--context", type=int, default=8, help="real steps filtered before each open-loop start"
+    )
+    evaluate.add_argument(
+        "--out", help="folder for fidelity.json and fidelity.png (default: the model folder)"
+    )
+    evaluate.set_defaults(func=cmd_evaluate_model)
 
     tasks = commands.add_parser("tasks", help="list the real-task suite")
     tasks.set_defaults(func=cmd_tasks)

@@ -142,8 +142,12 @@ class SequenceSampler:
     def num_windows(self) -> int:
         return len(self.starts)
 
-    def sample(self) -> Batch:
-        """``batch_size`` windows drawn uniformly with replacement; tensors are ``(B, L, ...)``."""
-        chosen = self.starts[torch.randint(len(self.starts), (self.batch_size,), generator=self.generator)]
+    def sample(self, count: int | None = None) -> Batch:
+        """``count`` (default ``batch_size``) windows drawn uniformly with replacement; tensors are ``(B, L, ...)``.
+
+        A larger ``count`` serves models that draw several batches at once (one per ensemble member).
+        """
+        count = self.batch_size if count is None else count
+        chosen = self.starts[torch.randint(len(self.starts), (count,), generator=self.generator)]
         index = chosen[:, None] + self.offsets[None, :]  # (B, L)
         return self.data.gather(index.to(self.device))

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from imaginarium.cli import main
 from imaginarium.dataset import load_dataset
@@ -122,3 +123,61 @@ def test_a_signal_keeps_the_complete_episodes_and_says_so(tmp_path: Path, sent: 
     assert dataset.num_episodes == written >= 100
     assert (dataset.episode_lengths == 200).all()
     assert not (tmp_path / "ds.partial").exists()
+
+
+def test_train_then_evaluate_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pendulum_dataset_path: Path
+) -> None:
+    out = tmp_path / "model"
+    config = tmp_path / "config.yaml"
+    config.write_text("model:\n  hidden: 32\ntrain:\n  eval_every: 20\n")
+    argv = [
+        "train",
+        "--data",
+        str(pendulum_dataset_path),
+        "--preset",
+        "xs",
+        "--out",
+        str(out),
+        "--steps",
+        "40",
+    ]
+    code, stdout, _ = _run([*argv, "--config", str(config), "--set", "layers=1", "--no-progress"], capsys)
+    assert code == 0 and "trained ensemble for 40 steps" in stdout
+    code, stdout, _ = _run(
+        ["evaluate-model", str(out), "--data", str(pendulum_dataset_path), "--horizon", "10"], capsys
+    )
+    assert code == 0 and "nmse at 1" in stdout and (out / "fidelity.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "hiden=3"], "unknown key 'hiden'"),
+        (["--set", "hidden"], "--set takes key=value"),
+        pytest.param(
+            ["--device", "cuda:0"],
+            "no CUDA device",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
+        ),
+        (["--set", "sequence_length=500", "--model", "rssm"], "no window of length 500"),
+    ],
+)
+def test_bad_train_input_is_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    pendulum_dataset_path: Path,
+    extra: list[str],
+    message: str,
+) -> None:
+    argv = [
+        "train",
+        "--data",
+        str(pendulum_dataset_path),
+        "--out",
+        str(tmp_path / "m"),
+        "--no-progress",
+        *extra,
+    ]
+    code, _, stderr = _run(argv, capsys)
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1

@@ -91,9 +91,9 @@ class WorldModel(nn.Module, ABC):
         return next(self.parameters()).device
 
     @property
-    def train_batch_size(self) -> int:
-        """Windows per training batch."""
-        return int(self.config.batch_size)
+    def draws_per_step(self) -> int:
+        """Independent batches of ``config.batch_size`` windows that one training step consumes."""
+        return 1
 
     def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """``(...,)`` ints or ``(..., A)`` floats -> ``(..., A)`` floats: one-hot, or scaled to [-1, 1]."""

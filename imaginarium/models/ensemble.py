@@ -109,9 +109,9 @@ class EnsembleModel(WorldModel):
     # -------------------------------------------------------------------------------- training
 
     @property
-    def train_batch_size(self) -> int:
-        """Each member trains on its own ``batch_size`` windows."""
-        return self.config.members * self.config.batch_size
+    def draws_per_step(self) -> int:
+        """Each member trains on its own batch of windows."""
+        return self.config.members
 
     def fit_normalizers(self, dataset: Dataset) -> None:
         actions = self.encode_actions(torch.as_tensor(dataset.actions)).numpy()

@@ -106,8 +106,9 @@ def train_world_model(
     model.fit_normalizers(train)
     model.to(device)
     sampler = SequenceSampler(
-        train, model.train_batch_size, model.sequence_length, device, config.seed, model.within_episodes
+        train, model.config.batch_size, model.sequence_length, device, config.seed, model.within_episodes
     )
+    windows_per_step = model.config.batch_size * model.draws_per_step
     validation_batches = _validation_batches(model, validation, config, device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=model.config.learning_rate, weight_decay=model.config.weight_decay
@@ -125,7 +126,7 @@ def train_world_model(
         train_losses: list[float] = []
         while progress_state["step"] < config.steps and not stopped_early:
             model.train()
-            loss, parts = model.loss(sampler.sample())
+            loss, parts = model.loss(sampler.sample(windows_per_step))
             step = progress_state["step"] + 1
             if not torch.isfinite(loss):
                 raise TrainingError(_nan_message(out, step, progress_state))
@@ -225,10 +226,10 @@ def _validation_batches(
     model: WorldModel, validation: Dataset, config: TrainConfig, device: str
 ) -> list[Batch]:
     try:
-        sampler = _sampler_up_to(model, validation, model.train_batch_size, device, config.seed + 1)
+        sampler = _sampler_up_to(model, validation, model.config.batch_size, device, config.seed + 1)
     except DatasetError as error:
         raise DatasetError(f"validation episodes are too few or too short: {error}") from None
-    return [sampler.sample() for _ in range(config.eval_batches)]
+    return [sampler.sample(sampler.batch_size * model.draws_per_step) for _ in range(config.eval_batches)]
 
 
 def _validation_loss(model: WorldModel, batches: list[Batch]) -> float:

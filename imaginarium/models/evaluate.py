@@ -1,0 +1,247 @@
+"""Fidelity of a world model on held-out episodes: does what happens inside predict what happens outside?
+
+Measured (``imaginarium evaluate-model``):
+
+- open-loop prediction error over horizons ``1..H``: from a real state (filtered through ``context``
+  real steps), the model is fed the real actions and never sees another real observation; the error
+  per dimension is normalised by that dimension's variance in the data, and set beside the trivial
+  predictor that repeats the last real observation;
+- reward error and R², success and continue AUC and Brier score, from one-step predictions;
+- how the model's own uncertainty grows with the horizon.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imaginarium.dataset import Dataset, load_dataset
+from imaginarium.errors import DatasetError
+from imaginarium.models import WorldModel, load_world_model
+from imaginarium.models.checkpoint import write_card
+from imaginarium.samplers import SequenceSampler
+
+
+def held_out_episodes(model: WorldModel, dataset: Dataset) -> tuple[Dataset, str]:
+    """The validation episodes of the model's own split when ``dataset`` is its training data; else all of it."""
+    card = getattr(model, "card", {}) or {}
+    trained_on = (card.get("dataset") or {}).get("fingerprint")
+    if trained_on == dataset.fingerprint():
+        split = card.get("train_config", {})
+        _, validation = dataset.split(split.get("validation_fraction", 0.1), seed=split.get("seed", 0))
+        return validation, "validation episodes of the training split"
+    return dataset, "the whole dataset (not the model's training data)"
+
+
+@torch.no_grad()
+def open_loop_errors(
+    model: WorldModel, dataset: Dataset, horizon: int = 50, starts: int = 256, context: int = 8, seed: int = 0
+) -> dict[str, Any]:
+    """Normalised MSE of open-loop predictions at each horizon, the repeat-last baseline, and uncertainty.
+
+    :return: lists indexed by ``h - 1``: ``nmse``, ``repeat_last_nmse``, ``nmse_per_dim`` (H × D),
+        ``uncertainty``, and ``count`` (starts that reach each horizon).
+    """
+    rng = np.random.default_rng(seed)
+    lengths = dataset.episode_lengths
+    candidates = [
+        (episode, t0) for episode, length in enumerate(lengths) for t0 in range(context - 1, int(length))
+    ]
+    if not candidates:
+        raise DatasetError(f"no held-out episode is longer than the context of {context} steps")
+    chosen = [
+        candidates[i] for i in rng.choice(len(candidates), size=min(starts, len(candidates)), replace=False)
+    ]
+    variance = np.concatenate([dataset.observations, dataset.next_observations]).var(0).clip(min=1e-8)
+    device = model.device
+    count = len(chosen)
+    obs_dim = dataset.observations.shape[1]
+    predicted = np.full((horizon, count, obs_dim), np.nan)
+    real = np.full((horizon, count, obs_dim), np.nan)
+    repeat = np.zeros((count, obs_dim))
+    uncertainty = np.full((horizon, count), np.nan)
+    history_obs, history_actions, future_actions = [], [], []
+    for index, (episode, t0) in enumerate(chosen):
+        base = dataset.episode_starts[episode]
+        rows = np.arange(base + t0 - context + 1, base + t0 + 1)
+        history_obs.append(dataset.observations[rows])
+        history_actions.append(dataset.actions[rows[:-1]])
+        steps = min(horizon, int(lengths[episode]) - t0)
+        future = np.arange(base + t0, base + t0 + steps)
+        real[:steps, index] = dataset.next_observations[future]
+        padded = np.concatenate(
+            [dataset.actions[future], np.repeat(dataset.actions[future[-1:]], horizon - steps, 0)]
+        )
+        future_actions.append(padded)
+        repeat[index] = dataset.observations[base + t0]
+    state = model.observe(
+        torch.as_tensor(np.stack(history_obs), device=device),
+        torch.as_tensor(np.stack(history_actions), device=device),
+    )
+    actions = torch.as_tensor(np.stack(future_actions), device=device)  # (N, H, ...)
+    for h in range(horizon):
+        out = model.step(state, actions[:, h], sample=False)
+        state = out.state
+        predicted[h] = model.decode(state).cpu().numpy()
+        uncertainty[h] = out.uncertainty.cpu().numpy()
+    reached = ~np.isnan(real[..., 0])  # (H, N)
+    squared = (predicted - real) ** 2 / variance
+    repeat_squared = (repeat[None] - real) ** 2 / variance
+    per_dim = np.array(
+        [
+            squared[h][reached[h]].mean(0) if reached[h].any() else np.full(obs_dim, np.nan)
+            for h in range(horizon)
+        ]
+    )
+    return {
+        "nmse": np.nanmean(per_dim, axis=1).tolist(),
+        "repeat_last_nmse": [
+            float(repeat_squared[h][reached[h]].mean()) if reached[h].any() else float("nan")
+            for h in range(horizon)
+        ],
+        "nmse_per_dim": per_dim.tolist(),
+        "uncertainty": [
+            float(uncertainty[h][reached[h]].mean()) if reached[h].any() else float("nan")
+            for h in range(horizon)
+        ],
+        "count": reached.sum(1).tolist(),
+    }
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney, ties averaged); ``None`` when one class is absent."""
+    labels = labels.astype(bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # average ranks over ties
+    unique, first_index, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average_rank = first_index + (counts + 1) / 2.0
+    ranks[order] = np.repeat(average_rank, counts)
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+@torch.no_grad()
+def one_step_figures(
+    model: WorldModel, dataset: Dataset, windows: int = 512, seed: int = 0
+) -> dict[str, Any]:
+    """Reward MSE and R², success and continue AUC and Brier score from teacher-forced one-step predictions."""
+    probe = SequenceSampler(dataset, 1, model.sequence_length, "cpu", seed, model.within_episodes)
+    sampler = SequenceSampler(
+        dataset, min(64, probe.num_windows), model.sequence_length, model.device, seed, model.within_episodes
+    )
+    rewards, reward_predictions, success, success_prob, continues, continue_prob = ([] for _ in range(6))
+    for _ in range(max(1, windows // sampler.batch_size)):
+        batch = sampler.sample()
+        predictions = model.predict_transitions(batch)
+        rewards.append(batch.rewards.reshape(-1))
+        reward_predictions.append(predictions.reward.reshape(-1))
+        success.append(batch.success.reshape(-1))
+        success_prob.append(predictions.success_prob.reshape(-1))
+        continues.append(~batch.terminated.reshape(-1))
+        continue_prob.append(predictions.continue_prob.reshape(-1))
+
+    def numpy(parts: list[torch.Tensor]) -> np.ndarray:
+        return torch.cat(parts).float().cpu().numpy()
+
+    reward, reward_hat = numpy(rewards), numpy(reward_predictions)
+    figures: dict[str, Any] = {
+        "reward_mse": float(np.mean((reward - reward_hat) ** 2)),
+        "reward_r2": float(
+            1.0 - np.sum((reward - reward_hat) ** 2) / max(np.sum((reward - reward.mean()) ** 2), 1e-12)
+        ),
+    }
+    for name, labels, probabilities in (
+        ("success", numpy(success), numpy(success_prob)),
+        ("continue", numpy(continues), numpy(continue_prob)),
+    ):
+        figures[f"{name}_auc"] = auc(probabilities, labels)
+        figures[f"{name}_brier"] = float(np.mean((probabilities - labels) ** 2))
+        figures[f"{name}_positive_rate"] = float(labels.mean())
+    return figures
+
+
+def evaluate_model(
+    model: WorldModel | str | Path,
+    dataset: Dataset | str | Path,
+    horizon: int = 50,
+    starts: int = 256,
+    context: int = 8,
+    seed: int = 0,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Measure fidelity on held-out episodes; write ``fidelity.json`` and ``fidelity.png`` to ``out``.
+
+    :param model: a model or a model folder (then ``out`` defaults to it, and its card gets the summary).
+    :param dataset: the model's dataset (its held-out split is used) or another dataset of the same task.
+    """
+    dataset = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    model_dir = Path(model) if isinstance(model, str | Path) else None
+    if model_dir is not None:
+        model = load_world_model(model_dir, task=dataset.task)
+    card = getattr(model, "card", None) or {}
+    model.eval()
+    held_out, which = held_out_episodes(model, dataset)
+    errors = open_loop_errors(model, held_out, horizon, starts, context, seed)
+    figures = one_step_figures(model, held_out, seed=seed)
+    summary = {
+        "held_out": which,
+        "episodes": held_out.num_episodes,
+        **{f"nmse_at_{h}": errors["nmse"][h - 1] for h in (1, 5, 10, 25, 50) if h <= horizon},
+        **{
+            f"repeat_last_nmse_at_{h}": errors["repeat_last_nmse"][h - 1] for h in (1, 25, 50) if h <= horizon
+        },
+        "beats_repeat_last_at_every_horizon": bool(
+            all(
+                m < r
+                for m, r in zip(errors["nmse"], errors["repeat_last_nmse"], strict=True)
+                if np.isfinite(r)
+            )
+        ),
+        **figures,
+    }
+    report = {"summary": summary, "horizon": horizon, "context": context, "open_loop": errors}
+    out_dir = Path(out) if out is not None else model_dir
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "fidelity.json").write_text(json.dumps(report, indent=2))
+        plot_fidelity(
+            report, out_dir / "fidelity.png", title=f"{card.get('family', '')} on {card.get('task', '')}"
+        )
+    if model_dir is not None and card:
+        write_card(model_dir, {**card, "fidelity": summary})
+    return report
+
+
+def plot_fidelity(report: dict[str, Any], path: Path, title: str = "") -> None:
+    """Two panels: normalised MSE over the horizon (model against repeat-last), and uncertainty."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    horizons = np.arange(1, report["horizon"] + 1)
+    errors = report["open_loop"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(horizons, errors["nmse"], label="world model")
+    left.plot(horizons, errors["repeat_last_nmse"], "--", label="repeat last observation")
+    left.set_yscale("log")
+    left.set_xlabel("open-loop horizon (steps)")
+    left.set_ylabel("normalised MSE")
+    left.legend()
+    left.grid(alpha=0.3)
+    right.plot(horizons, errors["uncertainty"], color="tab:red")
+    right.set_xlabel("open-loop horizon (steps)")
+    right.set_ylabel("model uncertainty")
+    right.grid(alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imaginarium.dataset import Dataset
+from imaginarium.errors import ModelError
+from imaginarium.models.checkpoint import read_card
+from imaginarium.models.evaluate import auc, evaluate_model, held_out_episodes, open_loop_errors
+from imaginarium.models.train import train_world_model
+
+
+@pytest.fixture(scope="module")
+def ensemble_dir(tmp_path_factory: pytest.TempPathFactory, pendulum_dataset: Dataset) -> Path:
+    out = tmp_path_factory.mktemp("evaluate") / "model"
+    train_world_model(
+        pendulum_dataset,
+        out,
+        family="ensemble",
+        preset="xs",
+        config={"steps": 150, "eval_every": 50},
+        progress=False,
+    )
+    return out
+
+
+def test_auc_matches_counting_pairs() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, 60).astype(float)  # many ties
+    labels = rng.random(60) < 0.4
+    pairs = [1.0 if p > n else 0.5 if p == n else 0.0 for p, n in product(scores[labels], scores[~labels])]
+    assert auc(scores, labels) == pytest.approx(np.mean(pairs))
+    assert auc(scores, np.ones(60, bool)) is None
+
+
+def test_evaluation_writes_figures_plot_and_card(ensemble_dir: Path, pendulum_dataset_path: Path) -> None:
+    report = evaluate_model(ensemble_dir, pendulum_dataset_path, horizon=20, starts=64)
+    saved = json.loads((ensemble_dir / "fidelity.json").read_text())
+    assert saved["summary"] == report["summary"]
+    assert (ensemble_dir / "fidelity.png").stat().st_size > 10_000
+    summary = read_card(ensemble_dir)["fidelity"]
+    assert summary["held_out"].startswith("validation episodes")
+    assert len(report["open_loop"]["nmse"]) == 20 and len(report["open_loop"]["nmse_per_dim"][0]) == 3
+    assert summary["nmse_at_1"] < summary["repeat_last_nmse_at_1"]
+    assert summary["reward_r2"] > 0.5
+
+
+def test_repeat_last_baseline_is_the_error_of_predicting_no_change(
+    ensemble_dir, pendulum_dataset: Dataset
+) -> None:
+    from imaginarium.models import load_world_model
+
+    model = load_world_model(ensemble_dir)
+    held_out, _ = held_out_episodes(model, pendulum_dataset)
+    errors = open_loop_errors(model, held_out, horizon=1, starts=10_000, context=1)
+    variance = np.concatenate([held_out.observations, held_out.next_observations]).var(0)
+    expected = ((held_out.next_observations - held_out.observations) ** 2 / variance).mean()
+    assert errors["repeat_last_nmse"][0] == pytest.approx(expected, rel=1e-6)
+    assert errors["count"][0] == held_out.num_steps
+
+
+def test_evaluating_on_another_task_is_refused(ensemble_dir: Path, cartpole_dataset_path: Path) -> None:
+    with pytest.raises(ModelError, match="not on 'cartpole'"):
+        evaluate_model(ensemble_dir, cartpole_dataset_path)
