@@ -1,7 +1,7 @@
 """Success definitions of the real tasks, computed per step from an episode's arrays.
 
-A definition maps one episode to a boolean per step: ``success[t]`` says whether the task counts as
-solved in the state reached by step ``t``. An episode succeeds when its last step does. Labels per
+A definition maps one episode to a boolean per step: ``success[t]`` says whether the task would count
+as solved if the episode ended in the state reached by step ``t``. An episode succeeds when its last step does. Labels per
 step are what the learned success head is trained on; the per-episode figure is what reports show.
 """
 
@@ -40,8 +40,11 @@ class SuccessDefinition:
         return success
 
 
-def _alive_at_time_limit(next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
-    return truncated & ~terminated
+def _alive(next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+    # Per step: "would count as success if the time limit ended the episode here", i.e. still up.
+    # At the last step this is exactly the task's rule; earlier it gives the success head a label
+    # it can learn from the state, instead of one that only the step counter could predict.
+    return ~terminated
 
 
 def _upright_for_last(window: int, cos_threshold: float) -> SuccessFn:
@@ -76,7 +79,7 @@ SUCCESS_DEFINITIONS: Mapping[str, SuccessDefinition] = {
     "cartpole": SuccessDefinition(
         "alive_at_time_limit",
         "the pole is still up when the time limit ends the episode",
-        _alive_at_time_limit,
+        _alive,
     ),
     "pendulum": SuccessDefinition(
         "upright_last_20",

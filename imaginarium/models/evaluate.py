@@ -152,11 +152,11 @@ def one_step_figures(
         return torch.cat(parts).float().cpu().numpy()
 
     reward, reward_hat = numpy(rewards), numpy(reward_predictions)
+    spread = np.sum((reward - reward.mean()) ** 2)
     figures: dict[str, Any] = {
         "reward_mse": float(np.mean((reward - reward_hat) ** 2)),
-        "reward_r2": float(
-            1.0 - np.sum((reward - reward_hat) ** 2) / max(np.sum((reward - reward.mean()) ** 2), 1e-12)
-        ),
+        # R² is undefined when every reward is the same (CartPole's constant +1): reported as None.
+        "reward_r2": float(1.0 - np.sum((reward - reward_hat) ** 2) / spread) if spread > 1e-12 else None,
     }
     for name, labels, probabilities in (
         ("success", numpy(success), numpy(success_prob)),

@@ -38,15 +38,16 @@ class RSSMConfig:
     free_nats: float = 1.0
     dyn_scale: float = 0.5
     rep_scale: float = 0.1
-    sequence_length: int = 64
-    batch_size: int = 16
+    #: windows of 32 × 32 transitions: the same samples as DreamerV3's 16 × 64 in half the sequential steps
+    sequence_length: int = 32
+    batch_size: int = 32
     learning_rate: float = 3e-4
     weight_decay: float = 0.0
     reward_bins: int = 255
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "xs": {"deter": 64, "stoch": 8, "classes": 8, "hidden": 64, "layers": 1, "sequence_length": 32},
+    "xs": {"deter": 64, "stoch": 8, "classes": 8, "hidden": 64, "layers": 1, "sequence_length": 16},
     "s": {},
     "m": {"deter": 512, "stoch": 32, "classes": 32, "hidden": 512},
 }
@@ -95,8 +96,9 @@ class RSSMModel(WorldModel):
 
     def _latent(self, probs: torch.Tensor, sample: bool) -> torch.Tensor:
         """A one-hot draw (straight-through gradients) or the mode; ``(B, S, C) -> (B, S·C)``."""
-        if sample:
-            index = torch.multinomial(probs.reshape(-1, self.config.classes), 1).reshape(probs.shape[:-1])
+        if sample:  # Gumbel-max: a categorical draw for every latent in one vectorised op
+            gumbel = -torch.log(-torch.log(torch.rand_like(probs).clamp_(1e-20, 1.0)))
+            index = (torch.log(probs) + gumbel).argmax(-1)
         else:
             index = probs.argmax(-1)
         one_hot = F.one_hot(index, self.config.classes).to(probs.dtype)
@@ -130,30 +132,35 @@ class RSSMModel(WorldModel):
         action, and the posterior that also sees ``next_observations[t]``.
         """
         batch_size, length = batch.rewards.shape
-        deter_size = self.config.deter
         embed_now = self._embed(batch.observations)  # (B, L, E)
         embed_next = self._embed(batch.next_observations)  # (B, L, E)
         actions = self.encode_actions(batch.actions)  # (B, L, A)
-        deter = embed_now.new_zeros(batch_size, deter_size)
-        stoch = embed_now.new_zeros(batch_size, self.config.stoch * self.config.classes)
-        outputs: dict[str, list[torch.Tensor]] = {k: [] for k in ("start", "deter", "prior", "post", "stoch")}
-        zeros = embed_now.new_zeros(batch_size, deter_size)
+        # Everything that does not depend on the recurrence runs batched over (B, L), outside the loop.
+        zeros = embed_now.new_zeros(batch_size, length, self.config.deter)
+        start_stoch = self._latent(self._posterior(zeros, embed_now), sample)  # (B, L, S·C)
+        restart = batch.firsts.clone()
+        restart[:, 0] = True
+        deter = zeros[:, 0]
+        stoch = start_stoch[:, 0]
+        deters, posteriors, stochs = [], [], []
         for t in range(length):
-            start_probs = self._posterior(zeros, embed_now[:, t])
-            start_stoch = self._latent(start_probs, sample)
-            restart = (batch.firsts[:, t] | (t == 0)).unsqueeze(-1)
-            deter = torch.where(restart, zeros, deter)
-            stoch = torch.where(restart, start_stoch, stoch)
+            keep = (~restart[:, t]).unsqueeze(-1).float()
+            deter = deter * keep
+            stoch = stoch * keep + start_stoch[:, t] * (1.0 - keep)
             deter = self._transition(deter, stoch, actions[:, t])
-            prior = self._probs(self.prior_net(deter))
             posterior = self._posterior(deter, embed_next[:, t])
             stoch = self._latent(posterior, sample)
-            outputs["start"].append(torch.cat([zeros, start_stoch], -1))
-            outputs["deter"].append(deter)
-            outputs["prior"].append(prior)
-            outputs["post"].append(posterior)
-            outputs["stoch"].append(stoch)
-        return {key: torch.stack(values, 1) for key, values in outputs.items()}
+            deters.append(deter)
+            posteriors.append(posterior)
+            stochs.append(stoch)
+        deter_all = torch.stack(deters, 1)  # (B, L, H)
+        return {
+            "start": torch.cat([zeros, start_stoch], -1),
+            "deter": deter_all,
+            "prior": self._probs(self.prior_net(deter_all)),
+            "post": torch.stack(posteriors, 1),
+            "stoch": torch.stack(stochs, 1),
+        }
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         filtered = self._filter(batch, sample=True)

@@ -206,3 +206,42 @@ def test_unknown_config_keys_are_refused_by_name() -> None:
         build_model("gan", space, gym.spaces.Box(-1, 1, (1,)))
     with pytest.raises(ImaginariumError, match="unknown rssm preset 'xl'"):
         build_model("rssm", space, gym.spaces.Box(-1, 1, (1,)), preset="xl")
+
+
+@pytest.fixture(scope="module")
+def suite_datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Four short random episodes of every suite task."""
+    from imaginarium.collect import collect
+    from imaginarium.envs.suite import SUITE, get_task
+
+    folder = tmp_path_factory.mktemp("suite")
+    return {
+        name: collect(get_task(name, max_episode_steps=20), folder / name, episodes=4, progress=False).path
+        for name in SUITE
+    }
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(
+    "task", ["cartpole", "pendulum", "mountaincar", "reacher", "pusher", "hopper", "halfcheetah"]
+)
+def test_every_family_trains_and_steps_on_every_suite_task(
+    family: str, task: str, suite_datasets: dict[str, Path], tmp_path: Path
+) -> None:
+    overrides = {**TINY[family], "batch_size": 8, **({"sequence_length": 8} if family == "rssm" else {})}
+    result = train_world_model(
+        suite_datasets[task],
+        tmp_path / "m",
+        family=family,
+        preset="xs",
+        model_overrides=overrides,
+        config={"steps": 4, "eval_every": 2, "validation_fraction": 0.25},
+        progress=False,
+    )
+    model = load_world_model(result.directory, task=task)
+    dataset = load_dataset(suite_datasets[task])
+    out = model.step(
+        model.initial_state(torch.as_tensor(dataset.observations[:2])), torch.as_tensor(dataset.actions[:2])
+    )
+    assert model.decode(out.state).shape == (2, *dataset.observation_space.shape)
+    assert torch.isfinite(model.decode(out.state)).all()

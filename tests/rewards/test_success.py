@@ -27,13 +27,13 @@ def test_pendulum_threshold_is_strict_at_cos_095() -> None:
     assert not SUCCESS_DEFINITIONS["pendulum"](observations, *_flags(25)).any()
 
 
-def test_cartpole_succeeds_only_when_the_time_limit_ends_a_live_episode() -> None:
+def test_cartpole_episode_succeeds_only_when_the_time_limit_ends_a_live_episode() -> None:
     observations = np.zeros((3, 4))
     definition = SUCCESS_DEFINITIONS["cartpole"]
     truncated_alive = definition(observations, np.array([0, 0, 0], bool), np.array([0, 0, 1], bool))
     fallen = definition(observations, np.array([0, 0, 1], bool), np.array([0, 0, 0], bool))
-    assert truncated_alive.tolist() == [False, False, True]
-    assert not fallen.any()
+    assert episode_success(truncated_alive) and not episode_success(fallen)
+    assert truncated_alive.all() and fallen.tolist() == [True, True, False]
 
 
 def test_mountaincar_succeeds_at_the_goal_position() -> None:

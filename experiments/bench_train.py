@@ -1,0 +1,103 @@
+"""World-model training speed: transitions per second for each family and preset on this machine.
+
+A transition counted once per window step it appears in (ensemble: members × batch × horizon;
+rssm: batch × sequence length). Timed over full optimisation steps (forward, backward, AdamW) after a
+warm-up, on a real Pendulum dataset.
+
+    python experiments/bench_train.py [--steps 30] [--device cpu] [--out experiments/results/bench_train.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from imaginarium.collect import collect
+from imaginarium.dataset import load_dataset
+from imaginarium.models import build_model
+from imaginarium.samplers import SequenceSampler
+
+
+@dataclass(frozen=True)
+class Config:
+    steps: int = 30
+    warmup: int = 3
+    device: str = "cpu"
+    out: str = "experiments/results/bench_train.json"
+
+
+def measure(family: str, preset: str, dataset, config: Config) -> dict:
+    torch.manual_seed(0)
+    model = build_model(family, dataset.observation_space, dataset.action_space, preset)
+    model.fit_normalizers(dataset)
+    model.to(config.device)
+    sampler = SequenceSampler(
+        dataset, model.config.batch_size, model.sequence_length, config.device, 0, model.within_episodes
+    )
+    windows = model.config.batch_size * model.draws_per_step
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def one_step() -> None:
+        loss, _ = model.loss(sampler.sample(windows))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(config.warmup):
+        one_step()
+    if config.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(config.steps):
+        one_step()
+    if config.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - started) / config.steps
+    transitions = windows * model.sequence_length
+    return {
+        "family": family,
+        "preset": preset,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "transitions_per_step": transitions,
+        "seconds_per_step": seconds,
+        "samples_per_s": transitions / seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for field, default in asdict(Config()).items():
+        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
+    config = Config(**vars(parser.parse_args()))
+    with tempfile.TemporaryDirectory() as scratch:
+        collect("pendulum", Path(scratch) / "data", steps=20_000, progress=False)
+        dataset = load_dataset(Path(scratch) / "data")
+    rows = []
+    for family in ("ensemble", "rssm"):
+        for preset in ("xs", "s", "m"):
+            row = measure(family, preset, dataset, config)
+            rows.append(row)
+            print(
+                f"{family:>8} {preset:>2}: {row['parameters']:>9,} params  {row['seconds_per_step'] * 1e3:8.1f} ms/step  "
+                f"{row['samples_per_s']:>10,.0f} samples/s"
+            )
+    report = {
+        "benchmark": "train",
+        "config": asdict(config),
+        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
+        "figures": rows,
+    }
+    Path(config.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(config.out).write_text(json.dumps(report, indent=2))
+    print(f"wrote {config.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Trained Stable-Baselines3 agents on the real tasks, used to collect experience of varied quality.
+
+Each is trained on the real environment with a fixed budget and cached under
+``experiments/results/experts/<task>.zip``; a second call returns the cached file.
+
+    python experiments/experts.py --task pendulum
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.env_util import make_vec_env
+
+from imaginarium.envs.suite import get_task
+
+CACHE = Path("experiments/results/experts")
+
+#: algorithm, real environment steps, keyword arguments (RL-Zoo-like settings, shortened for a CPU)
+RECIPES: dict[str, tuple[str, int, dict]] = {
+    "cartpole": (
+        "ppo",
+        60_000,
+        {
+            "n_steps": 32,
+            "batch_size": 256,
+            "gae_lambda": 0.8,
+            "gamma": 0.98,
+            "n_epochs": 20,
+            "learning_rate": 1e-3,
+        },
+    ),
+    "pendulum": ("sac", 12_000, {"learning_rate": 1e-3}),
+    "mountaincar": ("sac", 30_000, {"learning_rate": 3e-4, "use_sde": True}),
+    "reacher": ("sac", 20_000, {"learning_rate": 1e-3}),
+    "pusher": ("sac", 30_000, {"learning_rate": 1e-3}),
+    "hopper": ("sac", 30_000, {"learning_rate": 1e-3, "learning_starts": 5_000}),
+    "halfcheetah": ("sac", 30_000, {"learning_rate": 1e-3, "learning_starts": 5_000}),
+}
+
+
+def expert(task_name: str, seed: int = 0) -> Path:
+    """Path of a trained agent for ``task_name``, training it first if it is not cached."""
+    path = CACHE / f"{task_name}.zip"
+    if path.exists():
+        return path
+    task = get_task(task_name)
+    algorithm, steps, kwargs = RECIPES[task.name]
+    started = time.perf_counter()
+    if algorithm == "ppo":
+        env = make_vec_env(task.env_id, n_envs=8, seed=seed)
+        agent = PPO("MlpPolicy", env, seed=seed, verbose=0, **kwargs)
+    else:
+        agent = SAC("MlpPolicy", task.make(), seed=seed, verbose=0, **kwargs)
+    agent.learn(steps)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    agent.save(path)
+    print(
+        f"trained {algorithm} on {task.name} for {steps} steps in {time.perf_counter() - started:.0f} s: "
+        f"real return {real_return(agent, task_name):.1f}"
+    )
+    return path
+
+
+def real_return(agent, task_name: str, episodes: int = 10, seed: int = 1000) -> float:
+    """Mean undiscounted return of the deterministic agent on the real task."""
+    env = get_task(task_name).make()
+    returns = []
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=seed + episode)
+        done, total = False, 0.0
+        while not done:
+            action, _ = agent.predict(observation, deterministic=True)
+            observation, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True, choices=sorted(RECIPES))
+    print(expert(parser.parse_args().task))
