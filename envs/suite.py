@@ -78,14 +78,15 @@ class Task:
             ("observation", observation_space, self.observation_space),
             ("action", action_space, self.action_space),
         ):
-            problem = _space_mismatch(theirs, ours, compare_bounds=what == "action")
+            problem = space_mismatch(theirs, ours, compare_bounds=what == "action")
             if problem:
                 raise TaskError(
                     f"{source} has {what} space {theirs}, expected {ours} for task {self.name!r} ({problem})"
                 )
 
 
-def _space_mismatch(theirs: gym.Space, ours: gym.Space, compare_bounds: bool) -> str | None:
+def space_mismatch(theirs: gym.Space, ours: gym.Space, compare_bounds: bool) -> str | None:
+    """Why ``theirs`` cannot stand for ``ours`` (kind, size, shape, and Box bounds when asked), or ``None``."""
     if type(theirs) is not type(ours):
         return f"{type(theirs).__name__} is not {type(ours).__name__}"
     if isinstance(ours, gym.spaces.Discrete):

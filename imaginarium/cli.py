@@ -88,7 +88,10 @@ def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         key, equals, value = pair.partition("=")
         if not equals or not key:
             raise ImaginariumError(f"--set takes key=value, got {pair!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ImaginariumError(f"--set {pair!r}: the value does not parse: {error}") from None
     return overrides
 
 
@@ -102,8 +105,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ImaginariumError(
             f"unknown section {sorted(unknown)[0]!r} in {args.config}; expected model and train"
         )
-    model_overrides = {**file_config.get("model", {}), **_parse_overrides(args.set)}
-    train_config = dict(file_config.get("train", {}))
+    for section in ("model", "train"):
+        if not isinstance(file_config.get(section) or {}, dict):
+            raise ImaginariumError(
+                f"section {section!r} of {args.config} must be a mapping of keys to values"
+            )
+    model_overrides = {**(file_config.get("model") or {}), **_parse_overrides(args.set)}
+    train_config = dict(file_config.get("train") or {})
     for key in ("steps", "seed", "patience", "eval_every"):
         if getattr(args, key) is not None:
             train_config[key] = getattr(args, key)

@@ -18,7 +18,7 @@ from types import FrameType
 import gymnasium as gym
 import numpy as np
 
-from imaginarium.dataset import DatasetWriter, Episode
+from imaginarium.dataset import DatasetWriter, Episode, deferred_interrupts
 from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task, get_task
 from imaginarium.errors import ImaginariumError
 from imaginarium.policy import Policy, parse_policy
@@ -144,14 +144,18 @@ def collect(
         metadata={"policy": policy_spec, "seed": seed, "num_envs": num_envs},
         overwrite=overwrite,
     )
-    envs = [task.make() for _ in range(num_envs if episodes is None else min(num_envs, episodes))]
+    envs: list[gym.Env] = []
     started = time.perf_counter()
     try:
+        envs = [task.make() for _ in range(num_envs if episodes is None else min(num_envs, episodes))]
         with _sigterm_as_interrupt(), _progress(progress, task, target, episodes is None) as advance:
             interrupted, dropped_steps = _run(task, envs, policy, writer, episodes, steps, seed, advance)
-        path = writer.commit() if writer.episodes else None
-        if path is None:
-            writer.abort()
+        # A signal during the commit must not undo it once begun: hold it, then report it.
+        with deferred_interrupts(replay=False) as late_signals:
+            path = writer.commit() if writer.episodes else None
+            if path is None:
+                writer.abort()
+        interrupted = interrupted or bool(late_signals)
     except BaseException:
         writer.abort()
         raise
@@ -223,10 +227,12 @@ def _run(
                 observations[slot] = observation
                 if terminated or truncated:
                     episode = builder.build(task)
-                    writer.add(episode)
-                    collected_steps += len(episode)
-                    advance(1, len(episode))
+                    # The slot is cleared first: an interrupt held during the write is raised when
+                    # add() returns, and this episode must count as kept, not as unfinished.
                     builders[slot] = None
+                    collected_steps += len(episode)
+                    writer.add(episode)
+                    advance(1, len(episode))
                     if wants_more():
                         observations[slot] = start(slot)
                         policy.reset(np.array([slot]))

@@ -5,6 +5,7 @@ Unknown keys are an error, named in the message, so a typo never silently falls 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +22,8 @@ def config_from_dict(cls: type[ConfigT], values: dict[str, Any] | None, where: s
 
     :param where: names the source in error messages (a file path, ``--set``).
     """
+    if values is not None and not isinstance(values, dict):
+        raise ImaginariumError(f"{where} must be a mapping of keys to values, got {values!r}")
     values = dict(values or {})
     known = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - set(known))
@@ -30,14 +33,29 @@ def config_from_dict(cls: type[ConfigT], values: dict[str, Any] | None, where: s
         )
     defaults = cls()
     for key, value in values.items():
-        expected = type(getattr(defaults, key))
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            values[key] = float(value)
-        elif expected in (int, float, str, bool) and not isinstance(value, expected):
-            raise ImaginariumError(f"{where}: {key!r} must be {expected.__name__}, got {value!r}")
-        elif expected is tuple and isinstance(value, list):
-            values[key] = tuple(value)
+        values[key] = _coerce(key, value, type(getattr(defaults, key)), where)
     return dataclasses.replace(defaults, **values)  # type: ignore[type-var]
+
+
+def _coerce(key: str, value: Any, expected: type, where: str) -> Any:
+    """``value`` as the type of the field's default, or an error naming the key.
+
+    YAML 1.1 reads ``1e-3`` as a string, so numbers given as strings are parsed; a bool is never
+    taken for a number.
+    """
+    if expected is tuple and isinstance(value, list):
+        return tuple(value)
+    if expected in (int, float) and not isinstance(value, bool):
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = float(value) if expected is float else int(value)
+        if expected is float and isinstance(value, int):
+            return float(value)
+    if expected in (int, float, str, bool) and (
+        not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))
+    ):
+        raise ImaginariumError(f"{where}: {key!r} must be {expected.__name__}, got {value!r}")
+    return value
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -176,7 +176,8 @@ class Dataset:
     def fingerprint(self) -> str:
         """A short content hash, stored in model cards to tie a model to the data it learned from."""
         digest = hashlib.sha256()
-        for array in (self.observations, self.actions, self.rewards, self.terminated, self.episode_starts):
+        columns = (self.observations, self.next_observations, self.actions, self.rewards)
+        for array in (*columns, self.terminated, self.truncated, self.success, self.episode_starts):
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()[:16]
 
@@ -218,27 +219,29 @@ def _stats(values: np.ndarray) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def deferred_interrupts() -> Iterator[None]:
+def deferred_interrupts(replay: bool = True) -> Iterator[list[int]]:
     """Hold Ctrl-C and SIGTERM until the block ends, so a file write is never cut in half.
 
+    Yields the list of signals received meanwhile. With ``replay`` they are delivered to the
+    previous handlers when the block ends (Ctrl-C then raises there); without, the caller decides.
     The handlers are swapped rather than the signals masked: a mask holds only for the calling
     thread, and the kernel may hand the signal to any other thread (BLAS, HDF5) instead.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
 
     def remember(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
 
     previous = {signum: signal.signal(signum, remember) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if received:
+        if received and replay:
             handler = previous[received[0]]
             if callable(handler):
                 handler(received[0], None)
@@ -276,9 +279,6 @@ class DatasetWriter:
         if self.path.exists() and not overwrite:
             raise DatasetError(f"{str(self.path)!r} already exists; choose another path or pass overwrite")
         self.staging = self.path.with_name(self.path.name + ".partial")
-        self.stale_staging_removed = self.staging.exists()
-        shutil.rmtree(self.staging, ignore_errors=True)
-        (self.staging / "data").mkdir(parents=True)
         self.task = task
         self.data_format = data_format
         self.overwrite = overwrite
@@ -296,6 +296,9 @@ class DatasetWriter:
             )
         finally:
             env.close()
+        self.stale_staging_removed = self.staging.exists()  # left by a killed run: never a dataset
+        shutil.rmtree(self.staging, ignore_errors=True)
+        (self.staging / "data").mkdir(parents=True)
         with deferred_interrupts():
             self.storage = MinariStorage.new(
                 self.staging / "data",
@@ -351,23 +354,26 @@ class DatasetWriter:
         return self.written_episodes + len(self.pending)
 
     def commit(self) -> Path:
-        """Write what is queued, finish the metadata and move the dataset into place."""
+        """Write what is queued, finish the metadata and move the dataset into place.
+
+        Interrupts are held for the whole commit, so it either completes or has not begun.
+        """
         import minari
 
-        self.flush()
-        if self.written_episodes == 0:
-            self.abort()
-            raise DatasetError(f"no complete episode to write to {str(self.path)!r}")
-        ours = {
-            "task": self.task.name,
-            "env_id": self.task.env_id,
-            "max_episode_steps": self.task.max_episode_steps,
-            "success_definition": self.task.success_name,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "imaginarium_version": __version__,
-            **self.extra_metadata,
-        }
         with deferred_interrupts():
+            self.flush()
+            if self.written_episodes == 0:
+                self.abort()
+                raise DatasetError(f"no complete episode to write to {str(self.path)!r}")
+            ours = {
+                "task": self.task.name,
+                "env_id": self.task.env_id,
+                "max_episode_steps": self.task.max_episode_steps,
+                "success_definition": self.task.success_name,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "imaginarium_version": __version__,
+                **self.extra_metadata,
+            }
             self.storage.update_metadata(
                 {
                     "dataset_id": self.path.name,
@@ -475,9 +481,7 @@ def load_dataset(ref: str | Path, task: str | Task | None = None) -> Dataset:
 
     resolved_task = _resolve_task(task, metadata)
     if resolved_task is not None:
-        resolved_task.check_spaces(
-            _flat_space(observation_space, str(ref)), action_space, source=f"dataset {str(ref)!r}"
-        )
+        resolved_task.check_spaces(observation_space, action_space, source=f"dataset {str(ref)!r}")
     return _assemble(
         raw_episodes, observation_space, action_space, resolved_task, metadata, data_path, str(ref)
     )
@@ -508,7 +512,7 @@ def _resolve_task(task: str | Task | None, metadata: dict[str, Any]) -> Task | N
         return get_task(ours["task"], ours.get("max_episode_steps"))
     env_spec = metadata.get("env_spec")
     if env_spec:
-        with contextlib.suppress(ImaginariumError, json.JSONDecodeError, TypeError):
+        with contextlib.suppress(ImaginariumError, json.JSONDecodeError, TypeError, KeyError):
             return get_task(json.loads(env_spec)["id"])
     return None
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from imaginarium.envs.suite import space_mismatch
 from imaginarium.errors import PolicySpecError
 
 
@@ -142,7 +143,9 @@ class MixturePolicy:
 
     def __init__(self, components: list[Policy], weights: list[float], seed: int | None = None) -> None:
         weights_array = np.asarray(weights, dtype=np.float64)
-        if len(components) != len(weights_array) or np.any(weights_array <= 0):
+        if len(components) != len(weights_array) or not np.all(
+            np.isfinite(weights_array) & (weights_array > 0)
+        ):
             raise PolicySpecError(f"mixture weights must be positive, one per component, got {weights}")
         self.components = components
         self.probabilities = weights_array / weights_array.sum()
@@ -221,8 +224,11 @@ def _parse_component(
             ("observation", sb3_policy.observation_space, observation_space),
             ("action", sb3_policy.action_space, action_space),
         ):
-            if theirs.shape != ours.shape or type(theirs) is not type(ours):
-                raise PolicySpecError(f"SB3 agent {argument!r} has {what} space {theirs}, expected {ours}")
+            problem = space_mismatch(theirs, ours, compare_bounds=what == "action")
+            if problem:
+                raise PolicySpecError(
+                    f"SB3 agent {argument!r} has {what} space {theirs}, expected {ours} ({problem})"
+                )
         policy = sb3_policy
     else:
         raise PolicySpecError(

@@ -138,6 +138,20 @@ class SequenceSampler:
         self.data = _DeviceTransitions(dataset, self.device)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
+    @classmethod
+    def capped(
+        cls,
+        dataset: Dataset,
+        batch_size: int,
+        length: int,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        within_episodes: bool = True,
+    ) -> SequenceSampler:
+        """A sampler whose batch is ``batch_size`` or, for a small (held-out) dataset, all its windows."""
+        probe = cls(dataset, 1, length, "cpu", seed, within_episodes)
+        return cls(dataset, min(batch_size, probe.num_windows), length, device, seed, within_episodes)
+
     @property
     def num_windows(self) -> int:
         return len(self.starts)

@@ -85,10 +85,16 @@ def test_info_on_bad_datasets_is_one_line(
     assert code == 2 and "not found" in stderr
 
 
-def test_demo_collects_and_summarises(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, _ = _run(["demo", "--out", str(tmp_path / "demo"), "--episodes", "4"], capsys)
-    assert code == 0 and load_dataset(tmp_path / "demo" / "dataset").num_episodes == 4
-    assert "fingerprint" in stdout
+def test_demo_collects_trains_and_measures_fidelity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imaginarium.demo import run_demo
+
+    summaries = run_demo(tmp_path / "demo", episodes=6, train_steps=60)
+    assert load_dataset(tmp_path / "demo" / "dataset").num_episodes == 6
+    assert (tmp_path / "demo" / "model" / "fidelity.png").exists()
+    assert summaries["fidelity"]["nmse_at_1"] < summaries["fidelity"]["repeat_last_nmse_at_1"]
+    assert "fingerprint" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])

@@ -233,3 +233,31 @@ def test_episode_with_wrong_lengths_is_refused(tmp_path: Path) -> None:
     episode.actions = episode.actions[:-1]
     with pytest.raises(DatasetError, match="29 actions, expected 30"):
         write_dataset(tmp_path / "ds", [episode], PENDULUM)
+
+
+def test_a_dict_observation_dataset_opens_flattened(tmp_path: Path, monkeypatch) -> None:
+    """D4RL-style goal datasets observe a Dict of Boxes; training sees one flat vector."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    observation_space = gym.spaces.Dict(
+        {"observation": gym.spaces.Box(-1, 1, (4,)), "desired_goal": gym.spaces.Box(-1, 1, (2,))}
+    )
+    action_space = gym.spaces.Box(-1, 1, (2,))
+    rng = np.random.default_rng(0)
+    buffers = [
+        EpisodeBuffer(
+            observations={
+                "observation": rng.uniform(-1, 1, (11, 4)).astype(np.float32),
+                "desired_goal": rng.uniform(-1, 1, (11, 2)).astype(np.float32),
+            },
+            actions=rng.uniform(-1, 1, (10, 2)).astype(np.float32),
+            rewards=rng.normal(size=10),
+            terminations=np.zeros(10, bool),
+            truncations=np.r_[np.zeros(9, bool), True],
+        )
+        for _ in range(2)
+    ]
+    minari.create_dataset_from_buffers(
+        "test/goals-v0", buffers, observation_space=observation_space, action_space=action_space
+    )
+    dataset = load_dataset("test/goals-v0")
+    assert dataset.observations.shape == (20, 6) and dataset.task is None and not dataset.has_success

@@ -11,10 +11,12 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_python_example_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_python_examples_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Later examples use what earlier ones made, as a reader following the README would."""
+    assert BLOCKS
     monkeypatch.chdir(tmp_path)
-    exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {"__name__": "readme"})
+    for index, block in enumerate(BLOCKS):
+        exec(compile(block, f"README.md python block {index}", "exec"), {"__name__": "readme"})
 
 
 def test_readme_starts_with_the_two_commands() -> None:

@@ -12,10 +12,10 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from imaginarium.config import config_to_dict
+from imaginarium.config import config_from_dict, config_to_dict
 from imaginarium.envs.suite import Task
 from imaginarium.errors import ImaginariumError, ModelError
-from imaginarium.models.base import State, StepOutput, TransitionPredictions, WorldModel
+from imaginarium.models.base import State, StepOutput, TransitionPredictions, WorldModel, check_device
 from imaginarium.models.checkpoint import (
     WEIGHTS_FILE,
     check_card_task,
@@ -62,6 +62,7 @@ def load_world_model(
 
     :raises ModelError: missing, corrupted or unsafe files, or a model of another task.
     """
+    device = check_device(device)
     card = read_card(directory)
     if task is not None:
         check_card_task(card, task, f"model {str(directory)!r}")
@@ -71,13 +72,11 @@ def load_world_model(
     model_class, _ = FAMILIES[family]
     observation_space, action_space = spaces_from_card(card)
     try:
-        config = model_class.config_class(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in card["config"].items()}
+        config = config_from_dict(
+            model_class.config_class, card["config"], where=f"model card of {str(directory)!r}"
         )
-    except TypeError as error:
-        raise ModelError(
-            f"model card of {str(directory)!r} has a config this version cannot read: {error}"
-        ) from None
+    except ImaginariumError as error:
+        raise ModelError(f"this version cannot read the model: {error}") from None
     model = model_class(observation_space, action_space, config)
     state = load_tensors(Path(directory) / WEIGHTS_FILE, device="cpu")
     try:

@@ -25,7 +25,7 @@ from torch import nn
 
 from imaginarium.dataset import Dataset
 from imaginarium.errors import ImaginariumError
-from imaginarium.samplers import Batch
+from imaginarium.samplers import Batch, SequenceSampler
 
 State = dict[str, torch.Tensor]
 
@@ -141,6 +141,54 @@ class WorldModel(nn.Module, ABC):
     @abstractmethod
     def features(self, state: State) -> torch.Tensor:
         """``(B, F)`` feature vectors for agents."""
+
+
+@torch.no_grad()
+def teacher_forced_predictions(
+    model: WorldModel, dataset: Dataset, windows: int = 512, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """One-step predictions and their targets over random windows of ``dataset``, flattened to ``(N,)``.
+
+    Keys: ``reward``, ``reward_prediction``, ``success``, ``success_prob``, ``continue``,
+    ``continue_prob``, and ``head_features`` ``(N, F)`` (what the probability heads read).
+    """
+    sampler = SequenceSampler.capped(
+        dataset, 64, model.sequence_length, model.device, seed, model.within_episodes
+    )
+    parts: dict[str, list[torch.Tensor]] = {}
+    for _ in range(max(1, windows // sampler.batch_size)):
+        batch = sampler.sample()
+        predictions = model.predict_transitions(batch)
+        for key, value in (
+            ("reward", batch.rewards),
+            ("reward_prediction", predictions.reward),
+            ("success", batch.success),
+            ("success_prob", predictions.success_prob),
+            ("continue", ~batch.terminated),
+            ("continue_prob", predictions.continue_prob),
+            ("head_features", predictions.head_features),
+        ):
+            flat = value.reshape(-1, value.shape[-1]) if key == "head_features" else value.reshape(-1)
+            parts.setdefault(key, []).append(flat)
+    return {key: torch.cat(values) for key, values in parts.items()}
+
+
+def check_device(device: str | torch.device) -> str:
+    """``device`` if this machine has it, else an error naming it (``cuda:3`` on a one-GPU machine too)."""
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ImaginariumError(f"unknown device {str(device)!r}: {error}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ImaginariumError(
+                f"device {str(device)!r} was asked for, but this torch build sees no CUDA device"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ImaginariumError(
+                f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s)"
+            )
+    return str(device)
 
 
 class Normalizer(nn.Module):

@@ -114,7 +114,7 @@ class EnsembleModel(WorldModel):
         return self.config.members
 
     def fit_normalizers(self, dataset: Dataset) -> None:
-        actions = self.encode_actions(torch.as_tensor(dataset.actions)).numpy()
+        actions = self.encode_actions(torch.as_tensor(dataset.actions, device=self.device)).cpu().numpy()
         keep = np.r_[np.zeros(self.obs_dim, bool), np.full(self.action_dim, self.discrete)]
         self.input_norm.fit(np.concatenate([dataset.observations, actions], axis=1), keep=keep)
         deltas = dataset.next_observations - dataset.observations
@@ -155,7 +155,7 @@ class EnsembleModel(WorldModel):
         observations, next_observations = split(batch.observations), split(batch.next_observations)
         actions, rewards = self.encode_actions(split(batch.actions)), split(batch.rewards)
         current = observations[:, :, 0]
-        nll = torch.zeros(())
+        nll = observations.new_zeros(())
         for h in range(observations.shape[2]):
             mean, logvar = self._predict(current, actions[:, :, h])
             target = self.target_norm(
@@ -189,20 +189,25 @@ class EnsembleModel(WorldModel):
         )
 
     @torch.no_grad()
-    def member_errors(self, dataset: Dataset) -> torch.Tensor:
+    def member_errors(self, dataset: Dataset, chunk: int = 8192) -> torch.Tensor:
         """``(E,)`` one-step MSE of each member's mean in normalised target units on ``dataset``."""
-        observations = torch.as_tensor(dataset.observations, device=self.device)
-        actions = self.encode_actions(torch.as_tensor(dataset.actions, device=self.device))
-        targets = torch.cat(
-            [
-                torch.as_tensor(dataset.next_observations - dataset.observations, device=self.device),
-                torch.as_tensor(dataset.rewards[:, None], device=self.device),
-            ],
-            dim=-1,
-        )
         members = self.config.members
-        mean, _ = self._predict(observations.expand(members, -1, -1), actions.expand(members, -1, -1))
-        return ((mean - self.target_norm(targets)) ** 2).mean(dim=(1, 2))
+        squared_sum = torch.zeros(members, device=self.device)
+        for start in range(0, dataset.num_steps, chunk):
+            rows = slice(start, start + chunk)
+            observations = torch.as_tensor(dataset.observations[rows], device=self.device)
+            actions = self.encode_actions(torch.as_tensor(dataset.actions[rows], device=self.device))
+            deltas = dataset.next_observations[rows] - dataset.observations[rows]
+            targets = torch.cat(
+                [
+                    torch.as_tensor(deltas, device=self.device),
+                    torch.as_tensor(dataset.rewards[rows, None], device=self.device),
+                ],
+                dim=-1,
+            )
+            mean, _ = self._predict(observations.expand(members, -1, -1), actions.expand(members, -1, -1))
+            squared_sum += ((mean - self.target_norm(targets)) ** 2).sum(dim=(1, 2))
+        return squared_sum / (dataset.num_steps * self.target_dim)
 
     def finalize(self, validation: Dataset) -> dict[str, Any]:
         """Choose the elites on held-out episodes (MBPO)."""

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from imaginarium.dataset import Dataset, load_dataset
-from imaginarium.errors import DatasetError
+from imaginarium.errors import DatasetError, ImaginariumError, ModelError
 from imaginarium.models import WorldModel, load_world_model
+from imaginarium.models.base import teacher_forced_predictions
 from imaginarium.models.checkpoint import write_card
-from imaginarium.samplers import SequenceSampler
 
 
 def held_out_episodes(model: WorldModel, dataset: Dataset) -> tuple[Dataset, str]:
@@ -128,40 +128,23 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
 
 
-@torch.no_grad()
 def one_step_figures(
     model: WorldModel, dataset: Dataset, windows: int = 512, seed: int = 0
 ) -> dict[str, Any]:
     """Reward MSE and R², success and continue AUC and Brier score from teacher-forced one-step predictions."""
-    probe = SequenceSampler(dataset, 1, model.sequence_length, "cpu", seed, model.within_episodes)
-    sampler = SequenceSampler(
-        dataset, min(64, probe.num_windows), model.sequence_length, model.device, seed, model.within_episodes
-    )
-    rewards, reward_predictions, success, success_prob, continues, continue_prob = ([] for _ in range(6))
-    for _ in range(max(1, windows // sampler.batch_size)):
-        batch = sampler.sample()
-        predictions = model.predict_transitions(batch)
-        rewards.append(batch.rewards.reshape(-1))
-        reward_predictions.append(predictions.reward.reshape(-1))
-        success.append(batch.success.reshape(-1))
-        success_prob.append(predictions.success_prob.reshape(-1))
-        continues.append(~batch.terminated.reshape(-1))
-        continue_prob.append(predictions.continue_prob.reshape(-1))
-
-    def numpy(parts: list[torch.Tensor]) -> np.ndarray:
-        return torch.cat(parts).float().cpu().numpy()
-
-    reward, reward_hat = numpy(rewards), numpy(reward_predictions)
+    predictions = {
+        key: value.float().cpu().numpy()
+        for key, value in teacher_forced_predictions(model, dataset, windows, seed).items()
+    }
+    reward, reward_hat = predictions["reward"], predictions["reward_prediction"]
     spread = np.sum((reward - reward.mean()) ** 2)
     figures: dict[str, Any] = {
         "reward_mse": float(np.mean((reward - reward_hat) ** 2)),
         # R² is undefined when every reward is the same (CartPole's constant +1): reported as None.
         "reward_r2": float(1.0 - np.sum((reward - reward_hat) ** 2) / spread) if spread > 1e-12 else None,
     }
-    for name, labels, probabilities in (
-        ("success", numpy(success), numpy(success_prob)),
-        ("continue", numpy(continues), numpy(continue_prob)),
-    ):
+    for name in ("success", "continue"):
+        labels, probabilities = predictions[name], predictions[f"{name}_prob"]
         figures[f"{name}_auc"] = auc(probabilities, labels)
         figures[f"{name}_brier"] = float(np.mean((probabilities - labels) ** 2))
         figures[f"{name}_positive_rate"] = float(labels.mean())
@@ -182,10 +165,19 @@ def evaluate_model(
     :param model: a model or a model folder (then ``out`` defaults to it, and its card gets the summary).
     :param dataset: the model's dataset (its held-out split is used) or another dataset of the same task.
     """
+    for name, value in (("horizon", horizon), ("starts", starts), ("context", context)):
+        if value < 1:
+            raise ImaginariumError(f"{name} must be a positive integer, got {value}")
     dataset = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     model_dir = Path(model) if isinstance(model, str | Path) else None
     if model_dir is not None:
         model = load_world_model(model_dir, task=dataset.task)
+    for what, theirs, ours in (
+        ("observation", dataset.observation_space, model.observation_space),
+        ("action", dataset.action_space, model.action_space),
+    ):
+        if theirs.shape != ours.shape or type(theirs) is not type(ours):
+            raise ModelError(f"the dataset's {what} space {theirs} does not fit the model's {ours}")
     card = getattr(model, "card", None) or {}
     model.eval()
     held_out, which = held_out_episodes(model, dataset)

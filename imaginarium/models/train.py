@@ -24,6 +24,7 @@ from imaginarium.config import config_from_dict, config_to_dict
 from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import DatasetError, ImaginariumError, ModelError, TrainingError
 from imaginarium.models import WorldModel, build_model, save_world_model
+from imaginarium.models.base import check_device, teacher_forced_predictions
 from imaginarium.models.checkpoint import (
     CARD_FILE,
     TRAINING_STATE_FILE,
@@ -49,6 +50,19 @@ class TrainConfig:
     eval_batches: int = 8
     grad_clip: float = 100.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "eval_every", "patience", "eval_batches"):
+            if getattr(self, name) < 1:
+                raise ImaginariumError(
+                    f"train config: {name!r} must be a positive integer, got {getattr(self, name)}"
+                )
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ImaginariumError(
+                f"train config: 'validation_fraction' must be in (0, 1), got {self.validation_fraction}"
+            )
+        if self.grad_clip <= 0:
+            raise ImaginariumError(f"train config: 'grad_clip' must be positive, got {self.grad_clip}")
 
 
 @dataclass
@@ -94,11 +108,13 @@ def train_world_model(
     out = Path(out)
     assert_is_new_or_resumable(out, resume, overwrite)
     resuming = resume and (out / TRAINING_STATE_FILE).exists()
+    if resume and not resuming:
+        raise ImaginariumError(f"nothing to resume in {str(out)!r}: it has no {TRAINING_STATE_FILE}")
     if overwrite and not resuming:
         for name in (WEIGHTS_FILE, CARD_FILE, TRAINING_STATE_FILE):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "tb", ignore_errors=True)
-    device = _check_device(device)
+    device = check_device(device)
 
     torch.manual_seed(config.seed)
     train, validation = dataset.split(config.validation_fraction, seed=config.seed)
@@ -181,60 +197,37 @@ def calibrate_heads(
     model: WorldModel, validation: Dataset, seed: int = 0, windows: int = 256
 ) -> dict[str, float]:
     """Fit the temperatures of the success and continue heads on held-out transitions."""
-    sampler = _sampler_up_to(model, validation, windows, model.device, seed)
-    features, success, continues = [], [], []
-    with torch.no_grad():
-        for _ in range(max(1, windows // sampler.batch_size)):
-            batch = sampler.sample()
-            predictions = model.predict_transitions(batch)
-            features.append(predictions.head_features.reshape(-1, predictions.head_features.shape[-1]))
-            success.append(batch.success.reshape(-1))
-            continues.append(~batch.terminated.reshape(-1))
-    all_features = torch.cat(features)
+    predictions = teacher_forced_predictions(model, validation, windows, seed)
+    features = predictions["head_features"]
     return {
-        "success_temperature": model.success_head.calibrate(all_features, torch.cat(success)),
-        "continue_temperature": model.continue_head.calibrate(all_features, torch.cat(continues)),
+        "success_temperature": model.success_head.calibrate(features, predictions["success"]),
+        "continue_temperature": model.continue_head.calibrate(features, predictions["continue"]),
     }
-
-
-def _check_device(device: str) -> str:
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise ImaginariumError(f"unknown device {device!r}: {error}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ImaginariumError(f"device {device!r} was asked for, but this torch build sees no CUDA device")
-    return device
-
-
-def _sampler_up_to(
-    model: WorldModel, dataset: Dataset, batch_size: int, device: str | torch.device, seed: int
-) -> SequenceSampler:
-    """A sampler over ``dataset`` whose batch is at most ``batch_size`` and at most the windows there are."""
-    probe = SequenceSampler(dataset, 1, model.sequence_length, "cpu", seed, model.within_episodes)
-    return SequenceSampler(
-        dataset,
-        min(batch_size, probe.num_windows),
-        model.sequence_length,
-        device,
-        seed,
-        model.within_episodes,
-    )
 
 
 def _validation_batches(
     model: WorldModel, validation: Dataset, config: TrainConfig, device: str
 ) -> list[Batch]:
     try:
-        sampler = _sampler_up_to(model, validation, model.config.batch_size, device, config.seed + 1)
+        sampler = SequenceSampler.capped(
+            validation,
+            model.config.batch_size,
+            model.sequence_length,
+            device,
+            config.seed + 1,
+            model.within_episodes,
+        )
     except DatasetError as error:
         raise DatasetError(f"validation episodes are too few or too short: {error}") from None
     return [sampler.sample(sampler.batch_size * model.draws_per_step) for _ in range(config.eval_batches)]
 
 
 def _validation_loss(model: WorldModel, batches: list[Batch]) -> float:
+    """Mean loss on fixed batches, with fixed randomness (the rssm samples latents), so checks compare."""
     model.eval()
-    with torch.no_grad():
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
         return float(np.mean([float(model.loss(batch)[0]) for batch in batches]))
 
 
@@ -296,9 +289,15 @@ def _save_training_state(
             "progress": {k: v for k, v in state.items() if k != "curve"},
             "curve": torch.tensor(state["curve"], dtype=torch.float64).reshape(-1, 3),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if model.device.type == "cuda" else [],
             "sampler_rng": sampler.generator.get_state(),
         },
     )
+
+
+def _split(train_config: dict[str, Any]) -> tuple[Any, Any]:
+    """What decides which episodes are held out: resuming with another split would leak them."""
+    return train_config.get("validation_fraction"), train_config.get("seed")
 
 
 def _restore(
@@ -313,6 +312,7 @@ def _restore(
         ("family", previous.get("family") == model.family),
         ("config", previous.get("config") == config_to_dict(model.config)),
         ("dataset", previous.get("dataset", {}).get("fingerprint") == card["dataset"]["fingerprint"]),
+        ("split", _split(previous.get("train_config", {})) == _split(card["train_config"])),
     ):
         if not same:
             raise ModelError(f"cannot resume {str(out)!r}: its {key} differs from this run's")
@@ -320,6 +320,8 @@ def _restore(
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     torch.set_rng_state(saved["torch_rng"])
+    if saved.get("cuda_rng") and model.device.type == "cuda":
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
     sampler.generator.set_state(saved["sampler_rng"])
     state = dict(saved["progress"])
     state["curve"] = saved["curve"].tolist()

@@ -66,3 +66,13 @@ def test_repeat_last_baseline_is_the_error_of_predicting_no_change(
 def test_evaluating_on_another_task_is_refused(ensemble_dir: Path, cartpole_dataset_path: Path) -> None:
     with pytest.raises(ModelError, match="not on 'cartpole'"):
         evaluate_model(ensemble_dir, cartpole_dataset_path)
+
+
+@pytest.mark.parametrize("option", ["horizon", "starts", "context"])
+def test_non_positive_evaluation_options_are_refused(
+    ensemble_dir: Path, pendulum_dataset_path: Path, option: str
+) -> None:
+    from imaginarium.errors import ImaginariumError
+
+    with pytest.raises(ImaginariumError, match=f"{option} must be a positive integer"):
+        evaluate_model(ensemble_dir, pendulum_dataset_path, **{option: 0})

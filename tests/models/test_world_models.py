@@ -245,3 +245,11 @@ def test_every_family_trains_and_steps_on_every_suite_task(
     )
     assert model.decode(out.state).shape == (2, *dataset.observation_space.shape)
     assert torch.isfinite(model.decode(out.state)).all()
+
+
+def test_resume_refuses_a_missing_state_and_another_split(tmp_path: Path, pendulum_dataset: Dataset) -> None:
+    with pytest.raises(ImaginariumError, match="nothing to resume"):
+        _train(pendulum_dataset, tmp_path / "empty", "ensemble", steps=10, resume=True)
+    _train(pendulum_dataset, tmp_path / "m", "ensemble", steps=10)
+    with pytest.raises(ModelError, match="its split differs"):
+        _train(pendulum_dataset, tmp_path / "m", "ensemble", steps=20, resume=True, config={"seed": 1})
