@@ -10,9 +10,6 @@ on one observation per step, reset on episode end, store nothing. Our figure inc
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import shutil
 import tempfile
 import time
@@ -20,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from common import machine, parse_config, write_report
 from stable_baselines3 import SAC
 
 from imaginarium.collect import collect
@@ -75,10 +73,7 @@ def collect_steps_per_second(config: Config, policy_spec: str, folder: Path) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for field, default in asdict(Config()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
-    config = Config(**vars(parser.parse_args()))
+    config = parse_config(Config, __doc__.splitlines()[0])
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -107,17 +102,11 @@ def main() -> None:
     report = {
         "benchmark": "collect",
         "config": asdict(config),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "figures": figures,
         "threshold": {"ratio_at_least": 0.7, "met": all(f["ratio"] >= 0.7 for f in figures.values())},
     }
-    Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(config.out).write_text(json.dumps(report, indent=2))
-    print(f"wrote {config.out}")
+    write_report(config.out, report)
 
 
 if __name__ == "__main__":

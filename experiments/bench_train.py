@@ -9,15 +9,13 @@ warm-up, on a real Pendulum dataset.
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from common import machine, parse_config, write_report
 
 from imaginarium.collect import collect
 from imaginarium.dataset import load_dataset
@@ -72,10 +70,7 @@ def measure(family: str, preset: str, dataset, config: Config) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for field, default in asdict(Config()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
-    config = Config(**vars(parser.parse_args()))
+    config = parse_config(Config, __doc__.splitlines()[0])
     with tempfile.TemporaryDirectory() as scratch:
         collect("pendulum", Path(scratch) / "data", steps=20_000, progress=False)
         dataset = load_dataset(Path(scratch) / "data")
@@ -91,12 +86,10 @@ def main() -> None:
     report = {
         "benchmark": "train",
         "config": asdict(config),
-        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
+        "machine": machine(),
         "figures": rows,
     }
-    Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(config.out).write_text(json.dumps(report, indent=2))
-    print(f"wrote {config.out}")
+    write_report(config.out, report)
 
 
 if __name__ == "__main__":

@@ -14,22 +14,17 @@ classes); reacher and hopper beat the repeat-last predictor at every horizon.
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, parse_config, write_report
+from experts import expert
 
-from experts import expert  # noqa: E402
-
-from imaginarium.collect import collect  # noqa: E402
-from imaginarium.models.checkpoint import read_card  # noqa: E402
-from imaginarium.models.evaluate import evaluate_model  # noqa: E402
-from imaginarium.models.train import train_world_model  # noqa: E402
+from imaginarium.collect import collect
+from imaginarium.models.checkpoint import read_card
+from imaginarium.models.evaluate import evaluate_model
+from imaginarium.models.train import train_world_model
 
 
 @dataclass(frozen=True)
@@ -116,11 +111,8 @@ def fmt(value: Any) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for field, default in asdict(Config()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
-    config = Config(**vars(parser.parse_args()))
-    report: dict[str, Any] = {"config": asdict(config), "machine": platform.platform(), "tasks": {}}
+    config = parse_config(Config, __doc__.splitlines()[0])
+    report: dict[str, Any] = {"config": asdict(config), "machine": machine(), "tasks": {}}
     columns = [
         "nmse_at_1",
         "nmse_at_25",
@@ -133,13 +125,12 @@ def main() -> None:
     for task in config.tasks.split(","):
         results = study_task(task, config)
         report["tasks"][task] = {"families": results, "verdict": verdict(task, results)}
-        Path(config.out).write_text(json.dumps(report, indent=2))
+        write_report(config.out, report)
     print(f"{'task':<10} {'family':<9} " + " ".join(f"{c:>14.14}" for c in columns))
     for task, entry in report["tasks"].items():
         for family, figures in entry["families"].items():
             print(f"{task:<10} {family:<9} " + " ".join(f"{fmt(figures.get(c)):>14}" for c in columns))
         print(f"{'':<10} verdict: {entry['verdict']}")
-    print(f"wrote {config.out}")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,20 @@ def _episodes(count: int, steps: int = 30, seed: int = 0) -> list[Episode]:
     return episodes
 
 
+def _minari_buffers(episodes: list[Episode]) -> list[EpisodeBuffer]:
+    """The episodes as Minari's own buffers, without Imaginarium's metadata or success infos."""
+    return [
+        EpisodeBuffer(
+            observations=e.observations,
+            actions=e.actions,
+            rewards=e.rewards,
+            terminations=e.terminated,
+            truncations=e.truncated,
+        )
+        for e in episodes
+    ]
+
+
 @pytest.mark.parametrize("data_format", ["hdf5", "arrow"])
 def test_written_episodes_read_back_identically(tmp_path: Path, data_format: str) -> None:
     episodes = _episodes(4)
@@ -82,16 +96,7 @@ def test_a_foreign_minari_dataset_gets_its_task_and_success_from_the_env_spec(
 ) -> None:
     """A dataset made by Minari itself (no Imaginarium metadata, no success infos) still loads fully."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
-    buffers = [
-        EpisodeBuffer(
-            observations=e.observations,
-            actions=e.actions,
-            rewards=e.rewards,
-            terminations=e.terminated,
-            truncations=e.truncated,
-        )
-        for e in _episodes(3)
-    ]
+    buffers = _minari_buffers(_episodes(3))
     minari.create_dataset_from_buffers(
         "test/pendulum/foreign-v0", buffers, env=gym.make("Pendulum-v1"), data_format=data_format
     )
@@ -189,16 +194,7 @@ def test_nan_observations_in_a_file_are_refused_with_the_episode(tmp_path: Path,
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     episodes = _episodes(2)
     episodes[1].observations[7, 2] = np.nan
-    buffers = [
-        EpisodeBuffer(
-            observations=e.observations,
-            actions=e.actions,
-            rewards=e.rewards,
-            terminations=e.terminated,
-            truncations=e.truncated,
-        )
-        for e in episodes
-    ]
+    buffers = _minari_buffers(episodes)
     minari.create_dataset_from_buffers("test/nan-v0", buffers, env=gym.make("Pendulum-v1"))
     with pytest.raises(DatasetError, match="episode 1 has non-finite observations at step 7"):
         load_dataset("test/nan-v0")

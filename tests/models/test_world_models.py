@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import gymnasium as gym
@@ -141,12 +142,13 @@ def test_a_model_of_another_task_is_refused(trained) -> None:
         load_world_model(trained.directory, task="cartpole")
 
 
+def _copy_model(source: Path, destination: Path) -> Path:
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("tb"))
+    return destination
+
+
 def test_a_corrupted_checkpoint_is_refused(trained, tmp_path: Path) -> None:
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for item in trained.directory.iterdir():
-        if item.is_file():
-            (copy / item.name).write_bytes(item.read_bytes())
+    copy = _copy_model(trained.directory, tmp_path / "copy")
     weights = copy / WEIGHTS_FILE
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
     with pytest.raises(ModelError, match="corrupted or truncated"):
@@ -164,11 +166,7 @@ class _RunsCode:
 
 
 def test_a_pickle_that_would_run_code_is_refused_without_running_it(trained, tmp_path: Path) -> None:
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for item in trained.directory.iterdir():
-        if item.is_file():
-            (copy / item.name).write_bytes(item.read_bytes())
+    copy = _copy_model(trained.directory, tmp_path / "copy")
     marker = tmp_path / "pwned"
     torch.save({"state_dict": _RunsCode(marker)}, copy / WEIGHTS_FILE)
     with pytest.raises(ModelError, match="objects other than tensors"):

@@ -1,0 +1,40 @@
+"""What every study and benchmark script shares: its config from the command line, its JSON report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+ConfigT = TypeVar("ConfigT")
+
+
+def parse_config(config_class: type[ConfigT], description: str) -> ConfigT:
+    """One ``--flag`` per field of the script's config dataclass, defaulting to the field's default."""
+    parser = argparse.ArgumentParser(description=description)
+    for field, default in asdict(config_class()).items():  # type: ignore[call-overload]
+        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
+    return config_class(**vars(parser.parse_args()))
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were measured: these machines are shared, so say which one."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def write_report(path: str | Path, report: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")
