@@ -98,7 +98,7 @@ def open_loop_errors(
         ]
     )
     return {
-        "nmse": np.nanmean(per_dim, axis=1).tolist(),
+        "nmse": [float(row.mean()) for row in per_dim],  # NaN where no start reaches that far
         "repeat_last_nmse": [
             float(repeat_squared[h][reached[h]].mean()) if reached[h].any() else float("nan")
             for h in range(horizon)
