@@ -26,8 +26,7 @@ def run_demo(
     console = Console()
     out.mkdir(parents=True, exist_ok=True)
     console.rule(f"[bold]1. collect[/] {episodes} episodes of {task}")
-    policy = "0.5*random + 0.5*random@noise=0.3"
-    result = collect(task, out / "dataset", policy=policy, episodes=episodes, seed=seed, overwrite=True)
+    result = collect(task, out / "dataset", policy="random", episodes=episodes, seed=seed, overwrite=True)
     console.print(f"wrote {result.episodes} episodes ({result.steps} steps) to {result.path}")
     dataset_summary = load_dataset(out / "dataset").summary()
     _print_summary(dataset_summary)
