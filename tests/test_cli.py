@@ -90,7 +90,7 @@ def test_demo_collects_trains_and_measures_fidelity(
 ) -> None:
     from imaginarium.demo import run_demo
 
-    summaries = run_demo(tmp_path / "demo", episodes=6, train_steps=60)
+    summaries = run_demo(tmp_path / "demo", episodes=6, train_steps=300)
     assert load_dataset(tmp_path / "demo" / "dataset").num_episodes == 6
     assert (tmp_path / "demo" / "model" / "fidelity.png").exists()
     assert summaries["fidelity"]["nmse_at_1"] < summaries["fidelity"]["repeat_last_nmse_at_1"]
