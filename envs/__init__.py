@@ -1,4 +1,7 @@
-"""The Gymnasium face of Imaginarium: the real-task suite, and (later) ``WAMImagined-v0``."""
+"""The Gymnasium face of Imaginarium: the real-task suite and ``WAMImagined-v0``.
+
+``ImaginedEnv`` is imported lazily (it needs torch); ``gym.make("imaginarium:WAMImagined-v0")`` finds it.
+"""
 
 from __future__ import annotations
 

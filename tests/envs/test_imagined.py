@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import imaginarium  # noqa: F401  (registers WAMImagined-v0)
+from imaginarium.errors import ImaginariumError, ModelError
+from imaginarium.models.train import train_world_model
+
+
+def _model(dataset_path: Path, out: Path) -> Path:
+    train_world_model(
+        dataset_path,
+        out,
+        family="ensemble",
+        preset="xs",
+        config={"steps": 40, "eval_every": 20},
+        model_overrides={"batch_size": 32},
+        progress=False,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def pendulum_model(tmp_path_factory: pytest.TempPathFactory, pendulum_dataset_path: Path) -> Path:
+    return _model(pendulum_dataset_path, tmp_path_factory.mktemp("imagined") / "pendulum")
+
+
+@pytest.fixture(scope="module")
+def cartpole_model(tmp_path_factory: pytest.TempPathFactory, cartpole_dataset_path: Path) -> Path:
+    return _model(cartpole_dataset_path, tmp_path_factory.mktemp("imagined") / "cartpole")
+
+
+@pytest.mark.parametrize("observation", ["decoded", "latent"])
+@pytest.mark.parametrize("which", ["pendulum_model", "cartpole_model"])
+def test_gymnasium_and_sb3_checkers_pass(
+    which: str, observation: str, request: pytest.FixtureRequest
+) -> None:
+    env = gym.make(
+        "imaginarium:WAMImagined-v0", model=request.getfixturevalue(which), observation=observation
+    )
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=True)
+
+
+def test_episodes_start_from_real_initial_states(pendulum_model: Path, pendulum_dataset) -> None:
+    env = gym.make("WAMImagined-v0", model=pendulum_model)
+    observation, info = env.reset(seed=3)
+    real_starts = pendulum_dataset.observations[pendulum_dataset.episode_starts[:-1]]
+    assert np.allclose(observation, real_starts[info["start_index"]], atol=1e-5)
+
+
+def test_seeded_envs_repeat_their_episodes(pendulum_model: Path) -> None:
+    rollouts = []
+    for _ in range(2):
+        env = gym.make("WAMImagined-v0", model=pendulum_model)
+        observation, _ = env.reset(seed=11)
+        trace = [observation]
+        for _ in range(5):
+            observation, reward, *_ = env.step(np.array([0.5], np.float32))
+            trace.append(observation)
+        rollouts.append(np.array(trace))
+    np.testing.assert_array_equal(rollouts[0], rollouts[1])
+
+
+def test_episode_truncates_at_the_time_limit(pendulum_model: Path) -> None:
+    env = gym.make("WAMImagined-v0", model=pendulum_model, time_limit=7)
+    env.reset(seed=0)
+    flags = [env.step(env.action_space.sample())[3] for _ in range(7)]
+    assert flags == [False] * 6 + [True]
+    limited = gym.make("WAMImagined-v0", model=pendulum_model, max_episode_steps=3)
+    limited.reset(seed=0)
+    assert [limited.step(limited.action_space.sample())[3] for _ in range(3)] == [False, False, True]
+
+
+def test_uncertainty_limit_truncates_and_flags(pendulum_model: Path) -> None:
+    env = gym.make("WAMImagined-v0", model=pendulum_model, uncertainty_limit=0.0, uncertainty_penalty=1.0)
+    env.reset(seed=0)
+    _, _, terminated, truncated, info = env.step(np.zeros(1, np.float32))
+    assert truncated and info["uncertainty_limit_hit"] and info["uncertainty"] > 0
+
+
+def test_bad_actions_and_order_are_refused(pendulum_model: Path, cartpole_model: Path) -> None:
+    env = gym.make("WAMImagined-v0", model=pendulum_model, time_limit=1).unwrapped
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(1, np.float32))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"shape \(2,\), expected \(1,\)"):
+        env.step(np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="not finite"):
+        env.step(np.array([np.nan], np.float32))
+    env.step(np.array([50.0], np.float32))  # clipped to the box, as documented
+    with pytest.raises(RuntimeError, match="episode has ended"):
+        env.step(np.zeros(1, np.float32))
+    discrete = gym.make("WAMImagined-v0", model=cartpole_model).unwrapped
+    discrete.reset(seed=0)
+    with pytest.raises(ValueError, match="outside"):
+        discrete.step(2)
+
+
+def test_a_model_of_another_task_is_refused_at_make(pendulum_model: Path) -> None:
+    with pytest.raises(ModelError, match="not on 'cartpole'"):
+        gym.make("WAMImagined-v0", model=pendulum_model, task="cartpole")
+
+
+def test_unknown_options_are_refused(pendulum_model: Path) -> None:
+    with pytest.raises(ImaginariumError, match="observation must be one of"):
+        gym.make("WAMImagined-v0", model=pendulum_model, observation="pixels")
+    with pytest.raises(ImaginariumError, match="termination must be one of"):
+        gym.make("WAMImagined-v0", model=pendulum_model, termination="never")
