@@ -1,36 +1,178 @@
-"""``WAMImagined-v0``: a trained world model served as a Gymnasium environment.
+"""``WAMImagined-v0``: a trained world model served as a Gymnasium environment, single or batched.
 
 Episodes start from real initial states (the first observations of the dataset's episodes, filtered
 through the model) and run entirely inside the model::
 
     env = gym.make("imaginarium:WAMImagined-v0", model="models/pendulum")
-    observation, info = env.reset(seed=0)
-    observation, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    envs = gym.make_vec("imaginarium:WAMImagined-v0", num_envs=1024, model="models/pendulum")
 
 ``info`` carries ``success``, ``success_prob``, ``continue_prob``, ``uncertainty``, and the flags
-``uncertainty_limit_hit`` and ``diverged`` when an episode was cut short for those reasons.
+``uncertainty_limit_hit`` and ``diverged`` when an episode was cut short for those reasons. The
+vector env makes one model call per step for the whole batch and resets finished envs in the same
+step (``final_obs`` and ``final_info`` in ``info``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
 
 from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.envs.suite import Task, get_task
 from imaginarium.errors import ImaginariumError
-from imaginarium.models import WorldModel, load_world_model
+from imaginarium.models import State, WorldModel, load_world_model
 
 OBSERVATION_KINDS = ("decoded", "latent")
 TERMINATIONS = ("continue", "success", "both", "none")
 
 
+@dataclass
+class Transition:
+    """One batched imagined step, as numpy arrays with leading dim ``N``."""
+
+    state: State
+    observations: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    info: dict[str, np.ndarray]
+
+
+class Imagination:
+    """What the single and vector envs share: the model, start states, spaces, and one batched step.
+
+    Options are those of :class:`ImaginedEnv`.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | WorldModel,
+        dataset: str | Path | Dataset | None = None,
+        task: str | Task | None = None,
+        observation: str = "decoded",
+        termination: str = "continue",
+        uncertainty_penalty: float = 0.0,
+        uncertainty_limit: float | None = None,
+        time_limit: int | None = None,
+        device: str = "cpu",
+    ) -> None:
+        if observation not in OBSERVATION_KINDS:
+            raise ImaginariumError(
+                f"observation must be one of {', '.join(OBSERVATION_KINDS)}, got {observation!r}"
+            )
+        if termination not in TERMINATIONS:
+            raise ImaginariumError(
+                f"termination must be one of {', '.join(TERMINATIONS)}, got {termination!r}"
+            )
+        if uncertainty_penalty < 0:
+            raise ImaginariumError(f"uncertainty_penalty must be ≥ 0, got {uncertainty_penalty}")
+        if isinstance(model, WorldModel):
+            self.model = model.to(device).eval()
+            if task is not None:
+                resolved = get_task(task) if isinstance(task, str) else task
+                resolved.check_spaces(self.model.observation_space, self.model.action_space, "the model")
+        else:
+            self.model = load_world_model(model, task=task, device=device)
+        card = getattr(self.model, "card", {}) or {}
+        self.start_observations = _start_observations(dataset, card)
+        if self.start_observations.shape[1:] != self.model.observation_space.shape:
+            raise ImaginariumError(
+                f"start states have shape {self.start_observations.shape[1:]}, the model observes "
+                f"{self.model.observation_space.shape}"
+            )
+        self.observation_kind = observation
+        self.termination = termination
+        self.uncertainty_penalty = float(uncertainty_penalty)
+        self.uncertainty_limit = uncertainty_limit
+        self.time_limit = int(time_limit or card.get("max_episode_steps") or 1000)
+        self.device = torch.device(device)
+        self.action_space = self.model.action_space
+        space = self.model.observation_space
+        if observation == "decoded":
+            self.observation_space = gym.spaces.Box(space.low, space.high, space.shape, np.float32)
+        else:
+            with torch.inference_mode():
+                features = self.model.features(self.start(np.zeros(1, dtype=np.int64)))
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (features.shape[-1],), np.float32)
+
+    def start(self, indices: np.ndarray) -> State:
+        """Model states of the real start states ``indices``."""
+        observations = torch.as_tensor(self.start_observations[indices], device=self.device)
+        return self.model.initial_state(observations)
+
+    def observe(self, state: State) -> np.ndarray:
+        """``(N, *obs_shape)`` observations of the chosen kind; decoded ones are clipped to the space."""
+        if self.observation_kind == "latent":
+            return self.model.features(state).float().cpu().numpy()
+        decoded = self.model.decode(state).float().cpu().numpy()
+        return np.clip(decoded, self.observation_space.low, self.observation_space.high).astype(np.float32)
+
+    def check_actions(self, actions: Any, count: int) -> np.ndarray:
+        """``count`` actions as the model takes them: integers in range, or finite floats clipped to the box."""
+        space = self.action_space
+        if isinstance(space, gym.spaces.Discrete):
+            values = np.asarray(actions)
+            if values.shape not in ((count,), () if count == 1 else (count,)):
+                raise ValueError(
+                    f"actions have shape {values.shape}, expected ({count},) integers of {space}"
+                )
+            if not np.issubdtype(values.dtype, np.integer) and not np.all(np.mod(values, 1) == 0):
+                raise ValueError(f"actions {values.tolist()} are not integers of {space}")
+            values = values.astype(np.int64).reshape(count)
+            if np.any((values < space.start) | (values >= space.start + space.n)):
+                raise ValueError(f"action {values.tolist()} is outside {space}")
+            return values - space.start
+        values = np.asarray(actions, dtype=np.float32)
+        expected = (count, *space.shape)
+        if values.shape != expected and not (count == 1 and values.shape == space.shape):
+            shown = space.shape if count == 1 else expected
+            raise ValueError(f"action has shape {values.shape}, expected {shown} for {space}")
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"action {values.tolist()} is not finite")
+        return np.clip(values.reshape(expected), space.low, space.high)  # out-of-box actions are clipped
+
+    def step(self, state: State, actions: np.ndarray, rng: np.random.Generator) -> Transition:
+        """One model call for the whole batch; ``rng`` seeds the model's sampling and the continue draws."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.inference_mode(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(rng.integers(2**62)))
+            out = self.model.step(state, torch.as_tensor(actions, device=self.device), sample=True)
+            observations = self.observe(out.state)
+        uncertainty = out.uncertainty.float().cpu().numpy()
+        rewards = out.reward.float().cpu().numpy().astype(np.float64) - self.uncertainty_penalty * uncertainty
+        success_prob = out.success_prob.float().cpu().numpy()
+        continue_prob = out.continue_prob.float().cpu().numpy()
+        count = len(rewards)
+        success = success_prob > 0.5
+        terminated = np.zeros(count, dtype=bool)
+        if self.termination in ("continue", "both"):
+            terminated |= rng.random(count) > continue_prob
+        if self.termination in ("success", "both"):
+            terminated |= success
+        diverged = ~(np.isfinite(rewards) & np.isfinite(observations.reshape(count, -1)).all(1))
+        limit_hit = np.zeros(count, dtype=bool)
+        if self.uncertainty_limit is not None:
+            limit_hit = uncertainty > self.uncertainty_limit
+        rewards = np.where(diverged, 0.0, rewards)
+        info = {
+            "success": success,
+            "success_prob": success_prob,
+            "continue_prob": continue_prob,
+            "uncertainty": uncertainty,
+            "uncertainty_limit_hit": limit_hit,
+            "diverged": diverged,
+        }
+        return Transition(out.state, observations, rewards, terminated, diverged | limit_hit, info)
+
+
 class ImaginedEnv(gym.Env):
-    """One imagined episode at a time; see the module docstring.
+    """One imagined episode at a time.
 
     :param model: a model folder or a loaded :class:`WorldModel`.
     :param dataset: where real start states come from (default: the dataset named in the model card).
@@ -49,108 +191,32 @@ class ImaginedEnv(gym.Env):
     metadata = {"render_modes": [], "render_fps": 30}
 
     def __init__(
-        self,
-        model: str | Path | WorldModel,
-        dataset: str | Path | Dataset | None = None,
-        task: str | Task | None = None,
-        observation: str = "decoded",
-        termination: str = "continue",
-        uncertainty_penalty: float = 0.0,
-        uncertainty_limit: float | None = None,
-        time_limit: int | None = None,
-        device: str = "cpu",
-        render_mode: str | None = None,
+        self, model: str | Path | WorldModel, render_mode: str | None = None, **options: Any
     ) -> None:
-        if observation not in OBSERVATION_KINDS:
-            raise ImaginariumError(
-                f"observation must be one of {', '.join(OBSERVATION_KINDS)}, got {observation!r}"
-            )
-        if termination not in TERMINATIONS:
-            raise ImaginariumError(
-                f"termination must be one of {', '.join(TERMINATIONS)}, got {termination!r}"
-            )
-        if uncertainty_penalty < 0:
-            raise ImaginariumError(f"uncertainty_penalty must be ≥ 0, got {uncertainty_penalty}")
         if render_mode is not None:
             raise ImaginariumError(f"render_mode {render_mode!r} is not supported yet")
-        if isinstance(model, WorldModel):
-            self.model = model.to(device).eval()
-        else:
-            self.model = load_world_model(model, task=task, device=device)
-        card = getattr(self.model, "card", {}) or {}
-        if task is not None and isinstance(model, WorldModel):
-            resolved = get_task(task) if isinstance(task, str) else task
-            resolved.check_spaces(self.model.observation_space, self.model.action_space, "the model")
-        self.start_observations = _start_observations(dataset, card)
-        if self.start_observations.shape[1:] != self.model.observation_space.shape:
-            raise ImaginariumError(
-                f"start states have shape {self.start_observations.shape[1:]}, the model observes "
-                f"{self.model.observation_space.shape}"
-            )
-        self.observation_kind = observation
-        self.termination = termination
-        self.uncertainty_penalty = float(uncertainty_penalty)
-        self.uncertainty_limit = uncertainty_limit
-        self.time_limit = time_limit or card.get("max_episode_steps") or 1000
-        self.device = torch.device(device)
+        self.imagination = Imagination(model, **options)
         self.render_mode = render_mode
-        self.action_space = self.model.action_space
-        space = self.model.observation_space
-        if observation == "decoded":
-            self.observation_space = gym.spaces.Box(space.low, space.high, space.shape, np.float32)
-        else:
-            features = self.model.features(
-                self.model.initial_state(self._tensor(self.start_observations[:1]))
-            )
-            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (features.shape[-1],), np.float32)
-        self._state: dict[str, torch.Tensor] | None = None
+        self.observation_space = self.imagination.observation_space
+        self.action_space = self.imagination.action_space
+        self._state: State | None = None
         self._last_observation: np.ndarray | None = None
         self._steps = 0
         self._done = False
-
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(array), device=self.device)
-
-    def _observe(self, state: dict[str, torch.Tensor]) -> np.ndarray:
-        if self.observation_kind == "latent":
-            return self.model.features(state)[0].float().cpu().numpy()
-        decoded = self.model.decode(state)[0].float().cpu().numpy()
-        return np.clip(decoded, self.observation_space.low, self.observation_space.high).astype(np.float32)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict]:
         """Start from a real initial state drawn with the env's seeded generator."""
         super().reset(seed=seed)
-        index = int(self.np_random.integers(len(self.start_observations)))
+        index = self.np_random.integers(len(self.imagination.start_observations), size=1)
         with torch.inference_mode():
-            self._state = self.model.initial_state(self._tensor(self.start_observations[index : index + 1]))
-            observation = self._observe(self._state)
+            self._state = self.imagination.start(index)
+            observation = self.imagination.observe(self._state)[0]
         self._last_observation = observation
         self._steps = 0
         self._done = False
-        return observation, {"start_index": index}
-
-    def _check_action(self, action: Any) -> np.ndarray:
-        space = self.action_space
-        if isinstance(space, gym.spaces.Discrete):
-            value = np.asarray(action)
-            if (
-                value.size != 1
-                or not np.issubdtype(value.dtype, np.integer)
-                and not float(value).is_integer()
-            ):
-                raise ValueError(f"action {action!r} is not an integer action of {space}")
-            index = int(value.reshape(()))
-            if not space.start <= index < space.start + space.n:
-                raise ValueError(f"action {index} is outside {space}")
-            return np.asarray(index - space.start)
-        value = np.asarray(action, dtype=np.float32)
-        if value.shape != space.shape:
-            raise ValueError(f"action has shape {value.shape}, expected {space.shape} for {space}")
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"action {value.tolist()} is not finite")
-        return np.clip(value, space.low, space.high)  # out-of-box actions are clipped, as documented
+        return observation, {"start_index": int(index[0])}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Advance the imagined episode by one action (Box actions outside the box are clipped)."""
@@ -158,43 +224,106 @@ class ImaginedEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self._done:
             raise RuntimeError("the episode has ended; call reset() before stepping again")
-        valid_action = self._check_action(action)
-        # Model sampling draws from a generator seeded by the env's own, so a seeded env repeats itself.
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.inference_mode(), torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(self.np_random.integers(2**62)))
-            out = self.model.step(self._state, self._tensor(valid_action[None]), sample=True)
-            observation = self._observe(out.state)
-        reward = float(out.reward[0]) - self.uncertainty_penalty * float(out.uncertainty[0])
-        success_prob, continue_prob = float(out.success_prob[0]), float(out.continue_prob[0])
-        uncertainty = float(out.uncertainty[0])
+        actions = self.imagination.check_actions(action, 1)
+        result = self.imagination.step(self._state, actions, self.np_random)
         self._steps += 1
-        info: dict[str, Any] = {
-            "success": success_prob > 0.5,
-            "success_prob": success_prob,
-            "continue_prob": continue_prob,
-            "uncertainty": uncertainty,
-            "uncertainty_limit_hit": False,
-            "diverged": False,
-        }
-        terminated = False
-        if self.termination in ("continue", "both"):
-            terminated = bool(self.np_random.random() > continue_prob)
-        if self.termination in ("success", "both"):
-            terminated = terminated or info["success"]
-        truncated = False
-        if not (np.all(np.isfinite(observation)) and np.isfinite(reward)):
-            observation, reward = self._last_observation, 0.0
-            truncated = info["diverged"] = True
-        if self.uncertainty_limit is not None and uncertainty > self.uncertainty_limit:
-            truncated = info["uncertainty_limit_hit"] = True
+        info = {key: value[0].item() for key, value in result.info.items()}
+        observation = result.observations[0] if not info["diverged"] else self._last_observation
         governed_by_make = self.spec is not None and self.spec.max_episode_steps is not None
-        if not governed_by_make and self._steps >= self.time_limit:
-            truncated = True
-        self._state = out.state
-        self._last_observation = observation
+        at_limit = not governed_by_make and self._steps >= self.imagination.time_limit
+        terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0]) or at_limit
+        self._state, self._last_observation = result.state, observation
         self._done = terminated or truncated
-        return observation, reward, terminated, truncated, info
+        return observation, float(result.rewards[0]), terminated, truncated, info
+
+
+class ImaginedVectorEnv(gym.vector.VectorEnv):
+    """``num_envs`` imagined episodes stepped by one model call; finished ones reset in the same step.
+
+    Options are those of :class:`ImaginedEnv`. ``reset(options={"reset_mask": mask})`` resets only
+    the envs where ``mask`` is true.
+    """
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(
+        self, num_envs: int, model: str | Path | WorldModel, render_mode: str | None = None, **options: Any
+    ):
+        if num_envs < 1:
+            raise ImaginariumError(f"num_envs must be a positive integer, got {num_envs}")
+        if render_mode is not None:
+            raise ImaginariumError(f"render_mode {render_mode!r} is not supported yet")
+        self.imagination = Imagination(model, **options)
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self.single_observation_space = self.imagination.observation_space
+        self.single_action_space = self.imagination.action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self._state: State | None = None
+        self._observations = np.zeros((num_envs, *self.single_observation_space.shape), np.float32)
+        self._steps = np.zeros(num_envs, dtype=np.int64)
+
+    def _restart(self, mask: np.ndarray) -> np.ndarray:
+        """Put fresh real start states into the rows of ``mask``; returns their start indices."""
+        count = int(mask.sum())
+        indices = self.np_random.integers(len(self.imagination.start_observations), size=count)
+        with torch.inference_mode():
+            fresh = self.imagination.start(indices)
+            if self._state is None or mask.all():
+                self._state = fresh
+            else:
+                rows = torch.as_tensor(np.flatnonzero(mask), device=self.imagination.device)
+                self._state = {
+                    key: value.index_copy(0, rows, fresh[key]) for key, value in self._state.items()
+                }
+            self._observations[mask] = self.imagination.observe(fresh)
+        self._steps[mask] = 0
+        return indices
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        mask = np.ones(self.num_envs, dtype=bool)
+        if options and "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"], dtype=bool)
+            if mask.shape != (self.num_envs,):
+                raise ValueError(f"reset_mask has shape {mask.shape}, expected ({self.num_envs},)")
+            if self._state is None and not mask.all():
+                raise RuntimeError("the first reset must reset every env")
+        indices = np.full(self.num_envs, -1)
+        indices[mask] = self._restart(mask)
+        return self._observations.copy(), {"start_index": indices, "_start_index": mask}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        valid = self.imagination.check_actions(actions, self.num_envs)
+        result = self.imagination.step(self._state, valid, self.np_random)
+        self._steps += 1
+        truncated = result.truncated | (self._steps >= self.imagination.time_limit)
+        done = result.terminated | truncated
+        observations = np.where(
+            result.info["diverged"].reshape(-1, *([1] * (result.observations.ndim - 1))),
+            self._observations,
+            result.observations,
+        )
+        self._state = result.state
+        self._observations[:] = observations
+        info: dict[str, Any] = {**result.info}
+        info.update({f"_{key}": np.ones(self.num_envs, dtype=bool) for key in result.info})
+        if done.any():
+            final_obs = np.empty(self.num_envs, dtype=object)
+            final_info = np.empty(self.num_envs, dtype=object)
+            for row in np.flatnonzero(done):
+                final_obs[row] = observations[row].copy()
+                final_info[row] = {key: value[row].item() for key, value in result.info.items()}
+            info.update(
+                {"final_obs": final_obs, "_final_obs": done, "final_info": final_info, "_final_info": done}
+            )
+            self._restart(done)
+        return self._observations.copy(), result.rewards, result.terminated, truncated, info
 
 
 def _start_observations(dataset: str | Path | Dataset | None, card: dict[str, Any]) -> np.ndarray:

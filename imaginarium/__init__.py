@@ -12,6 +12,10 @@ from imaginarium.errors import ImaginariumError
 __version__ = "0.1.0"
 
 if "WAMImagined-v0" not in gym.registry:
-    gym.register("WAMImagined-v0", entry_point="imaginarium.envs.imagined:ImaginedEnv")
+    gym.register(
+        "WAMImagined-v0",
+        entry_point="imaginarium.envs.imagined:ImaginedEnv",
+        vector_entry_point="imaginarium.envs.imagined:ImaginedVectorEnv",
+    )
 
 __all__ = ["ImaginariumError", "__version__"]

@@ -113,3 +113,53 @@ def test_unknown_options_are_refused(pendulum_model: Path) -> None:
         gym.make("WAMImagined-v0", model=pendulum_model, observation="pixels")
     with pytest.raises(ImaginariumError, match="termination must be one of"):
         gym.make("WAMImagined-v0", model=pendulum_model, termination="never")
+
+
+def test_vector_env_steps_the_whole_batch_with_one_model_call(pendulum_model: Path, monkeypatch) -> None:
+    envs = gym.make_vec("imaginarium:WAMImagined-v0", num_envs=16, model=pendulum_model)
+    assert envs.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
+    observations, info = envs.reset(seed=0)
+    assert observations.shape == (16, 3) and info["start_index"].shape == (16,)
+    model = envs.unwrapped.imagination.model
+    calls = []
+    real_step = model.step
+    monkeypatch.setattr(model, "step", lambda *a, **k: calls.append(1) or real_step(*a, **k))
+    observations, rewards, terminated, truncated, info = envs.step(envs.action_space.sample())
+    assert len(calls) == 1
+    assert observations.shape == (16, 3) and rewards.shape == terminated.shape == truncated.shape == (16,)
+    assert info["uncertainty"].shape == (16,) and info["_uncertainty"].all()
+
+
+def test_vector_env_resets_finished_envs_in_the_same_step(pendulum_model: Path, pendulum_dataset) -> None:
+    envs = gym.make_vec("WAMImagined-v0", num_envs=4, model=pendulum_model, time_limit=2, termination="none")
+    envs.reset(seed=1)
+    envs.step(np.zeros((4, 1), np.float32))
+    observations, _, _, truncated, info = envs.step(np.zeros((4, 1), np.float32))
+    assert truncated.all() and info["_final_obs"].all()
+    real_starts = pendulum_dataset.observations[pendulum_dataset.episode_starts[:-1]]
+    for row in observations:  # the returned observations are fresh real start states
+        assert np.abs(real_starts - row).max(1).min() < 1e-5
+    assert not any(
+        np.allclose(final, now) for final, now in zip(info["final_obs"], observations, strict=True)
+    )
+
+
+def test_vector_env_honours_reset_mask(pendulum_model: Path) -> None:
+    envs = gym.make_vec("WAMImagined-v0", num_envs=6, model=pendulum_model)
+    envs.reset(seed=2)
+    stepped, *_ = envs.step(np.zeros((6, 1), np.float32))
+    mask = np.array([True, False, True, False, False, False])
+    observations, info = envs.reset(options={"reset_mask": mask})
+    np.testing.assert_array_equal(observations[~mask], stepped[~mask])
+    assert (info["start_index"][mask] >= 0).all() and (info["start_index"][~mask] == -1).all()
+    with pytest.raises(ValueError, match="expected \\(6, 1\\)"):
+        envs.step(np.zeros((5, 1), np.float32))
+
+
+def test_vector_env_takes_discrete_actions(cartpole_model: Path) -> None:
+    envs = gym.make_vec("WAMImagined-v0", num_envs=5, model=cartpole_model)
+    envs.reset(seed=0)
+    observations, *_ = envs.step(np.array([0, 1, 1, 0, 1]))
+    assert observations.shape == (5, 4)
+    with pytest.raises(ValueError, match="outside"):
+        envs.step(np.array([0, 1, 2, 0, 1]))
