@@ -163,3 +163,29 @@ def test_vector_env_takes_discrete_actions(cartpole_model: Path) -> None:
     assert observations.shape == (5, 4)
     with pytest.raises(ValueError, match="outside"):
         envs.step(np.array([0, 1, 2, 0, 1]))
+
+
+def test_sb3_adapter_gives_terminal_observations_and_time_limit_flags(pendulum_model: Path) -> None:
+    from imaginarium.envs.sb3 import imagined_vec_env
+
+    venv = imagined_vec_env(pendulum_model, num_envs=3, time_limit=2, termination="none")
+    venv.seed(0)
+    first = venv.reset()
+    assert first.shape == (3, 3)
+    venv.step(np.zeros((3, 1), np.float32))
+    observations, rewards, dones, infos = venv.step(np.zeros((3, 1), np.float32))
+    assert dones.all() and rewards.dtype == np.float32
+    assert all(info["TimeLimit.truncated"] and info["terminal_observation"].shape == (3,) for info in infos)
+
+
+def test_an_sb3_agent_trains_inside_the_model(cartpole_model: Path) -> None:
+    from stable_baselines3 import PPO
+
+    from imaginarium.envs.sb3 import imagined_vec_env
+
+    venv = imagined_vec_env(cartpole_model, num_envs=8)
+    agent = PPO("MlpPolicy", venv, n_steps=16, batch_size=64, n_epochs=1, seed=0)
+    agent.learn(256)
+    assert agent.num_timesteps >= 256
+    actions, _ = agent.predict(venv.reset(), deterministic=True)
+    assert actions.shape == (8,)
