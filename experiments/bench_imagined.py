@@ -1,0 +1,116 @@
+"""Imagined-env speed (issue #4): vector-env steps/s beside the bare batched model and real Hopper.
+
+For each family (Hopper-sized: ensemble preset ``m`` = 7 members × 4 × 200, rssm preset ``s``),
+``WAMImagined-v0``'s native vector env is stepped with random actions at several batch sizes, next
+to a bare ``model.step`` call on the same batch, and to real MuJoCo Hopper-v5 with the same random
+policy, all in one run. Speed does not depend on training, so the models are fresh (normalisers fitted).
+
+    python experiments/bench_imagined.py [--seconds 3] [--sizes 1,64,1024,4096]
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import machine, parse_config, write_report
+
+from imaginarium.collect import collect
+from imaginarium.dataset import load_dataset
+from imaginarium.envs.imagined import ImaginedVectorEnv
+from imaginarium.envs.suite import get_task
+from imaginarium.models import build_model
+
+
+@dataclass(frozen=True)
+class Config:
+    seconds: float = 3.0
+    sizes: str = "1,64,1024,4096"
+    device: str = "cpu"
+    out: str = "experiments/results/bench_imagined.json"
+
+
+def timed(step, seconds: float, per_call: int) -> float:
+    """Calls ``step`` for about ``seconds`` after a warm-up; returns items per second."""
+    for _ in range(3):
+        step()
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        step()
+        calls += 1
+    return calls * per_call / (time.perf_counter() - started)
+
+
+def real_hopper_steps_per_second(seconds: float) -> float:
+    env = get_task("hopper").make()
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-1, 1, (100_000, 3)).astype(np.float32)
+    index = [0]
+
+    def step() -> None:
+        _, _, terminated, truncated, _ = env.step(actions[index[0] % len(actions)])
+        index[0] += 1
+        if terminated or truncated:
+            env.reset()
+
+    return timed(step, seconds, 1)
+
+
+def main() -> None:
+    config = parse_config(Config, __doc__.splitlines()[0])
+    sizes = [int(size) for size in config.sizes.split(",")]
+    with tempfile.TemporaryDirectory() as scratch:
+        collect("hopper", Path(scratch) / "data", episodes=30, progress=False)
+        dataset = load_dataset(Path(scratch) / "data")
+    real = real_hopper_steps_per_second(config.seconds)
+    print(f"real Hopper-v5: {real:,.0f} steps/s")
+    rows = []
+    for family, preset in (("ensemble", "m"), ("rssm", "s")):
+        model = build_model(family, dataset.observation_space, dataset.action_space, preset)
+        model.fit_normalizers(dataset)
+        model.to(config.device).eval()
+        for size in sizes:
+            envs = ImaginedVectorEnv(size, model, dataset=dataset, device=config.device, termination="none")
+            envs.reset(seed=0)
+            actions = np.random.default_rng(0).uniform(-1, 1, (size, 3)).astype(np.float32)
+            env_rate = timed(lambda envs=envs, actions=actions: envs.step(actions), config.seconds, size)
+            state = envs._state
+            action_tensor = torch.as_tensor(actions, device=config.device)
+
+            def bare(state=state, action_tensor=action_tensor, model=model) -> None:
+                with torch.inference_mode():
+                    model.step(state, action_tensor, sample=True)
+
+            bare_rate = timed(bare, config.seconds, size)
+            row = {
+                "family": family,
+                "preset": preset,
+                "num_envs": size,
+                "env_steps_per_s": env_rate,
+                "bare_model_steps_per_s": bare_rate,
+                "env_over_bare": env_rate / bare_rate,
+                "env_over_real_hopper": env_rate / real,
+            }
+            rows.append(row)
+            print(
+                f"{family:>8} n={size:>5}: env {env_rate:>11,.0f}/s  bare {bare_rate:>11,.0f}/s  "
+                f"env/bare {row['env_over_bare']:.2f}  env/real {row['env_over_real_hopper']:.1f}×"
+            )
+    write_report(
+        config.out,
+        {
+            "benchmark": "imagined",
+            "config": asdict(config),
+            "machine": machine(),
+            "real_hopper_steps_per_s": real,
+            "figures": rows,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
