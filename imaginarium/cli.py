@@ -152,6 +152,33 @@ def cmd_evaluate_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_imagine_train(args: argparse.Namespace) -> int:
+    from imaginarium.agents.sb3 import imagined_return, real_return, train_in_imagination
+    from imaginarium.models.checkpoint import read_card
+
+    env_options = {"uncertainty_penalty": args.uncertainty_penalty, "termination": args.termination}
+    path = train_in_imagination(
+        args.model,
+        args.algo,
+        args.steps,
+        args.out,
+        num_envs=args.num_envs,
+        seed=args.seed,
+        env_options=env_options,
+        progress=not args.no_progress,
+    )
+    print(f"trained {args.algo} for {args.steps} imagined steps; wrote {path}")
+    if args.eval_episodes > 0:
+        imagined = imagined_return(path, args.model, episodes=args.eval_episodes, **env_options)
+        task = read_card(args.model).get("task")
+        line = f"imagined return {imagined['mean']:.1f} ± {imagined['stderr']:.1f}"
+        if task:
+            real = real_return(path, task, episodes=args.eval_episodes)
+            line += f"   real return on {task} {real['mean']:.1f} ± {real['stderr']:.1f}"
+        print(f"{line}   ({args.eval_episodes} episodes each)")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from imaginarium.envs.suite import SUITE
 
@@ -238,6 +265,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="folder for fidelity.json and fidelity.png (default: the model folder)"
     )
     evaluate.set_defaults(func=cmd_evaluate_model)
+
+    imagine = commands.add_parser(
+        "imagine-train", help="train a Stable-Baselines3 agent inside a world model"
+    )
+    imagine.add_argument("--model", required=True, help="model folder")
+    imagine.add_argument("--algo", choices=("ppo", "sac", "td3", "a2c", "dqn"), required=True)
+    imagine.add_argument("--steps", type=int, required=True, help="imagined environment steps")
+    imagine.add_argument("--out", required=True, help="where to save the agent (.zip)")
+    imagine.add_argument("--num-envs", type=int, default=16)
+    imagine.add_argument("--seed", type=int, default=0)
+    imagine.add_argument("--uncertainty-penalty", type=float, default=0.0)
+    imagine.add_argument("--termination", choices=("continue", "success", "both", "none"), default="continue")
+    imagine.add_argument(
+        "--eval-episodes", type=int, default=10, help="score in the model and on the real task"
+    )
+    imagine.add_argument("--no-progress", action="store_true")
+    imagine.set_defaults(func=cmd_imagine_train)
 
     tasks = commands.add_parser("tasks", help="list the real-task suite")
     tasks.set_defaults(func=cmd_tasks)

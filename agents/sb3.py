@@ -1,0 +1,104 @@
+"""Training Stable-Baselines3 agents entirely inside a world model, and scoring them.
+
+    from imaginarium.agents.sb3 import train_in_imagination
+    agent_path = train_in_imagination("models/pendulum", "sac", steps=20_000, out="agents/sac.zip")
+
+Agents see decoded observations, so the saved agent runs unchanged on the real task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from imaginarium.envs.sb3 import imagined_vec_env
+from imaginarium.envs.suite import Task, get_task
+from imaginarium.errors import ImaginariumError
+
+ALGORITHMS = ("ppo", "sac", "td3", "a2c", "dqn")
+_CONTINUOUS_ONLY = {"sac", "td3"}
+_DISCRETE_ONLY = {"dqn"}
+
+
+def train_in_imagination(
+    model_dir: str | Path,
+    algo: str,
+    steps: int,
+    out: str | Path,
+    num_envs: int = 16,
+    seed: int = 0,
+    env_options: dict[str, Any] | None = None,
+    algo_kwargs: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> Path:
+    """Train an SB3 ``algo`` for ``steps`` imagined steps on ``num_envs`` envs; save it to ``out``.
+
+    :param env_options: options of ``WAMImagined-v0`` (``uncertainty_penalty``, ``termination``, ...).
+    :param algo_kwargs: keyword arguments for the SB3 algorithm's constructor.
+    :raises ImaginariumError: unknown algorithm, or one that cannot act in the model's action space.
+    """
+    import stable_baselines3
+
+    algo = algo.lower()
+    if algo not in ALGORITHMS:
+        raise ImaginariumError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGORITHMS)}")
+    if steps < 1:
+        raise ImaginariumError(f"steps must be a positive integer, got {steps}")
+    options = {**(env_options or {}), "observation": "decoded"}
+    venv = imagined_vec_env(model_dir, num_envs=num_envs, **options)
+    discrete = isinstance(venv.action_space, gym.spaces.Discrete)
+    if (discrete and algo in _CONTINUOUS_ONLY) or (not discrete and algo in _DISCRETE_ONLY):
+        kind = "discrete" if discrete else "continuous"
+        raise ImaginariumError(f"{algo} cannot act in the model's {kind} action space {venv.action_space}")
+    agent_class = getattr(stable_baselines3, algo.upper())
+    agent = agent_class("MlpPolicy", venv, seed=seed, verbose=0, **(algo_kwargs or {}))
+    agent.learn(steps, progress_bar=progress)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    agent.save(out)
+    return out.with_suffix(".zip") if out.suffix != ".zip" else out
+
+
+def real_return(
+    agent_path: str | Path, task: str | Task, episodes: int = 10, seed: int = 10_000
+) -> dict[str, float]:
+    """Mean and standard error of the agent's undiscounted return on the real task (deterministic actions)."""
+    env = (get_task(task) if isinstance(task, str) else task).make()
+    try:
+        return _mean_return(agent_path, env, episodes, seed)
+    finally:
+        env.close()
+
+
+def imagined_return(
+    agent_path: str | Path, model_dir: str | Path, episodes: int = 10, seed: int = 10_000, **env_options: Any
+) -> dict[str, float]:
+    """The same figure inside the model: real start states, the model's own episode ends."""
+    from imaginarium.envs.imagined import ImaginedEnv
+
+    return _mean_return(
+        agent_path, ImaginedEnv(model_dir, **{**env_options, "observation": "decoded"}), episodes, seed
+    )
+
+
+def _mean_return(agent_path: str | Path, env: gym.Env, episodes: int, seed: int) -> dict[str, float]:
+    from imaginarium.policy import SB3Policy
+
+    policy = SB3Policy(agent_path)
+    returns = []
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            observation, reward, terminated, truncated, _ = env.step(
+                policy.act(np.asarray(observation)[None])[0]
+            )
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    values = np.asarray(returns)
+    stderr = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+    return {"mean": float(values.mean()), "stderr": stderr}
