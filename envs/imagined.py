@@ -172,7 +172,7 @@ class Imagination:
 
 
 class ImaginedEnv(gym.Env):
-    """One imagined episode at a time.
+    """One imagined episode at a time (``render_mode="rgb_array"`` draws classic-control tasks).
 
     :param model: a model folder or a loaded :class:`WorldModel`.
     :param dataset: where real start states come from (default: the dataset named in the model card).
@@ -188,15 +188,23 @@ class ImaginedEnv(gym.Env):
     :param device: where the model runs.
     """
 
-    metadata = {"render_modes": [], "render_fps": 30}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(
         self, model: str | Path | WorldModel, render_mode: str | None = None, **options: Any
     ) -> None:
-        if render_mode is not None:
-            raise ImaginariumError(f"render_mode {render_mode!r} is not supported yet")
+        if render_mode not in (None, "rgb_array"):
+            raise ImaginariumError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.imagination = Imagination(model, **options)
         self.render_mode = render_mode
+        self._renderer = None
+        if render_mode == "rgb_array":
+            from imaginarium.envs.render import StateRenderer
+
+            env_id = (getattr(self.imagination.model, "card", {}) or {}).get("env_id")
+            if env_id is None:
+                raise ImaginariumError("render_mode 'rgb_array' needs a model whose card names its task")
+            self._renderer = StateRenderer(get_task(env_id))
         self.observation_space = self.imagination.observation_space
         self.action_space = self.imagination.action_space
         self._state: State | None = None
@@ -217,6 +225,18 @@ class ImaginedEnv(gym.Env):
         self._steps = 0
         self._done = False
         return observation, {"start_index": int(index[0])}
+
+    def render(self) -> np.ndarray | None:
+        """The current imagined state drawn by the real task's renderer (``rgb_array`` mode)."""
+        if self._renderer is None or self._state is None:
+            return None
+        with torch.inference_mode():
+            decoded = self.imagination.model.decode(self._state)[0].float().cpu().numpy()
+        return self._renderer.render(decoded)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Advance the imagined episode by one action (Box actions outside the box are clipped)."""

@@ -189,3 +189,32 @@ def test_an_sb3_agent_trains_inside_the_model(cartpole_model: Path) -> None:
     assert agent.num_timesteps >= 256
     actions, _ = agent.predict(venv.reset(), deterministic=True)
     assert actions.shape == (8,)
+
+
+def test_rgb_array_draws_the_imagined_state_with_the_real_renderer(pendulum_model: Path) -> None:
+    import gymnasium as gym
+
+    env = gym.make("WAMImagined-v0", model=pendulum_model, render_mode="rgb_array")
+    observation, _ = env.reset(seed=0)
+    frame = env.render()
+    real = gym.make("Pendulum-v1", render_mode="rgb_array")
+    real.reset(seed=0)
+    real.unwrapped.state = np.array([np.arctan2(observation[1], observation[0]), observation[2]])
+    real.unwrapped.last_u = None
+    assert frame.shape == (500, 500, 3) and frame.dtype == np.uint8
+    assert np.abs(frame.astype(int) - real.render().astype(int)).mean() < 2.0
+    env.step(np.array([2.0], np.float32))
+    assert env.render().shape == (500, 500, 3)
+    env.close()
+
+
+def test_rgb_array_refuses_tasks_it_cannot_draw(tmp_path: Path) -> None:
+    from imaginarium.collect import collect
+    from imaginarium.envs.suite import get_task
+
+    data = collect(
+        get_task("reacher", max_episode_steps=10), tmp_path / "data", episodes=6, progress=False
+    ).path
+    model = _model(data, tmp_path / "model")
+    with pytest.raises(ImaginariumError, match="'reacher' observations do not determine a drawable state"):
+        gym.make("WAMImagined-v0", model=model, render_mode="rgb_array")
