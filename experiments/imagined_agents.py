@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from common import machine, parse_config, write_report
+from experts import RECIPES as EXPERT_RECIPES
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -23,19 +24,7 @@ from imaginarium.envs.suite import get_task
 
 #: algorithm, agent steps, environments, SB3 keyword arguments (RL-Zoo-like, shortened for a CPU)
 RECIPES: dict[str, tuple[str, int, int, dict[str, Any]]] = {
-    "cartpole": (
-        "ppo",
-        100_000,
-        8,
-        {
-            "n_steps": 32,
-            "batch_size": 256,
-            "gae_lambda": 0.8,
-            "gamma": 0.98,
-            "n_epochs": 20,
-            "learning_rate": 1e-3,
-        },
-    ),
+    "cartpole": ("ppo", 100_000, 8, EXPERT_RECIPES["cartpole"][2]),
     "pendulum": ("sac", 16_000, 4, {"learning_rate": 1e-3, "gradient_steps": 4, "learning_starts": 1_000}),
 }
 THRESHOLDS = {"cartpole": 475.0, "pendulum": -200.0}

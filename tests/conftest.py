@@ -39,3 +39,35 @@ def cartpole_dataset_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("data") / "cartpole"
     collect("cartpole", out, episodes=12, seed=0, progress=False)
     return out
+
+
+def _train_tiny_ensemble(dataset_path: Path, out: Path, steps: int = 150) -> Path:
+    """A small ensemble trained for a few seconds: enough to be better than repeating the last state."""
+    from imaginarium.models.train import train_world_model
+
+    train_world_model(
+        dataset_path,
+        out,
+        family="ensemble",
+        preset="xs",
+        config={"steps": steps, "eval_every": 50},
+        model_overrides={"batch_size": 32},
+        progress=False,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble():
+    """The trainer behind the model fixtures, for tests that need a model of another dataset."""
+    return _train_tiny_ensemble
+
+
+@pytest.fixture(scope="session")
+def pendulum_model(tmp_path_factory: pytest.TempPathFactory, pendulum_dataset_path: Path) -> Path:
+    return _train_tiny_ensemble(pendulum_dataset_path, tmp_path_factory.mktemp("models") / "pendulum")
+
+
+@pytest.fixture(scope="session")
+def cartpole_model(tmp_path_factory: pytest.TempPathFactory, cartpole_dataset_path: Path) -> Path:
+    return _train_tiny_ensemble(cartpole_dataset_path, tmp_path_factory.mktemp("models") / "cartpole")

@@ -6,23 +6,7 @@ import pytest
 
 from imaginarium.cli import main
 from imaginarium.errors import ImaginariumError
-from imaginarium.models.train import train_world_model
 from imaginarium.policy import detect_sb3_algorithm
-
-
-@pytest.fixture(scope="module")
-def cartpole_model(tmp_path_factory: pytest.TempPathFactory, cartpole_dataset_path: Path) -> Path:
-    out = tmp_path_factory.mktemp("agents") / "cartpole"
-    train_world_model(
-        cartpole_dataset_path,
-        out,
-        family="ensemble",
-        preset="xs",
-        config={"steps": 40, "eval_every": 20},
-        model_overrides={"batch_size": 32},
-        progress=False,
-    )
-    return out
 
 
 def test_imagine_train_saves_an_agent_that_acts_on_the_real_task(

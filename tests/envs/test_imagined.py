@@ -10,30 +10,6 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import imaginarium  # noqa: F401  (registers WAMImagined-v0)
 from imaginarium.errors import ImaginariumError, ModelError
-from imaginarium.models.train import train_world_model
-
-
-def _model(dataset_path: Path, out: Path) -> Path:
-    train_world_model(
-        dataset_path,
-        out,
-        family="ensemble",
-        preset="xs",
-        config={"steps": 40, "eval_every": 20},
-        model_overrides={"batch_size": 32},
-        progress=False,
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
-def pendulum_model(tmp_path_factory: pytest.TempPathFactory, pendulum_dataset_path: Path) -> Path:
-    return _model(pendulum_dataset_path, tmp_path_factory.mktemp("imagined") / "pendulum")
-
-
-@pytest.fixture(scope="module")
-def cartpole_model(tmp_path_factory: pytest.TempPathFactory, cartpole_dataset_path: Path) -> Path:
-    return _model(cartpole_dataset_path, tmp_path_factory.mktemp("imagined") / "cartpole")
 
 
 @pytest.mark.parametrize("observation", ["decoded", "latent"])
@@ -208,13 +184,13 @@ def test_rgb_array_draws_the_imagined_state_with_the_real_renderer(pendulum_mode
     env.close()
 
 
-def test_rgb_array_refuses_tasks_it_cannot_draw(tmp_path: Path) -> None:
+def test_rgb_array_refuses_tasks_it_cannot_draw(tmp_path: Path, tiny_ensemble) -> None:
     from imaginarium.collect import collect
     from imaginarium.envs.suite import get_task
 
     data = collect(
         get_task("reacher", max_episode_steps=10), tmp_path / "data", episodes=6, progress=False
     ).path
-    model = _model(data, tmp_path / "model")
+    model = tiny_ensemble(data, tmp_path / "model", steps=20)
     with pytest.raises(ImaginariumError, match="'reacher' observations do not determine a drawable state"):
         gym.make("WAMImagined-v0", model=model, render_mode="rgb_array")

@@ -11,21 +11,11 @@ from imaginarium.dataset import Dataset
 from imaginarium.errors import ModelError
 from imaginarium.models.checkpoint import read_card
 from imaginarium.models.evaluate import auc, evaluate_model, held_out_episodes, open_loop_errors
-from imaginarium.models.train import train_world_model
 
 
 @pytest.fixture(scope="module")
-def ensemble_dir(tmp_path_factory: pytest.TempPathFactory, pendulum_dataset: Dataset) -> Path:
-    out = tmp_path_factory.mktemp("evaluate") / "model"
-    train_world_model(
-        pendulum_dataset,
-        out,
-        family="ensemble",
-        preset="xs",
-        config={"steps": 150, "eval_every": 50},
-        progress=False,
-    )
-    return out
+def ensemble_dir(pendulum_model: Path) -> Path:
+    return pendulum_model
 
 
 def test_auc_matches_counting_pairs() -> None:
