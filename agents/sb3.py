@@ -48,6 +48,8 @@ def train_in_imagination(
     if steps < 1:
         raise ImaginariumError(f"steps must be a positive integer, got {steps}")
     options = {**(env_options or {}), "observation": "decoded"}
+    if not options.get("uncertainty_penalty") and options.get("uncertainty_limit") is None:
+        options.setdefault("track_uncertainty", False)  # nothing reads it: the ensemble's fast path
     venv = imagined_vec_env(model_dir, num_envs=num_envs, **options)
     discrete = isinstance(venv.action_space, gym.spaces.Discrete)
     if (discrete and algo in _CONTINUOUS_ONLY) or (not discrete and algo in _DISCRETE_ONLY):

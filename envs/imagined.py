@@ -6,7 +6,8 @@ through the model) and run entirely inside the model::
     env = gym.make("imaginarium:WAMImagined-v0", model="models/pendulum")
     envs = gym.make_vec("imaginarium:WAMImagined-v0", num_envs=1024, model="models/pendulum")
 
-``info`` carries ``success``, ``success_prob``, ``continue_prob``, ``uncertainty``, and the flags
+``info`` carries ``success``, ``success_prob``, ``continue_prob``, ``uncertainty`` (unless
+``track_uncertainty=False``), and the flags
 ``uncertainty_limit_hit`` and ``diverged`` when an episode was cut short for those reasons. The
 vector env makes one model call per step for the whole batch and resets finished envs in the same
 step (``final_obs`` and ``final_info`` in ``info``).
@@ -60,6 +61,7 @@ class Imagination:
         uncertainty_penalty: float = 0.0,
         uncertainty_limit: float | None = None,
         time_limit: int | None = None,
+        track_uncertainty: bool = True,
         device: str = "cpu",
     ) -> None:
         if observation not in OBSERVATION_KINDS:
@@ -72,6 +74,10 @@ class Imagination:
             )
         if uncertainty_penalty < 0:
             raise ImaginariumError(f"uncertainty_penalty must be ≥ 0, got {uncertainty_penalty}")
+        if not track_uncertainty and (uncertainty_penalty > 0 or uncertainty_limit is not None):
+            raise ImaginariumError(
+                "track_uncertainty=False cannot go with an uncertainty penalty or limit, which need it"
+            )
         if isinstance(model, WorldModel):
             self.model = model.to(device).eval()
             if task is not None:
@@ -91,7 +97,9 @@ class Imagination:
         self.uncertainty_penalty = float(uncertainty_penalty)
         self.uncertainty_limit = uncertainty_limit
         self.time_limit = int(time_limit or card.get("max_episode_steps") or 1000)
+        self.track_uncertainty = bool(track_uncertainty)
         self.device = torch.device(device)
+        self.generator = torch.Generator(self.device)
         self.action_space = self.model.action_space
         space = self.model.observation_space
         if observation == "decoded":
@@ -139,13 +147,20 @@ class Imagination:
 
     def step(self, state: State, actions: np.ndarray, rng: np.random.Generator) -> Transition:
         """One model call for the whole batch; ``rng`` seeds the model's sampling and the continue draws."""
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.inference_mode(), torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(rng.integers(2**62)))
-            out = self.model.step(state, torch.as_tensor(actions, device=self.device), sample=True)
+        self.generator.manual_seed(int(rng.integers(2**62)))
+        with torch.inference_mode():
+            out = self.model.step(
+                state,
+                torch.as_tensor(actions, device=self.device),
+                sample=True,
+                uncertainty=self.track_uncertainty,
+                generator=self.generator,
+            )
             observations = self.observe(out.state)
-        uncertainty = out.uncertainty.float().cpu().numpy()
-        rewards = out.reward.float().cpu().numpy().astype(np.float64) - self.uncertainty_penalty * uncertainty
+        rewards = out.reward.float().cpu().numpy().astype(np.float64)
+        if out.uncertainty is not None:
+            uncertainty = out.uncertainty.float().cpu().numpy()
+            rewards -= self.uncertainty_penalty * uncertainty
         success_prob = out.success_prob.float().cpu().numpy()
         continue_prob = out.continue_prob.float().cpu().numpy()
         count = len(rewards)
@@ -160,14 +175,10 @@ class Imagination:
         if self.uncertainty_limit is not None:
             limit_hit = uncertainty > self.uncertainty_limit
         rewards = np.where(diverged, 0.0, rewards)
-        info = {
-            "success": success,
-            "success_prob": success_prob,
-            "continue_prob": continue_prob,
-            "uncertainty": uncertainty,
-            "uncertainty_limit_hit": limit_hit,
-            "diverged": diverged,
-        }
+        info = {"success": success, "success_prob": success_prob, "continue_prob": continue_prob}
+        if out.uncertainty is not None:
+            info["uncertainty"] = uncertainty
+        info.update(uncertainty_limit_hit=limit_hit, diverged=diverged)
         return Transition(out.state, observations, rewards, terminated, diverged | limit_hit, info)
 
 
@@ -185,6 +196,9 @@ class ImaginedEnv(gym.Env):
     :param uncertainty_limit: an uncertainty above this truncates the episode and flags it in ``info``.
     :param time_limit: steps per episode; default the task's time limit from the model card. When
         ``gym.make(..., max_episode_steps=N)`` adds a ``TimeLimit``, that one governs instead.
+    :param track_uncertainty: compute the model's uncertainty every step (``info["uncertainty"]``).
+        ``False`` is the fast path for training: an ensemble then runs one member per sample instead of
+        every member, and ``info`` has no ``uncertainty``; it cannot go with a penalty or limit.
     :param device: where the model runs.
     """
 

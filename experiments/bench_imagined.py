@@ -4,6 +4,8 @@ For each family (Hopper-sized: ensemble preset ``m`` = 7 members × 4 × 200, rs
 ``WAMImagined-v0``'s native vector env is stepped with random actions at several batch sizes, next
 to a bare ``model.step`` call on the same batch, and to real MuJoCo Hopper-v5 with the same random
 policy, all in one run. Speed does not depend on training, so the models are fresh (normalisers fitted).
+The ensemble is measured with the uncertainty tracked (every elite runs on every sample) and without
+(``track_uncertainty=False``: one elite per sample, what SB3 training in the model uses).
 
     python experiments/bench_imagined.py [--seconds 3] [--sizes 1,64,1024,4096]
 """
@@ -60,6 +62,31 @@ def real_hopper_steps_per_second(seconds: float) -> float:
     return timed(step, seconds, 1)
 
 
+def measure(model, dataset, size: int, tracked: bool, config: Config) -> dict:
+    """Vector-env and bare ``model.step`` rates at ``size`` envs, with or without the uncertainty."""
+    envs = ImaginedVectorEnv(
+        size, model, dataset=dataset, device=config.device, termination="none", track_uncertainty=tracked
+    )
+    envs.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-1, 1, (size, 3)).astype(np.float32)
+    env_rate = timed(lambda: envs.step(actions), config.seconds, size)
+    state, action_tensor = envs._state, torch.as_tensor(actions, device=config.device)
+    generator = torch.Generator(config.device)
+
+    def bare() -> None:
+        with torch.inference_mode():
+            model.step(state, action_tensor, sample=True, uncertainty=tracked, generator=generator)
+
+    bare_rate = timed(bare, config.seconds, size)
+    return {
+        "num_envs": size,
+        "uncertainty": tracked,
+        "env_steps_per_s": env_rate,
+        "bare_model_steps_per_s": bare_rate,
+        "env_over_bare": env_rate / bare_rate,
+    }
+
+
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     sizes = [int(size) for size in config.sizes.split(",")]
@@ -73,33 +100,17 @@ def main() -> None:
         model = build_model(family, dataset.observation_space, dataset.action_space, preset)
         model.fit_normalizers(dataset)
         model.to(config.device).eval()
+        modes = (True, False) if family == "ensemble" else (True,)
         for size in sizes:
-            envs = ImaginedVectorEnv(size, model, dataset=dataset, device=config.device, termination="none")
-            envs.reset(seed=0)
-            actions = np.random.default_rng(0).uniform(-1, 1, (size, 3)).astype(np.float32)
-            env_rate = timed(lambda envs=envs, actions=actions: envs.step(actions), config.seconds, size)
-            state = envs._state
-            action_tensor = torch.as_tensor(actions, device=config.device)
-
-            def bare(state=state, action_tensor=action_tensor, model=model) -> None:
-                with torch.inference_mode():
-                    model.step(state, action_tensor, sample=True)
-
-            bare_rate = timed(bare, config.seconds, size)
-            row = {
-                "family": family,
-                "preset": preset,
-                "num_envs": size,
-                "env_steps_per_s": env_rate,
-                "bare_model_steps_per_s": bare_rate,
-                "env_over_bare": env_rate / bare_rate,
-                "env_over_real_hopper": env_rate / real,
-            }
-            rows.append(row)
-            print(
-                f"{family:>8} n={size:>5}: env {env_rate:>11,.0f}/s  bare {bare_rate:>11,.0f}/s  "
-                f"env/bare {row['env_over_bare']:.2f}  env/real {row['env_over_real_hopper']:.1f}×"
-            )
+            for tracked in modes:
+                row = measure(model, dataset, size, tracked, config)
+                row.update(family=family, preset=preset, env_over_real_hopper=row["env_steps_per_s"] / real)
+                rows.append(row)
+                print(
+                    f"{family:>8} n={size:>5} uncertainty {'on ' if tracked else 'off'}: "
+                    f"env {row['env_steps_per_s']:>11,.0f}/s  bare {row['bare_model_steps_per_s']:>11,.0f}/s  "
+                    f"env/bare {row['env_over_bare']:.2f}  env/real {row['env_over_real_hopper']:.1f}×"
+                )
     write_report(
         config.out,
         {

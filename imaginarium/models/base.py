@@ -32,13 +32,16 @@ State = dict[str, torch.Tensor]
 
 @dataclass
 class StepOutput:
-    """The result of one batched model step; every tensor is ``(B,)`` except ``state``."""
+    """The result of one batched model step; every tensor is ``(B,)`` except ``state``.
+
+    ``uncertainty`` is ``None`` when the step was asked not to compute it.
+    """
 
     state: State
     reward: torch.Tensor
     success_prob: torch.Tensor
     continue_prob: torch.Tensor
-    uncertainty: torch.Tensor
+    uncertainty: torch.Tensor | None
 
 
 @dataclass
@@ -131,8 +134,22 @@ class WorldModel(nn.Module, ABC):
         """Filter real histories into states: ``observations (B, T, D)``, ``actions`` between them ``(B, T-1, ...)``."""
 
     @abstractmethod
-    def step(self, state: State, actions: torch.Tensor, sample: bool = True) -> StepOutput:
-        """Advance a batch of states by one action each; ``sample=False`` takes the most likely outcome."""
+    def step(
+        self,
+        state: State,
+        actions: torch.Tensor,
+        sample: bool = True,
+        *,
+        uncertainty: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> StepOutput:
+        """Advance a batch of states by one action each.
+
+        :param sample: draw the next state; ``False`` takes the most likely outcome.
+        :param uncertainty: compute ``uncertainty``; a family may skip work without it (the ensemble
+            then runs one member per sample instead of all of them) and return ``None``.
+        :param generator: the source of randomness of the draws (default torch's global one).
+        """
 
     @abstractmethod
     def decode(self, state: State) -> torch.Tensor:

@@ -223,37 +223,67 @@ class EnsembleModel(WorldModel):
     def observe(self, observations: torch.Tensor, actions: torch.Tensor) -> State:
         return self.initial_state(observations[:, -1])
 
-    def step(self, state: State, actions: torch.Tensor, sample: bool = True) -> StepOutput:
-        """Every elite predicts; each sample takes one elite's prediction (drawn per step), sampled from
-        its Gaussian when ``sample``; the elites' spread of means is the uncertainty."""
+    def step(
+        self,
+        state: State,
+        actions: torch.Tensor,
+        sample: bool = True,
+        *,
+        uncertainty: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> StepOutput:
+        """Each sample takes one elite's prediction, drawn afresh every step (PETS's TS1), sampled from
+        its Gaussian when ``sample``; ``sample=False`` takes the elites' mean.
+
+        With ``uncertainty`` every elite runs on every sample and their spread of means is the
+        uncertainty. Without it, only the drawn elite runs for each sample: the batch is shuffled and
+        dealt out evenly to the elites in random order, one batched matmul for all of them, a ``1/elites`` of the work.
+        """
         observations = state["observation"]
-        batch = observations.shape[0]
+        encoded = self.encode_actions(actions)
+        batch, device = observations.shape[0], observations.device
         elites = self.elite_indices
         count = len(elites)
-        mean, logvar = self._predict(
-            observations.expand(count, -1, -1), self.encode_actions(actions).expand(count, -1, -1), elites
-        )
-        if sample:
-            chosen = torch.randint(count, (batch,), device=observations.device)
-            picked_mean = mean[chosen, torch.arange(batch, device=observations.device)]
-            picked_std = torch.exp(0.5 * logvar[chosen, torch.arange(batch, device=observations.device)])
-            prediction = picked_mean + picked_std * torch.randn_like(picked_mean)
+        spread = None
+        if uncertainty or not sample:
+            mean, logvar = self._predict(
+                observations.expand(count, -1, -1), encoded.expand(count, -1, -1), elites
+            )
+            if count > 1:
+                spread = mean[..., : self.obs_dim].std(0, unbiased=False).norm(dim=-1)
+            else:
+                spread = mean.new_zeros(batch)
+            if sample:
+                chosen = torch.randint(count, (batch,), device=device, generator=generator)
+                rows = torch.arange(batch, device=device)
+                mean, logvar = mean[chosen, rows], logvar[chosen, rows]
+            else:
+                mean, logvar = mean.mean(0), None
         else:
-            prediction = mean.mean(0)
+            order = torch.randperm(batch, device=device, generator=generator)
+            members = elites[torch.randperm(count, device=device, generator=generator)]
+            per_member = -(-batch // count)
+            padding = order.new_zeros(per_member * count - batch)
+            dealt = torch.cat([order, padding]).view(count, per_member)
+            mean, logvar = self._predict(observations[dealt], encoded[dealt], members)
+            flat = mean.new_empty(batch, mean.shape[-1]), logvar.new_empty(batch, logvar.shape[-1])
+            flat[0][order] = mean.reshape(-1, mean.shape[-1])[:batch]
+            flat[1][order] = logvar.reshape(-1, logvar.shape[-1])[:batch]
+            mean, logvar = flat
+        if sample:
+            noise = torch.randn(mean.shape, generator=generator, device=device, dtype=mean.dtype)
+            prediction = mean + torch.exp(0.5 * logvar) * noise
+        else:
+            prediction = mean
         delta_and_reward = self.target_norm.inverse(prediction)
         next_observations = observations + delta_and_reward[:, : self.obs_dim]
         features = self.observation_norm(next_observations)
-        uncertainty = (
-            mean[..., : self.obs_dim].std(0, unbiased=False).norm(dim=-1)
-            if count > 1
-            else mean.new_zeros(batch)
-        )
         return StepOutput(
             {"observation": next_observations},
             delta_and_reward[:, self.obs_dim],
             self.success_head.prob(features),
             self.continue_head.prob(features),
-            uncertainty,
+            spread,
         )
 
     def decode(self, state: State) -> torch.Tensor:

@@ -94,10 +94,13 @@ class RSSMModel(WorldModel):
         probs = torch.softmax(logits.reshape(*logits.shape[:-1], self.config.stoch, self.config.classes), -1)
         return (1.0 - self.config.unimix) * probs + self.config.unimix / self.config.classes
 
-    def _latent(self, probs: torch.Tensor, sample: bool) -> torch.Tensor:
+    def _latent(
+        self, probs: torch.Tensor, sample: bool, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """A one-hot draw (straight-through gradients) or the mode; ``(B, S, C) -> (B, S·C)``."""
         if sample:  # Gumbel-max: a categorical draw for every latent in one vectorised op
-            gumbel = -torch.log(-torch.log(torch.rand_like(probs).clamp_(1e-20, 1.0)))
+            uniform = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+            gumbel = -torch.log(-torch.log(uniform.clamp_(1e-20, 1.0)))
             index = (torch.log(probs) + gumbel).argmax(-1)
         else:
             index = probs.argmax(-1)
@@ -221,11 +224,19 @@ class RSSMModel(WorldModel):
             )
         return {"deter": deter, "stoch": stoch}
 
-    def step(self, state: State, actions: torch.Tensor, sample: bool = True) -> StepOutput:
+    def step(
+        self,
+        state: State,
+        actions: torch.Tensor,
+        sample: bool = True,
+        *,
+        uncertainty: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> StepOutput:
         """Imagine one step with the prior; uncertainty is the prior's entropy (nats, summed over latents)."""
         deter = self._transition(state["deter"], state["stoch"], self.encode_actions(actions))
         prior = self._probs(self.prior_net(deter))
-        stoch = self._latent(prior, sample)
+        stoch = self._latent(prior, sample, generator)
         features = torch.cat([deter, stoch], -1)
         entropy = -(prior * torch.log(prior)).sum((-1, -2))
         return StepOutput(

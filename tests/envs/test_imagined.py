@@ -61,6 +61,15 @@ def test_uncertainty_limit_truncates_and_flags(pendulum_model: Path) -> None:
     assert truncated and info["uncertainty_limit_hit"] and info["uncertainty"] > 0
 
 
+def test_untracked_uncertainty_leaves_it_out_and_cannot_go_with_a_penalty(pendulum_model: Path) -> None:
+    envs = gym.make_vec("WAMImagined-v0", num_envs=8, model=pendulum_model, track_uncertainty=False)
+    envs.reset(seed=0)
+    observations, rewards, _, _, info = envs.step(np.zeros((8, 1), np.float32))
+    assert "uncertainty" not in info and np.isfinite(observations).all() and np.isfinite(rewards).all()
+    with pytest.raises(ImaginariumError, match="track_uncertainty=False cannot go with"):
+        gym.make("WAMImagined-v0", model=pendulum_model, track_uncertainty=False, uncertainty_penalty=1.0)
+
+
 def test_bad_actions_and_order_are_refused(pendulum_model: Path, cartpole_model: Path) -> None:
     env = gym.make("WAMImagined-v0", model=pendulum_model, time_limit=1).unwrapped
     with pytest.raises(RuntimeError, match="reset"):

@@ -1,0 +1,83 @@
+"""The ensemble's imagined step: which members run for which sample, and the uncertainty it reports."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from imaginarium.dataset import Dataset
+from imaginarium.models import build_model
+from imaginarium.models.ensemble import EnsembleModel
+
+
+@pytest.fixture
+def near_deterministic(pendulum_dataset: Dataset) -> EnsembleModel:
+    """Five untrained elites that disagree, with noise so small each sample shows whose mean it took."""
+    torch.manual_seed(0)
+    model = build_model("ensemble", pendulum_dataset.observation_space, pendulum_dataset.action_space, "xs")
+    model.fit_normalizers(pendulum_dataset)
+    with torch.no_grad():
+        model.max_logvar.fill_(-30.0)
+        model.min_logvar.fill_(-40.0)
+    model.elite_indices.copy_(torch.tensor([4, 0, 2, 1, 3])[: len(model.elite_indices)])
+    return model.eval()
+
+
+def _member_of_each_sample(model: EnsembleModel, observations: torch.Tensor, actions: torch.Tensor, out):
+    """Index into ``elite_indices`` of the member whose mean each sample's next state equals."""
+    count = len(model.elite_indices)
+    mean, _ = model._predict(
+        observations.expand(count, -1, -1),
+        model.encode_actions(actions).expand(count, -1, -1),
+        model.elite_indices,
+    )
+    candidates = observations + model.target_norm.inverse(mean)[..., : model.obs_dim]  # (E, B, D)
+    distance = (candidates - out.state["observation"]).abs().amax(-1)  # (E, B)
+    assert torch.all(distance.amin(0) < 1e-4), "a sample matches no member's prediction"
+    return distance.argmin(0)
+
+
+@pytest.mark.parametrize("uncertainty", [True, False])
+def test_each_sample_takes_one_members_prediction_spread_over_all_members(
+    near_deterministic: EnsembleModel, pendulum_dataset: Dataset, uncertainty: bool
+) -> None:
+    model, count = near_deterministic, len(near_deterministic.elite_indices)
+    observations = torch.as_tensor(pendulum_dataset.observations[:300])
+    actions = torch.as_tensor(pendulum_dataset.actions[:300])
+    with torch.no_grad():
+        out = model.step(model.initial_state(observations), actions, uncertainty=uncertainty)
+    counts = torch.bincount(_member_of_each_sample(model, observations, actions, out), minlength=count)
+    assert counts.min() >= 30, f"members are not all used: {counts.tolist()}"
+    if uncertainty:
+        assert out.uncertainty.shape == (300,) and torch.all(out.uncertainty > 0)
+    else:
+        assert out.uncertainty is None
+        assert counts.max() - counts.min() <= 1, "the fast path deals the batch out evenly"
+
+
+def test_a_single_sample_is_dealt_to_every_member_over_steps(
+    near_deterministic: EnsembleModel, pendulum_dataset: Dataset
+) -> None:
+    model = near_deterministic
+    observations = torch.as_tensor(pendulum_dataset.observations[:1])
+    actions = torch.as_tensor(pendulum_dataset.actions[:1])
+    seen = set()
+    with torch.no_grad():
+        for _ in range(60):
+            out = model.step(model.initial_state(observations), actions, uncertainty=False)
+            seen.add(int(_member_of_each_sample(model, observations, actions, out)))
+    assert seen == set(range(len(model.elite_indices)))
+
+
+def test_the_same_generator_seed_gives_the_same_step(pendulum_dataset: Dataset) -> None:
+    model = build_model("ensemble", pendulum_dataset.observation_space, pendulum_dataset.action_space, "xs")
+    model.fit_normalizers(pendulum_dataset)
+    state = model.initial_state(torch.as_tensor(pendulum_dataset.observations[:64]))
+    actions = torch.as_tensor(pendulum_dataset.actions[:64])
+    outputs = []
+    with torch.no_grad():
+        for seed in (7, 7, 8):
+            generator = torch.Generator().manual_seed(seed)
+            outputs.append(model.step(state, actions, uncertainty=False, generator=generator).reward)
+    assert torch.equal(outputs[0], outputs[1])
+    assert not torch.equal(outputs[0], outputs[2])
