@@ -7,7 +7,21 @@ STAMP := $(VENV)/.installed
 # Ray stays on loopback and starts no dashboard for local runs and tests.
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 
-.PHONY: demo test bench lint format install clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test bench lint format install system-deps clean
+
+# Debian packages the project needs, installed only when missing: offscreen GL (EGL with Mesa's
+# software driver) so MuJoCo tasks render without a screen.
+system-deps:
+	@missing=""; \
+	ldconfig -p | grep -q 'libEGL.so.1 ' || missing="$$missing libegl1"; \
+	ldconfig -p | grep -q 'libEGL_mesa.so.0 ' || missing="$$missing libegl-mesa0"; \
+	ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1 || missing="$$missing libgl1-mesa-dri"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +33,10 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: system-deps $(STAMP)
 	$(VENV)/bin/imaginarium demo --out demo
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -m "not slow" -q

@@ -1,12 +1,17 @@
 """Drawing imagined states with the real task's own renderer, where the observation determines the state.
 
 Classic-control observations are the simulator's state (Pendulum's up to the angle's encoding), so
-a decoded observation is drawn exactly. MuJoCo observations leave out parts of the state (Hopper's
-x position) and need offscreen GL, which comes with the pixels work; those tasks are refused by name.
+a decoded observation is drawn exactly. MuJoCo observations give joint positions and velocities, or
+what they are computed from (Reacher's cos/sin of the angles, Pusher's object and goal positions),
+with one gap: the locomotion tasks leave out the x position of the torso, so Hopper and HalfCheetah
+are drawn at x = 0 (their cameras follow the torso, so only the floor's pattern differs). MuJoCo
+draws offscreen through EGL (``MUJOCO_GL=egl`` unless the environment already chooses a backend).
+Tasks outside the suite, whose observations are not known here, are refused by name.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -25,11 +30,47 @@ def _set_pendulum(unwrapped: gym.Env, observation: np.ndarray) -> None:
     unwrapped.last_u = None  # no torque arrow: the action is not part of the observation
 
 
+def _set_locomotion(unwrapped: gym.Env, observation: np.ndarray) -> None:
+    """Hopper, HalfCheetah: ``qpos[1:]`` then ``qvel``; the torso's x is not observed and set to 0."""
+    positions = unwrapped.model.nq - 1
+    qpos = np.concatenate([[0.0], observation[:positions]])
+    unwrapped.set_state(qpos, observation[positions : positions + unwrapped.model.nv])
+
+
+def _set_reacher(unwrapped: gym.Env, observation: np.ndarray) -> None:
+    """Reacher: cos and sin of the two arm angles, the target's position, the arm's velocities."""
+    angles = np.arctan2(observation[2:4], observation[0:2])
+    qpos = np.concatenate([angles, observation[4:6]])
+    unwrapped.set_state(qpos, np.concatenate([observation[6:8], np.zeros(2)]))
+
+
+def _set_pusher(unwrapped: gym.Env, observation: np.ndarray) -> None:
+    """Pusher: arm ``qpos[:7]`` and ``qvel[:7]``, then fingertip, object and goal positions.
+
+    The object and the goal sit on (y, x) slide joints: their offsets are the observed positions less
+    where the bodies are with the slides at zero.
+    """
+    qpos = np.zeros(unwrapped.model.nq)
+    qpos[:7] = observation[:7]
+    unwrapped.set_state(qpos, np.zeros(unwrapped.model.nv))
+    for body, offset, first in (("object", 17, 7), ("goal", 20, 9)):
+        rest = unwrapped.get_body_com(body)
+        qpos[first : first + 2] = observation[offset + 1] - rest[1], observation[offset] - rest[0]
+    qvel = np.zeros(unwrapped.model.nv)
+    qvel[:7] = observation[7:14]
+    unwrapped.set_state(qpos, qvel)
+
+
 STATE_SETTERS: dict[str, Callable[[gym.Env, np.ndarray], None]] = {
     "cartpole": _set_state,
     "pendulum": _set_pendulum,
     "mountaincar": _set_state,
+    "reacher": _set_reacher,
+    "pusher": _set_pusher,
+    "hopper": _set_locomotion,
+    "halfcheetah": _set_locomotion,
 }
+MUJOCO_TASKS = ("reacher", "pusher", "hopper", "halfcheetah")
 
 
 class StateRenderer:
@@ -38,9 +79,11 @@ class StateRenderer:
     def __init__(self, task: Task) -> None:
         if task.name not in STATE_SETTERS:
             raise ImaginariumError(
-                f"render_mode 'rgb_array' draws classic-control tasks ({', '.join(STATE_SETTERS)}); "
-                f"{task.name!r} observations do not determine a drawable state"
+                f"render_mode 'rgb_array' draws the suite's tasks ({', '.join(STATE_SETTERS)}); "
+                f"{task.name!r} observations are not known to determine a drawable state"
             )
+        if task.name in MUJOCO_TASKS:
+            os.environ.setdefault("MUJOCO_GL", "egl")
         self.env = task.make(render_mode="rgb_array")
         self.env.reset(seed=0)
         self.set_state = STATE_SETTERS[task.name]

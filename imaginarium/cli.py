@@ -191,7 +191,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from imaginarium.demo import run_demo
 
-    run_demo(Path(args.out), task=args.task, episodes=args.episodes, seed=args.seed)
+    run_demo(
+        Path(args.out), task=args.task, episodes=args.episodes, seed=args.seed, agent_steps=args.agent_steps
+    )
     return 0
 
 
@@ -291,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--task", default="pendulum")
     demo.add_argument("--episodes", type=int, default=100)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--agent-steps", type=int, help="imagined steps for the SB3 agent (default per task; 0 skips it)"
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,7 +1,8 @@
 """The end-to-end demo behind ``make demo``: each stage of the pipeline at small scale.
 
-So far: collect experience on the default task, train a world model on it, and measure the model's
-fidelity on held-out episodes. Later stages (imagine, rank, report) join as they land.
+So far: collect experience on the default task, train a world model on it, measure the model's
+fidelity on held-out episodes, then train an SB3 agent only inside the model and score it both in the
+model and on the real task. Later stages (rank, report) join as they land.
 """
 
 from __future__ import annotations
@@ -14,11 +15,28 @@ from rich.console import Console
 from imaginarium.collect import collect
 from imaginarium.dataset import load_dataset
 
+#: the agent the demo trains in imagination, per task: algorithm, agent steps, SB3 keyword arguments
+AGENTS: dict[str, tuple[str, int, dict[str, Any]]] = {
+    "pendulum": ("sac", 8_000, {"learning_rate": 1e-3, "gradient_steps": 4, "learning_starts": 1_000}),
+    "cartpole": ("ppo", 50_000, {"n_steps": 256, "batch_size": 256}),
+}
+
 
 def run_demo(
-    out: Path, task: str = "pendulum", episodes: int = 100, seed: int = 0, train_steps: int = 1500
+    out: Path,
+    task: str = "pendulum",
+    episodes: int = 100,
+    seed: int = 0,
+    train_steps: int = 1500,
+    agent_steps: int | None = None,
+    eval_episodes: int = 10,
 ) -> dict[str, Any]:
-    """Run the demo into ``out`` (replacing earlier demo output); returns the dataset and fidelity summaries."""
+    """Run the demo into ``out`` (replacing earlier demo output).
+
+    :param agent_steps: imagined steps for the SB3 agent (default per task; 0 skips that stage).
+    :returns: the dataset and fidelity summaries, and the agent's imagined and real returns.
+    """
+    from imaginarium.agents.sb3 import imagined_return, real_return, train_in_imagination
     from imaginarium.cli import _print_summary
     from imaginarium.models.evaluate import evaluate_model
     from imaginarium.models.train import train_world_model
@@ -46,4 +64,27 @@ def run_demo(
     fidelity = evaluate_model(out / "model", out / "dataset", horizon=50)["summary"]
     _print_summary(fidelity)
     console.print(f"plot: {out / 'model' / 'fidelity.png'}")
-    return {"dataset": dataset_summary, "fidelity": fidelity}
+    summary: dict[str, Any] = {"dataset": dataset_summary, "fidelity": fidelity}
+
+    algo, default_steps, algo_kwargs = AGENTS.get(task, ("ppo", 50_000, {}))
+    agent_steps = default_steps if agent_steps is None else agent_steps
+    if agent_steps <= 0:
+        return summary
+    console.rule(f"[bold]4. imagine[/] train {algo.upper()} for {agent_steps} steps inside the model only")
+    agent = train_in_imagination(
+        out / "model",
+        algo,
+        agent_steps,
+        out / "agent.zip",
+        num_envs=4,
+        seed=seed,
+        algo_kwargs=algo_kwargs,
+        progress=True,
+    )
+    imagined = imagined_return(agent, out / "model", episodes=eval_episodes)
+    real = real_return(agent, task, episodes=eval_episodes)
+    console.print(f"wrote {agent}; {eval_episodes} episodes each, from the same seeds:")
+    for label, figures in (("imagined return (in the model)", imagined), (f"real return (on {task})", real)):
+        console.print(f"  {label:<32} {figures['mean']:9.1f} ± {figures['stderr']:.1f}")
+    summary["agent"] = {"algo": algo, "steps": agent_steps, "imagined_return": imagined, "real_return": real}
+    return summary

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,16 +86,20 @@ def test_info_on_bad_datasets_is_one_line(
     assert code == 2 and "not found" in stderr
 
 
-def test_demo_collects_trains_and_measures_fidelity(
+def test_demo_collects_trains_measures_fidelity_and_scores_an_imagined_agent(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from imaginarium.demo import run_demo
 
-    summaries = run_demo(tmp_path / "demo", episodes=6, train_steps=300)
+    summaries = run_demo(tmp_path / "demo", episodes=6, train_steps=300, agent_steps=300, eval_episodes=2)
     assert load_dataset(tmp_path / "demo" / "dataset").num_episodes == 6
     assert (tmp_path / "demo" / "model" / "fidelity.png").exists()
     assert summaries["fidelity"]["nmse_at_1"] < summaries["fidelity"]["repeat_last_nmse_at_1"]
-    assert "fingerprint" in capsys.readouterr().out
+    assert (tmp_path / "demo" / "agent.zip").exists()
+    assert -16.3 * 200 <= summaries["agent"]["real_return"]["mean"] <= 0.0  # 200 rewards in [-16.3, 0]
+    assert np.isfinite(summaries["agent"]["imagined_return"]["mean"])
+    printed = capsys.readouterr().out
+    assert "fingerprint" in printed and "imagined return" in printed and "real return" in printed
 
 
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])

@@ -82,6 +82,11 @@ class WorldModel(nn.Module, ABC):
         self.config = config
         self.obs_dim = int(observation_space.shape[0])
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        for name, bound in (
+            ("observation_low", observation_space.low),
+            ("observation_high", observation_space.high),
+        ):
+            self.register_buffer(name, torch.as_tensor(bound, dtype=torch.float32), persistent=False)
         self.action_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
         if not self.discrete:
             low = np.where(np.isfinite(action_space.low), action_space.low, -1.0)
@@ -97,6 +102,10 @@ class WorldModel(nn.Module, ABC):
     def draws_per_step(self) -> int:
         """Independent batches of ``config.batch_size`` windows that one training step consumes."""
         return 1
+
+    def clip_observations(self, observations: torch.Tensor) -> torch.Tensor:
+        """Observations held inside the observation space's bounds (a real state never leaves them)."""
+        return torch.clamp(observations, self.observation_low, self.observation_high)
 
     def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """``(...,)`` ints or ``(..., A)`` floats -> ``(..., A)`` floats: one-hot, or scaled to [-1, 1]."""

@@ -276,7 +276,7 @@ class EnsembleModel(WorldModel):
         else:
             prediction = mean
         delta_and_reward = self.target_norm.inverse(prediction)
-        next_observations = observations + delta_and_reward[:, : self.obs_dim]
+        next_observations = self.clip_observations(observations + delta_and_reward[:, : self.obs_dim])
         features = self.observation_norm(next_observations)
         return StepOutput(
             {"observation": next_observations},

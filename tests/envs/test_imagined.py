@@ -193,13 +193,27 @@ def test_rgb_array_draws_the_imagined_state_with_the_real_renderer(pendulum_mode
     env.close()
 
 
-def test_rgb_array_refuses_tasks_it_cannot_draw(tmp_path: Path, tiny_ensemble) -> None:
-    from imaginarium.collect import collect
+@pytest.mark.parametrize("task", ["reacher", "pusher", "hopper"])
+def test_mujoco_observations_are_drawn_as_the_real_env_draws_them(task: str) -> None:
+    from imaginarium.envs.render import StateRenderer
     from imaginarium.envs.suite import get_task
 
-    data = collect(
-        get_task("reacher", max_episode_steps=10), tmp_path / "data", episodes=6, progress=False
-    ).path
+    renderer = StateRenderer(get_task(task))  # chooses offscreen EGL before the real env renders
+    real = get_task(task).make(render_mode="rgb_array")
+    observation, _ = real.reset(seed=1)
+    for _ in range(5):
+        observation, *_ = real.step(real.action_space.sample())
+    drawn = renderer.render(observation)
+    assert drawn.shape == (480, 480, 3) and drawn.std() > 10  # a scene, not a blank frame
+    assert np.abs(drawn.astype(int) - real.render().astype(int)).mean() < 1.0
+    real.close()
+    renderer.close()
+
+
+def test_rgb_array_refuses_tasks_whose_observations_it_does_not_know(tmp_path: Path, tiny_ensemble) -> None:
+    from imaginarium.collect import collect
+
+    data = collect("InvertedPendulum-v5", tmp_path / "data", steps=300, progress=False).path
     model = tiny_ensemble(data, tmp_path / "model", steps=20)
-    with pytest.raises(ImaginariumError, match="'reacher' observations do not determine a drawable state"):
+    with pytest.raises(ImaginariumError, match="observations are not known to determine a drawable state"):
         gym.make("WAMImagined-v0", model=model, render_mode="rgb_array")

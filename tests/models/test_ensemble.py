@@ -31,7 +31,7 @@ def _member_of_each_sample(model: EnsembleModel, observations: torch.Tensor, act
         model.encode_actions(actions).expand(count, -1, -1),
         model.elite_indices,
     )
-    candidates = observations + model.target_norm.inverse(mean)[..., : model.obs_dim]  # (E, B, D)
+    candidates = model.clip_observations(observations + model.target_norm.inverse(mean)[..., : model.obs_dim])
     distance = (candidates - out.state["observation"]).abs().amax(-1)  # (E, B)
     assert torch.all(distance.amin(0) < 1e-4), "a sample matches no member's prediction"
     return distance.argmin(0)
@@ -81,3 +81,16 @@ def test_the_same_generator_seed_gives_the_same_step(pendulum_dataset: Dataset) 
             outputs.append(model.step(state, actions, uncertainty=False, generator=generator).reward)
     assert torch.equal(outputs[0], outputs[1])
     assert not torch.equal(outputs[0], outputs[2])
+
+
+def test_imagined_states_stay_inside_the_observation_space(pendulum_dataset: Dataset) -> None:
+    model = build_model("ensemble", pendulum_dataset.observation_space, pendulum_dataset.action_space, "xs")
+    model.fit_normalizers(pendulum_dataset)
+    with torch.no_grad():
+        model.net[-1].bias.fill_(50.0)  # members that push every state far out of the space
+        out = model.step(model.initial_state(torch.zeros(16, 3)), torch.zeros(16, 1))
+    decoded = model.decode(out.state)
+    assert torch.all(decoded <= torch.tensor([1.0, 1.0, 8.0])) and torch.all(
+        decoded >= -torch.tensor([1.0, 1.0, 8.0])
+    )
+    assert torch.any(decoded == 8.0)
