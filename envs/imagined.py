@@ -122,28 +122,8 @@ class Imagination:
         return np.clip(decoded, self.observation_space.low, self.observation_space.high).astype(np.float32)
 
     def check_actions(self, actions: Any, count: int) -> np.ndarray:
-        """``count`` actions as the model takes them: integers in range, or finite floats clipped to the box."""
-        space = self.action_space
-        if isinstance(space, gym.spaces.Discrete):
-            values = np.asarray(actions)
-            if values.shape not in ((count,), () if count == 1 else (count,)):
-                raise ValueError(
-                    f"actions have shape {values.shape}, expected ({count},) integers of {space}"
-                )
-            if not np.issubdtype(values.dtype, np.integer) and not np.all(np.mod(values, 1) == 0):
-                raise ValueError(f"actions {values.tolist()} are not integers of {space}")
-            values = values.astype(np.int64).reshape(count)
-            if np.any((values < space.start) | (values >= space.start + space.n)):
-                raise ValueError(f"action {values.tolist()} is outside {space}")
-            return values - space.start
-        values = np.asarray(actions, dtype=np.float32)
-        expected = (count, *space.shape)
-        if values.shape != expected and not (count == 1 and values.shape == space.shape):
-            shown = space.shape if count == 1 else expected
-            raise ValueError(f"action has shape {values.shape}, expected {shown} for {space}")
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"action {values.tolist()} is not finite")
-        return np.clip(values.reshape(expected), space.low, space.high)  # out-of-box actions are clipped
+        """``count`` actions as the model takes them (see :func:`check_actions`)."""
+        return check_actions(self.action_space, actions, count)
 
     def step(self, state: State, actions: np.ndarray, rng: np.random.Generator) -> Transition:
         """One model call for the whole batch; ``rng`` seeds the model's sampling and the continue draws."""
@@ -358,6 +338,40 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
             )
             self._restart(done)
         return self._observations.copy(), result.rewards, result.terminated, truncated, info
+
+
+def check_actions(space: gym.Space, actions: Any, count: int) -> np.ndarray:
+    """``count`` actions of ``space`` as a model takes them: integers in range (shifted to start at 0),
+    or finite floats clipped to the box.
+
+    :raises ValueError: a wrong shape, non-integers for a discrete space, out-of-range integers, NaN.
+    """
+    if isinstance(space, gym.spaces.Discrete):
+        values = np.asarray(actions)
+        if values.shape not in ((count,), () if count == 1 else (count,)):
+            raise ValueError(f"actions have shape {values.shape}, expected ({count},) integers of {space}")
+        if not np.issubdtype(values.dtype, np.integer) and not np.all(np.mod(values, 1) == 0):
+            raise ValueError(f"actions {_first(values, np.mod(values, 1) != 0)} are not integers of {space}")
+        values = values.astype(np.int64).reshape(count)
+        outside = (values < space.start) | (values >= space.start + space.n)
+        if np.any(outside):
+            raise ValueError(f"action {_first(values, outside)} is outside {space}")
+        return values - space.start
+    values = np.asarray(actions, dtype=np.float32)
+    expected = (count, *space.shape)
+    if values.shape != expected and not (count == 1 and values.shape == space.shape):
+        shown = space.shape if count == 1 else expected
+        raise ValueError(f"action has shape {values.shape}, expected {shown} for {space}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"action {_first(values, ~np.isfinite(values))} is not finite")
+    return np.clip(values.reshape(expected), space.low, space.high)  # out-of-box actions are clipped
+
+
+def _first(values: np.ndarray, bad: np.ndarray) -> str:
+    """The first offending value, and how many there are when more than one (batches can be large)."""
+    count = int(np.count_nonzero(bad))
+    first = values[bad].reshape(-1)[0].item()
+    return f"{first!r}" if count == 1 else f"{first!r} (and {count - 1} more)"
 
 
 def _start_observations(dataset: str | Path | Dataset | None, card: dict[str, Any]) -> np.ndarray:

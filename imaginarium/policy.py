@@ -4,6 +4,10 @@ A spec names a policy on the command line and in configs:
 
 - ``random`` — uniform over the action space;
 - ``sb3:PATH`` — a Stable-Baselines3 checkpoint (``.zip``) of any algorithm, detected from the file;
+- ``torchscript:PATH`` — a TorchScript module mapping a float batch of observations to actions
+  (for discrete actions: integer actions, or one score per action whose argmax is taken);
+- ``py:MODULE:FUNCTION`` — a Python callable ``f(observations) -> actions``; importing it runs code, so
+  it is only accepted when the caller allows code (``allow_code=True``, ``--allow-code``);
 - ``SPEC@noise=S`` — the policy with action noise: Gaussian with std ``S`` × half the action range for
   continuous actions, a random action with probability ``S`` for discrete ones;
 - ``W*SPEC + W*SPEC ...`` — a mixture: each episode is run by one component, drawn in proportion to
@@ -181,9 +185,68 @@ class MixturePolicy:
         return actions
 
 
-def parse_policy(spec: str, observation_space: gym.Space, action_space: gym.Space, seed: int = 0) -> Policy:
+class TorchScriptPolicy:
+    """A TorchScript module acting on a batch of observations (CPU, no gradients)."""
+
+    def __init__(self, path: str | Path, action_space: gym.Space) -> None:
+        import torch
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PolicySpecError(f"TorchScript policy {str(self.path)!r} not found")
+        try:
+            self.module = torch.jit.load(str(self.path), map_location="cpu").eval()
+        except Exception as error:  # torch raises RuntimeError, ValueError and more for bad archives
+            raise PolicySpecError(f"cannot load TorchScript module {str(self.path)!r}: {error}") from None
+        self.action_space = action_space
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            output = self.module(torch.as_tensor(np.asarray(observations), dtype=torch.float32))
+        actions = output.detach().cpu().numpy()
+        if isinstance(self.action_space, gym.spaces.Discrete) and actions.ndim == 2:
+            return actions.argmax(axis=1)
+        return actions
+
+    def reset(self, slots: np.ndarray) -> None:
+        pass
+
+
+class CallablePolicy:
+    """``module:function`` imported and called on each batch of observations."""
+
+    def __init__(self, target: str) -> None:
+        import importlib
+
+        module_name, _, function_name = target.partition(":")
+        if not module_name or not function_name:
+            raise PolicySpecError(f"expected 'py:MODULE:FUNCTION', got 'py:{target}'")
+        try:
+            self.function = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError) as error:
+            raise PolicySpecError(f"cannot import policy function {target!r}: {error}") from None
+        if not callable(self.function):
+            raise PolicySpecError(f"{target!r} is not callable")
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        return np.asarray(self.function(observations))
+
+    def reset(self, slots: np.ndarray) -> None:
+        pass
+
+
+def parse_policy(
+    spec: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    seed: int = 0,
+    allow_code: bool = False,
+) -> Policy:
     """Build the policy a spec string names (grammar in the module docstring) for the given spaces.
 
+    :param allow_code: accept ``py:MODULE:FUNCTION`` policies, which run code when imported.
     :raises PolicySpecError: with the offending part of the spec, for anything that does not parse or fit.
     """
     spec = spec.strip()
@@ -192,7 +255,7 @@ def parse_policy(spec: str, observation_space: gym.Space, action_space: gym.Spac
     seeds = np.random.SeedSequence(seed)
     parts = [part.strip() for part in spec.split("+")]
     if len(parts) == 1 and "*" not in parts[0]:
-        return _parse_component(parts[0], observation_space, action_space, seeds)
+        return _parse_component(parts[0], observation_space, action_space, seeds, allow_code)
     components, weights = [], []
     for part, child_seed in zip(parts, seeds.spawn(len(parts)), strict=True):
         weight_text, star, component_spec = part.partition("*")
@@ -203,13 +266,17 @@ def parse_policy(spec: str, observation_space: gym.Space, action_space: gym.Spac
         except ValueError:
             raise PolicySpecError(f"mixture weight {weight_text!r} in {spec!r} is not a number") from None
         components.append(
-            _parse_component(component_spec.strip(), observation_space, action_space, child_seed)
+            _parse_component(component_spec.strip(), observation_space, action_space, child_seed, allow_code)
         )
     return MixturePolicy(components, weights, seed=int(seeds.generate_state(1)[0]))
 
 
 def _parse_component(
-    spec: str, observation_space: gym.Space, action_space: gym.Space, seeds: np.random.SeedSequence
+    spec: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    seeds: np.random.SeedSequence,
+    allow_code: bool,
 ) -> Policy:
     base_spec, _, options_text = spec.partition("@")
     options = _parse_options(options_text, spec)
@@ -230,9 +297,19 @@ def _parse_component(
                     f"SB3 agent {argument!r} has {what} space {theirs}, expected {ours} ({problem})"
                 )
         policy = sb3_policy
+    elif kind == "torchscript" and argument:
+        policy = TorchScriptPolicy(argument, action_space)
+    elif kind == "py" and argument:
+        if not allow_code:
+            raise PolicySpecError(
+                f"policy {base_spec!r} imports and runs Python code; allow it explicitly "
+                "(--allow-code on the command line, allow_code=True in Python)"
+            )
+        policy = CallablePolicy(argument)
     else:
         raise PolicySpecError(
-            f"unknown policy {base_spec!r}: expected 'random' or 'sb3:PATH', optionally with '@noise=S'"
+            f"unknown policy {base_spec!r}: expected 'random', 'sb3:PATH', 'torchscript:PATH' or "
+            "'py:MODULE:FUNCTION', optionally with '@noise=S'"
         )
     unknown = set(options) - {"noise"}
     if unknown:

@@ -160,6 +160,16 @@ class WorldModel(nn.Module, ABC):
         :param generator: the source of randomness of the draws (default torch's global one).
         """
 
+    @property
+    def rollout_members(self) -> int:
+        """How many members a rollout can be pinned to (the ensemble's elites); 1 for other families."""
+        return 1
+
+    def pin_members(self, state: State, members: torch.Tensor) -> State:
+        """``state`` whose samples always step with member ``members[i]`` (PETS's TS∞), so returns can be
+        compared across members; families without members return the state as it is."""
+        return state
+
     @abstractmethod
     def decode(self, state: State) -> torch.Tensor:
         """``(B, D)`` observations in the real observation space."""

@@ -237,7 +237,8 @@ class EnsembleModel(WorldModel):
 
         With ``uncertainty`` every elite runs on every sample and their spread of means is the
         uncertainty. Without it, only the drawn elite runs for each sample: the batch is shuffled and
-        dealt out evenly to the elites in random order, one batched matmul for all of them, a ``1/elites`` of the work.
+        dealt out evenly to the elites in random order, one batched matmul for all of them, a
+        ``1/elites`` of the work. Samples pinned by :meth:`pin_members` keep their elite (TS∞).
         """
         observations = state["observation"]
         encoded = self.encode_actions(actions)
@@ -245,7 +246,8 @@ class EnsembleModel(WorldModel):
         elites = self.elite_indices
         count = len(elites)
         spread = None
-        if uncertainty or not sample:
+        pinned = state.get("member")
+        if uncertainty or not sample or pinned is not None:
             mean, logvar = self._predict(
                 observations.expand(count, -1, -1), encoded.expand(count, -1, -1), elites
             )
@@ -254,7 +256,11 @@ class EnsembleModel(WorldModel):
             else:
                 spread = mean.new_zeros(batch)
             if sample:
-                chosen = torch.randint(count, (batch,), device=device, generator=generator)
+                chosen = (
+                    pinned
+                    if pinned is not None
+                    else torch.randint(count, (batch,), device=device, generator=generator)
+                )
                 rows = torch.arange(batch, device=device)
                 mean, logvar = mean[chosen, rows], logvar[chosen, rows]
             else:
@@ -278,13 +284,31 @@ class EnsembleModel(WorldModel):
         delta_and_reward = self.target_norm.inverse(prediction)
         next_observations = self.clip_observations(observations + delta_and_reward[:, : self.obs_dim])
         features = self.observation_norm(next_observations)
+        next_state = {"observation": next_observations}
+        if pinned is not None:
+            next_state["member"] = pinned
         return StepOutput(
-            {"observation": next_observations},
+            next_state,
             delta_and_reward[:, self.obs_dim],
             self.success_head.prob(features),
             self.continue_head.prob(features),
             spread,
         )
+
+    @property
+    def rollout_members(self) -> int:
+        return len(self.elite_indices)
+
+    def pin_members(self, state: State, members: torch.Tensor) -> State:
+        """Pin sample ``i`` to elite ``members[i]`` (an index into the elites) for every later step."""
+        members = torch.as_tensor(members, device=state["observation"].device).long()
+        if members.shape != state["observation"].shape[:1] or bool(
+            (members < 0).any() or (members >= self.rollout_members).any()
+        ):
+            raise ImaginariumError(
+                f"members must be {state['observation'].shape[0]} indices in 0..{self.rollout_members - 1}"
+            )
+        return {**state, "member": members}
 
     def decode(self, state: State) -> torch.Tensor:
         return state["observation"]

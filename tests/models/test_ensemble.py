@@ -94,3 +94,21 @@ def test_imagined_states_stay_inside_the_observation_space(pendulum_dataset: Dat
         decoded >= -torch.tensor([1.0, 1.0, 8.0])
     )
     assert torch.any(decoded == 8.0)
+
+
+def test_pinned_samples_keep_their_member_step_after_step(
+    near_deterministic: EnsembleModel, pendulum_dataset: Dataset
+) -> None:
+    model = near_deterministic
+    count = model.rollout_members
+    observations = torch.as_tensor(pendulum_dataset.observations[:1]).expand(2 * count, -1)
+    actions = torch.as_tensor(pendulum_dataset.actions[:1]).expand(2 * count, -1)
+    pinned = torch.arange(2 * count) % count
+    state = model.pin_members(model.initial_state(observations), pinned)
+    with torch.no_grad():
+        for _ in range(3):
+            out = model.step(state, actions, uncertainty=False)
+            assert torch.equal(_member_of_each_sample(model, state["observation"], actions, out), pinned)
+            state = out.state
+    with pytest.raises(Exception, match="indices in 0.."):
+        model.pin_members(state, torch.full((2 * count,), count))

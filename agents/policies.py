@@ -1,0 +1,66 @@
+"""The policies that ranking and evaluation take: the batched ``Policy`` protocol and its loaders.
+
+``load_policy`` accepts what users hand over: a file, found by what it is, or a policy spec::
+
+    load_policy("zoo/ppo_50k.zip", obs_space, act_space)            # SB3, algorithm read from the file
+    load_policy("zoo/actor.pt", obs_space, act_space)               # TorchScript module
+    load_policy("random", obs_space, act_space)
+    load_policy("sb3:zoo/sac.zip@noise=0.3", obs_space, act_space)  # any spec of imaginarium.policy
+    load_policy("py:mypkg.policies:greedy", obs_space, act_space, allow_code=True)
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import gymnasium as gym
+
+from imaginarium.errors import PolicySpecError
+from imaginarium.policy import Policy, parse_policy
+
+__all__ = ["Policy", "load_policy", "policy_spec", "policy_name"]
+
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".jit")
+
+
+def policy_spec(source: str | Path) -> str:
+    """The spec string for ``source``: files become ``sb3:`` or ``torchscript:`` specs by their
+    contents; anything else is taken as a spec already."""
+    text = str(source).strip()
+    path = Path(text)
+    if path.is_file():
+        if zipfile.is_zipfile(path):
+            return f"sb3:{text}"
+        if path.suffix.lower() in TORCHSCRIPT_SUFFIXES:
+            return f"torchscript:{text}"
+        raise PolicySpecError(
+            f"cannot tell what kind of policy {text!r} is: expected an SB3 .zip or a TorchScript "
+            f"module ({', '.join(TORCHSCRIPT_SUFFIXES)})"
+        )
+    if path.suffix.lower() in (".zip", *TORCHSCRIPT_SUFFIXES) and ":" not in text:
+        raise PolicySpecError(f"policy file {text!r} not found")
+    return text
+
+
+def policy_name(source: str | Path) -> str:
+    """A short name for reports: the file's stem, or the spec itself."""
+    text = str(source).strip()
+    return Path(text).stem if Path(text).is_file() else text
+
+
+def load_policy(
+    source: str | Path,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    seed: int = 0,
+    allow_code: bool = False,
+) -> Policy:
+    """The policy ``source`` names, checked against the spaces it must act in.
+
+    :param allow_code: accept ``py:MODULE:FUNCTION`` callables (importing them runs code).
+    :raises PolicySpecError: a missing or unreadable file, an unknown kind, or spaces that do not fit.
+    """
+    return parse_policy(
+        policy_spec(source), observation_space, action_space, seed=seed, allow_code=allow_code
+    )

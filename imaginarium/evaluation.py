@@ -1,0 +1,186 @@
+"""Rolling policies out inside a world model and on the real task, with the uncertainty of each figure.
+
+An imagined return estimates the real one: rollouts start from real initial states of the dataset,
+run until the model ends the episode or the task's time limit, and sum undiscounted reward. Episode
+ends are taken in expectation (each reward weighted by the probability that the episode is still
+running, from the continue head), which removes the noise of sampling them. With an ensemble every
+start is rolled once per elite, each rollout pinned to its elite, so the spread of returns across
+members says how much the model itself is unsure of the estimate::
+
+    result = imagined_rollouts(model, policy, starts, horizon=200, seed=0)
+    result["return"]          # {"mean", "ci_low", "ci_high"}: bootstrap 95% CI over start states
+    result["member_spread"]   # std of the mean return across ensemble members (None for one member)
+    real = real_rollouts(task, policy, episodes=20, seed=0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from scipy import stats
+
+from imaginarium.envs.imagined import check_actions
+from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task
+from imaginarium.errors import ImaginariumError
+from imaginarium.models import WorldModel
+from imaginarium.policy import Policy
+
+
+def bootstrap_interval(values: np.ndarray, seed: int = 0, resamples: int = 2000) -> dict[str, float]:
+    """Mean of ``values`` with a percentile-bootstrap 95% confidence interval."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    mean = float(values.mean())
+    if len(values) < 2 or np.ptp(values) == 0:
+        return {"mean": mean, "ci_low": mean, "ci_high": mean}
+    result = stats.bootstrap(
+        (values,), np.mean, n_resamples=resamples, method="percentile", rng=np.random.default_rng(seed)
+    )
+    interval = result.confidence_interval
+    return {"mean": mean, "ci_low": float(interval.low), "ci_high": float(interval.high)}
+
+
+def start_states(initial_observations: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` real initial states: drawn without replacement while there are enough, then with."""
+    rng = np.random.default_rng(seed)
+    available = len(initial_observations)
+    if available == 0:
+        raise ImaginariumError("the dataset has no episodes to take start states from")
+    indices = rng.choice(available, size=count, replace=count > available)
+    return initial_observations[indices]
+
+
+def _check_policy_actions(space: gym.Space, actions: Any, count: int) -> np.ndarray:
+    """The policy's actions as the model takes them, or an error that says the policy is at fault."""
+    try:
+        return check_actions(space, actions, count)
+    except ValueError as error:
+        raise ImaginariumError(f"the policy returned bad actions: {error}") from None
+
+
+@torch.inference_mode()
+def imagined_rollouts(
+    model: WorldModel,
+    policy: Policy,
+    starts: np.ndarray,
+    horizon: int,
+    seed: int = 0,
+    termination: bool = True,
+) -> dict[str, Any]:
+    """Roll ``policy`` from each of ``starts`` ``(K, D)`` for up to ``horizon`` steps in ``model``.
+
+    :param termination: weight rewards by the continue head (``False``: run every step of ``horizon``).
+    :returns: ``return`` (bootstrap CI over starts of the member-averaged return), ``member_returns``
+        (mean return per member), ``member_spread``, ``success`` (probability the episode ends in
+        success), ``uncertainty`` (mean model uncertainty along the rollouts), ``length`` (expected
+        steps), ``per_start`` returns, and ``diverged`` (rollouts whose state became non-finite).
+    """
+    device = model.device
+    members = model.rollout_members
+    count = len(starts)
+    batch = members * count
+    observations = torch.as_tensor(np.repeat(starts[None], members, 0).reshape(batch, -1), device=device)
+    state = model.initial_state(observations.float())
+    if members > 1:
+        state = model.pin_members(state, torch.arange(members, device=device).repeat_interleave(count))
+    generator = torch.Generator(device).manual_seed(seed)
+    alive = torch.ones(batch, device=device)
+    returns = torch.zeros(batch, dtype=torch.float64, device=device)
+    success = torch.zeros(batch, device=device)
+    uncertainty = torch.zeros(batch, device=device)
+    length = torch.zeros(batch, device=device)
+    diverged = torch.zeros(batch, dtype=torch.bool, device=device)
+    policy.reset(np.ones(batch, dtype=bool))
+    low, high = model.observation_low, model.observation_high
+    success_prob = torch.zeros(batch, device=device)
+    for _ in range(horizon):
+        decoded = torch.clamp(model.decode(state), low, high).float().cpu().numpy()
+        actions = _check_policy_actions(model.action_space, policy.act(decoded), batch)
+        out = model.step(
+            state, torch.as_tensor(actions, device=device), uncertainty=True, generator=generator
+        )
+        finite = torch.isfinite(out.reward) & torch.isfinite(model.decode(out.state)).all(-1)
+        diverged |= ~finite & (alive > 0)
+        alive = torch.where(finite, alive, torch.zeros_like(alive))
+        returns += (alive * torch.nan_to_num(out.reward)).double()
+        uncertainty += alive * torch.nan_to_num(out.uncertainty)
+        length += alive
+        success_prob = out.success_prob
+        if termination:
+            ended = alive * (1.0 - out.continue_prob)
+            success += ended * success_prob
+            alive = alive * out.continue_prob
+        state = out.state
+        if float(alive.max()) < 1e-6:
+            break
+    success += alive * success_prob
+    per_member = returns.reshape(members, count).cpu().numpy()
+    per_start = per_member.mean(0)
+    member_means = per_member.mean(1)
+    return {
+        "return": bootstrap_interval(per_start, seed),
+        "per_start": per_start.tolist(),
+        "member_returns": member_means.tolist(),
+        "member_spread": float(member_means.std()) if members > 1 else None,
+        "success": float(success.mean()),
+        "uncertainty": float((uncertainty / length.clamp_min(1)).mean()),
+        "length": float(length.mean()),
+        "diverged": int(diverged.sum()),
+        "horizon": horizon,
+    }
+
+
+def _episode_success(task: Task, steps: list[tuple[np.ndarray, bool, bool, Any]]) -> bool | None:
+    """Whether the episode's last step succeeds: the task's rule, else the env's own ``info`` label."""
+    if task.success is not None:
+        next_observations = np.stack([step[0] for step in steps])
+        terminated = np.array([step[1] for step in steps])
+        truncated = np.array([step[2] for step in steps])
+        return bool(task.success(next_observations, terminated, truncated)[-1])
+    label = steps[-1][3]
+    return None if label is None else bool(label)
+
+
+def real_rollouts(
+    task: Task, policy: Policy, episodes: int, seed: int = 0, max_episode_steps: int | None = None
+) -> dict[str, Any]:
+    """Run ``episodes`` real episodes side by side (one batched ``act`` per step), seeds ``seed + i``.
+
+    :returns: ``return`` (bootstrap CI over episodes), ``per_episode`` returns, ``success`` (fraction of
+        episodes whose last step succeeds; None when the task defines no success) and mean ``length``.
+    """
+    if episodes < 1:
+        raise ImaginariumError(f"episodes must be a positive integer, got {episodes}")
+    options = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    envs = [task.make(**options) for _ in range(episodes)]
+    try:
+        observations = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+        returns = np.zeros(episodes)
+        history: list[list[tuple[np.ndarray, bool, bool, Any]]] = [[] for _ in range(episodes)]
+        running = np.ones(episodes, dtype=bool)
+        policy.reset(np.ones(episodes, dtype=bool))
+        space = envs[0].action_space
+        while running.any():
+            actions = policy.act(observations)
+            _check_policy_actions(space, actions, episodes)  # shape and finiteness, for a clear error
+            actions = np.asarray(actions)
+            for i in np.flatnonzero(running):
+                observation, reward, terminated, truncated, info = envs[i].step(actions[i])
+                observations[i] = observation
+                returns[i] += float(reward)
+                label = next((info[key] for key in INFO_SUCCESS_KEYS if key in info), None)
+                history[i].append((np.asarray(observation), bool(terminated), bool(truncated), label))
+                running[i] = not (terminated or truncated)
+        successes = [_episode_success(task, steps) for steps in history]
+        known = [value for value in successes if value is not None]
+        return {
+            "return": bootstrap_interval(returns, seed),
+            "per_episode": returns.tolist(),
+            "success": float(np.mean(known)) if known else None,
+            "length": float(np.mean([len(steps) for steps in history])),
+        }
+    finally:
+        for env in envs:
+            env.close()
