@@ -9,19 +9,27 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench lint format install system-deps clean
+.PHONY: demo test bench lint format install system-deps test-system-deps clean
 
 # Debian packages the project needs, installed only when missing: offscreen GL (EGL with Mesa's
 # software driver) so MuJoCo tasks render without a screen.
+# The tests also need Debian's Chromium, to load the HTML report headless.
+APT_INSTALL = if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
 system-deps:
 	@missing=""; \
 	ldconfig -p | grep -q 'libEGL.so.1 ' || missing="$$missing libegl1"; \
 	ldconfig -p | grep -q 'libEGL_mesa.so.0 ' || missing="$$missing libegl-mesa0"; \
 	ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1 || missing="$$missing libgl1-mesa-dri"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing"; \
-		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	$(APT_INSTALL)
+
+test-system-deps: system-deps
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	$(APT_INSTALL)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +44,7 @@ install: $(STAMP)
 demo: system-deps $(STAMP)
 	$(VENV)/bin/imaginarium demo --out demo
 
-test: system-deps $(STAMP)
+test: test-system-deps $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -m "not slow" -q

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -30,9 +31,10 @@ def policy_spec(source: str | Path) -> str:
     text = str(source).strip()
     path = Path(text)
     if path.is_file():
-        if zipfile.is_zipfile(path):
+        names = zipfile.ZipFile(path).namelist() if zipfile.is_zipfile(path) else []
+        if "data" in names:  # SB3 writes its JSON description as the archive's "data" entry
             return f"sb3:{text}"
-        if path.suffix.lower() in TORCHSCRIPT_SUFFIXES:
+        if path.suffix.lower() in TORCHSCRIPT_SUFFIXES or any(name.endswith("/data.pkl") for name in names):
             return f"torchscript:{text}"
         raise PolicySpecError(
             f"cannot tell what kind of policy {text!r} is: expected an SB3 .zip or a TorchScript "
@@ -44,9 +46,12 @@ def policy_spec(source: str | Path) -> str:
 
 
 def policy_name(source: str | Path) -> str:
-    """A short name for reports: the file's stem, or the spec itself."""
+    """A short name for reports: the file's stem, or the spec with each file in it shortened to its stem
+    (``sb3:zoo/sac_10k.zip@noise=0.3`` -> ``sac_10k@noise=0.3``)."""
     text = str(source).strip()
-    return Path(text).stem if Path(text).is_file() else text
+    if Path(text).is_file():
+        return Path(text).stem
+    return re.sub(r"(?:sb3|torchscript):([^@+\s]+)", lambda match: Path(match.group(1)).stem, text)
 
 
 def load_policy(

@@ -114,6 +114,16 @@ class Imagination:
         observations = torch.as_tensor(self.start_observations[indices], device=self.device)
         return self.model.initial_state(observations)
 
+    def start_from(self, observation: Any) -> State:
+        """The model state of one given real observation."""
+        values = np.asarray(observation, dtype=np.float32)
+        if values.shape != self.model.observation_space.shape or not np.isfinite(values).all():
+            raise ValueError(
+                f"start_observation must be a finite array of shape {self.model.observation_space.shape}, "
+                f"got shape {values.shape}"
+            )
+        return self.model.initial_state(torch.as_tensor(values[None], device=self.device))
+
     def observe(self, state: State) -> np.ndarray:
         """``(N, *obs_shape)`` observations of the chosen kind; decoded ones are clipped to the space."""
         if self.observation_kind == "latent":
@@ -209,11 +219,16 @@ class ImaginedEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict]:
-        """Start from a real initial state drawn with the env's seeded generator."""
+        """Start from a real initial state drawn with the env's seeded generator, or from
+        ``options["start_observation"]`` (e.g. the real env's first observation, to compare the two)."""
         super().reset(seed=seed)
         index = self.np_random.integers(len(self.imagination.start_observations), size=1)
         with torch.inference_mode():
-            self._state = self.imagination.start(index)
+            if options and "start_observation" in options:
+                self._state = self.imagination.start_from(options["start_observation"])
+                index = np.array([-1])
+            else:
+                self._state = self.imagination.start(index)
             observation = self.imagination.observe(self._state)[0]
         self._last_observation = observation
         self._steps = 0

@@ -179,6 +179,30 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rank(args: argparse.Namespace) -> int:
+    from imaginarium.ranking import rank_policies
+    from imaginarium.report import markdown_report, write_report
+
+    result = rank_policies(
+        args.model,
+        args.policies,
+        starts=args.starts,
+        horizon=args.horizon,
+        real_env=args.real_env,
+        real_episodes=args.real_episodes,
+        dataset=args.data,
+        workers=args.workers,
+        address=args.address,
+        seed=args.seed,
+        allow_code=args.allow_code,
+        progress=not args.no_progress,
+    )
+    paths = write_report(result, args.report, model_dir=args.model, videos=args.videos)
+    print(markdown_report(result))
+    print(f"wrote {paths['json']}, {paths['markdown']} and {paths['html']}")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from imaginarium.envs.suite import SUITE
 
@@ -284,6 +308,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imagine.add_argument("--no-progress", action="store_true")
     imagine.set_defaults(func=cmd_imagine_train)
+
+    rank = commands.add_parser(
+        "rank", help="rank candidate policies inside a world model (on Ray), optionally against real returns"
+    )
+    rank.add_argument("--model", required=True, help="model folder")
+    rank.add_argument(
+        "--policies",
+        nargs="+",
+        required=True,
+        help="SB3 .zip or TorchScript files, or policy specs (random, sb3:PATH@noise=S, py:MODULE:FUNCTION)",
+    )
+    rank.add_argument("--report", required=True, help="folder for ranking.json, report.md and report.html")
+    rank.add_argument("--real-env", help="also run real episodes on this task or Gymnasium id")
+    rank.add_argument("--real-episodes", type=int, default=20)
+    rank.add_argument("--starts", type=int, default=64, help="real start states every policy is rolled from")
+    rank.add_argument("--horizon", type=int, help="steps per rollout (default: the task's time limit)")
+    rank.add_argument("--data", help="dataset for start states (default: the model's own)")
+    rank.add_argument("--workers", type=int, help="local Ray CPUs (default all; 0 runs in this process)")
+    rank.add_argument("--address", help="join the Ray cluster at this address")
+    rank.add_argument("--seed", type=int, default=0)
+    rank.add_argument("--videos", type=int, default=3, help="top policies shown as real and imagined GIFs")
+    rank.add_argument(
+        "--allow-code", action="store_true", help="accept py:MODULE:FUNCTION policies (runs their code)"
+    )
+    rank.add_argument("--no-progress", action="store_true")
+    rank.set_defaults(func=cmd_rank)
 
     tasks = commands.add_parser("tasks", help="list the real-task suite")
     tasks.set_defaults(func=cmd_tasks)

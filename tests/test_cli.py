@@ -192,3 +192,15 @@ def test_bad_train_input_is_one_line(
     ]
     code, _, stderr = _run(argv, capsys)
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_rank_writes_the_three_reports_and_prints_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pendulum_model: Path
+) -> None:
+    code, stdout, _ = _run(
+        ["rank", "--model", str(pendulum_model), "--policies", "random", "missing.zip", "--starts", "4",
+         "--workers", "0", "--videos", "0", "--report", str(tmp_path / "r"), "--no-progress"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and "| 1 | random |" in stdout and "missing.zip" in stdout
+    assert {path.name for path in (tmp_path / "r").iterdir()} == {"ranking.json", "report.md", "report.html"}

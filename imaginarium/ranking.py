@@ -1,0 +1,273 @@
+"""Offline policy ranking: every candidate rolled out inside the world model on Ray, ranked, and
+(when a real environment is given) checked against real returns.
+
+The model goes into Ray's object store once; each policy is one task that loads the policy, rolls
+it from the same K real start states (batched), and optionally runs real episodes. A policy that
+fails to load, returns bad actions or raises is reported as failed while the others are ranked; a
+worker that dies is retried by Ray. The same seed gives the same ranking::
+
+    result = rank_policies("models/pendulum", ["zoo/a.zip", "zoo/b.zip", "random"], real_episodes=20)
+    result["policies"][0]["imagined_return"], result["metrics"]["spearman"]
+
+Locally Ray starts in-process on loopback without a dashboard; ``address=`` joins a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imaginarium.errors import ImaginariumError
+from imaginarium.metrics import ranking_metrics
+
+#: a policy is flagged when its rollouts' mean uncertainty is above this quantile of the model's
+#: one-step uncertainty on the transitions of its own dataset (what the model knows)
+UNCERTAINTY_QUANTILE = 0.99
+
+
+def _evaluate_policy(
+    model: Any,
+    source: str,
+    starts: np.ndarray,
+    horizon: int,
+    seed: int,
+    allow_code: bool,
+    real: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One policy, imagined (and real): never raises, a failure is returned with its error."""
+    import torch
+
+    from imaginarium.agents.policies import load_policy, policy_name
+    from imaginarium.envs.suite import get_task
+    from imaginarium.evaluation import imagined_rollouts, real_rollouts
+
+    torch.set_num_threads(1)
+    entry: dict[str, Any] = {"name": policy_name(source), "path": str(source), "error": None}
+    started = time.perf_counter()
+    try:
+        policy = load_policy(
+            source, model.observation_space, model.action_space, seed=seed, allow_code=allow_code
+        )
+        imagined = imagined_rollouts(model, policy, starts, horizon, seed=seed)
+        entry.update(
+            imagined_return=imagined["return"],
+            imagined_success=imagined["success"],
+            uncertainty=imagined["uncertainty"],
+            member_spread=imagined["member_spread"],
+            member_returns=imagined["member_returns"],
+            imagined_length=imagined["length"],
+            diverged=imagined["diverged"],
+            real_return=None,
+            real_success=None,
+        )
+        if real is not None:
+            outcome = real_rollouts(get_task(real["env"]), policy, real["episodes"], seed=seed)
+            entry.update(real_return=outcome["return"], real_success=outcome["success"])
+    except Exception as error:  # a user's policy can fail in any way; the ranking goes on without it
+        entry["error"] = f"{type(error).__name__}: {error}"
+        entry["traceback"] = traceback.format_exc(limit=4)
+    entry["seconds"] = time.perf_counter() - started
+    return entry
+
+
+def _start_ray(workers: int | None, address: str | None) -> bool:
+    """Start (or join) Ray; returns whether this call started it (and so should stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, logging_level="warning", log_to_driver=False)
+        return True
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every socket on loopback
+    ray.init(
+        num_cpus=workers,
+        include_dashboard=False,
+        logging_level="warning",
+        log_to_driver=False,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}},
+    )
+    return True
+
+
+def rank_policies(
+    model: str | Path | Any,
+    policies: Sequence[str | Path],
+    starts: int = 64,
+    horizon: int | None = None,
+    real_env: str | None = None,
+    real_episodes: int = 20,
+    dataset: str | Path | None = None,
+    workers: int | None = None,
+    address: str | None = None,
+    seed: int = 0,
+    allow_code: bool = False,
+    retries: int = 3,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Rank ``policies`` by their imagined return in ``model`` (a model folder or object).
+
+    :param starts: K real initial states (from the model's dataset, or ``dataset``) every policy starts from.
+    :param horizon: steps per rollout; default the task's time limit (a shorter one truncates the estimate).
+    :param real_env: a task name or Gymnasium id to also run ``real_episodes`` real episodes per policy.
+    :param workers: Ray CPUs to use locally (default all); ``0`` runs everything in this process.
+    :param address: join the Ray cluster at this address instead of starting one.
+    :returns: ``{"policies": [...], "metrics": {...} | None, "settings": {...}}``, policies ordered by
+        imagined return (failed ones last).
+    """
+    from imaginarium.dataset import load_dataset
+    from imaginarium.evaluation import start_states
+    from imaginarium.models import load_world_model
+
+    if not policies:
+        raise ImaginariumError("no policies to rank")
+    if starts < 1 or real_episodes < 1:
+        raise ImaginariumError(f"starts and real episodes must be positive, got {starts} and {real_episodes}")
+    world_model = load_world_model(model) if isinstance(model, str | Path) else model
+    world_model = world_model.cpu().eval()
+    card = getattr(world_model, "card", {}) or {}
+    data_path = dataset or (card.get("dataset") or {}).get("path")
+    if data_path is None:
+        raise ImaginariumError("the model card names no dataset; give dataset= for the start states")
+    data = load_dataset(data_path)
+    initial = data.observations[data.episode_starts[:-1]]
+    start_observations = start_states(initial, starts, seed)
+    time_limit = int(card.get("max_episode_steps") or 1000)
+    horizon = int(horizon or time_limit)
+    if horizon < 1:
+        raise ImaginariumError(f"horizon must be positive, got {horizon}")
+    real = None
+    if real_env is not None:
+        from imaginarium.envs.suite import get_task
+
+        get_task(real_env).check_spaces(world_model.observation_space, world_model.action_space, "the model")
+        real = {"env": real_env, "episodes": real_episodes}
+    sources = [str(source) for source in policies]
+    started = time.perf_counter()
+    if workers == 0:
+        entries = [
+            _evaluate_policy(world_model, source, start_observations, horizon, seed, allow_code, real)
+            for source in _progress(sources, progress)
+        ]
+    else:
+        entries = _evaluate_on_ray(
+            world_model, sources, start_observations, horizon, seed, allow_code, real,
+            workers, address, retries, progress,
+        )  # fmt: skip
+    result = _assemble(entries, data_uncertainty(world_model, data, seed=seed))
+    result["settings"] = {
+        "starts": starts,
+        "horizon": horizon,
+        "time_limit": time_limit,
+        "truncated": horizon < time_limit,
+        "real_env": real_env,
+        "real_episodes": real_episodes if real_env else None,
+        "seed": seed,
+        "allow_code": allow_code,
+        "workers": workers,
+        "seconds": time.perf_counter() - started,
+        "model": str(model) if isinstance(model, str | Path) else None,
+        "task": card.get("task"),
+    }
+    return result
+
+
+def _progress(items: Sequence[str], enabled: bool):
+    if not enabled:
+        yield from items
+        return
+    from rich.progress import track
+
+    yield from track(items, description="policies", total=len(items))
+
+
+def _evaluate_on_ray(
+    model: Any,
+    sources: list[str],
+    starts: np.ndarray,
+    horizon: int,
+    seed: int,
+    allow_code: bool,
+    real: dict[str, Any] | None,
+    workers: int | None,
+    address: str | None,
+    retries: int,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    import ray
+
+    started_here = _start_ray(workers, address)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_evaluate_policy)
+        model_ref, starts_ref = ray.put(model), ray.put(starts)
+        pending = {
+            remote.remote(model_ref, source, starts_ref, horizon, seed, allow_code, real): index
+            for index, source in enumerate(sources)
+        }
+        entries: list[dict[str, Any] | None] = [None] * len(sources)
+        bar = None
+        if progress:
+            from rich.progress import Progress
+
+            bar = Progress()
+            bar.start()
+            task_id = bar.add_task("policies", total=len(sources))
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                index = pending.pop(done[0])
+                try:
+                    entries[index] = ray.get(done[0])
+                except Exception as error:  # the worker died more often than Ray retries
+                    entries[index] = {
+                        "name": sources[index],
+                        "path": sources[index],
+                        "error": f"worker failed after {retries} retries: {type(error).__name__}: {error}",
+                    }
+                if bar is not None:
+                    bar.advance(task_id)
+        finally:
+            if bar is not None:
+                bar.stop()
+        return [entry for entry in entries if entry is not None]
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _assemble(entries: list[dict[str, Any]], reference: float | None) -> dict[str, Any]:
+    """Order by imagined return, flag high-uncertainty rollouts, and compute the metrics against real returns."""
+    ranked = [entry for entry in entries if entry.get("error") is None]
+    failed = [entry for entry in entries if entry.get("error") is not None]
+    ranked.sort(key=lambda entry: -entry["imagined_return"]["mean"])
+    for position, entry in enumerate(ranked, start=1):
+        entry["rank"] = position
+        above = reference is not None and entry["uncertainty"] > reference
+        entry["uncertainty_warning"] = bool(above or entry.get("diverged"))
+    metrics = None
+    with_real = [entry for entry in ranked if entry.get("real_return") is not None]
+    if len(with_real) >= 2:
+        true = [entry["real_return"]["mean"] for entry in with_real]
+        if np.ptp(true) > 0:
+            metrics = ranking_metrics([entry["imagined_return"]["mean"] for entry in with_real], true)
+    return {"policies": ranked + failed, "metrics": metrics, "uncertainty_reference": reference}
+
+
+def data_uncertainty(model: Any, dataset: Any, samples: int = 4096, seed: int = 0) -> float | None:
+    """The ``UNCERTAINTY_QUANTILE`` of the model's one-step uncertainty on transitions of ``dataset``."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(dataset.num_steps, size=min(samples, dataset.num_steps), replace=False)
+    with torch.inference_mode():
+        state = model.initial_state(torch.as_tensor(dataset.observations[rows], device=model.device))
+        out = model.step(state, torch.as_tensor(dataset.actions[rows], device=model.device), uncertainty=True)
+    if out.uncertainty is None:
+        return None
+    return float(torch.quantile(out.uncertainty.float(), UNCERTAINTY_QUANTILE))

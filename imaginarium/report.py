@@ -1,0 +1,366 @@
+"""The ranking report: ``ranking.json`` for programs, ``report.md`` for terminals and pull requests, and
+``report.html``, one self-contained page (every image embedded) for people::
+
+    write_report(result, "reports/pendulum", model_dir="models/pendulum")
+
+The page holds the ranking table with intervals, a scatter of imagined against real return, the
+ranking metrics, the model's fidelity figures, a warning on each policy whose rollouts leave what the
+model knows, and side-by-side GIFs of a real and an imagined rollout of the top policies.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METRIC_LABELS = {
+    "spearman": "Spearman ρ",
+    "kendall": "Kendall τ",
+    "pearson": "Pearson r",
+    "regret_at_1": "regret@1",
+    "regret_at_3": "regret@3",
+    "abs_error": "mean abs. error (normalised)",
+    "mmrv": "MMRV",
+}
+
+
+def write_report(
+    result: dict[str, Any],
+    out: str | Path,
+    model_dir: str | Path | None = None,
+    videos: int = 3,
+    video_steps: int = 200,
+) -> dict[str, Path]:
+    """Write ``ranking.json``, ``report.md`` and ``report.html`` for a :func:`rank_policies` result.
+
+    :param model_dir: the model folder, for its fidelity figures and the imagined videos.
+    :param videos: how many top policies get a real and an imagined GIF (0: none).
+    :returns: the paths written, by kind.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "ranking.json", "markdown": out / "report.md", "html": out / "report.html"}
+    _atomic_write(paths["json"], json.dumps(_ranking_json(result), indent=2))
+    _atomic_write(paths["markdown"], markdown_report(result))
+    animations = []
+    if videos and model_dir is not None and result["settings"].get("real_env"):
+        animations = _rollout_gifs(result, Path(model_dir), videos, video_steps)
+    fidelity = _fidelity(model_dir)
+    _atomic_write(paths["html"], html_report(result, fidelity, animations))
+    return paths
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def _ranking_json(result: dict[str, Any]) -> dict[str, Any]:
+    """The documented schema first (``name``, ``path``, returns, success, uncertainty), then the rest."""
+    policies = []
+    for entry in result["policies"]:
+        row = {
+            "name": entry["name"],
+            "path": entry["path"],
+            "imagined_return": entry.get("imagined_return"),
+            "imagined_success": entry.get("imagined_success"),
+            "uncertainty": entry.get("uncertainty"),
+            "real_return": entry.get("real_return"),
+        }
+        row.update({key: value for key, value in entry.items() if key not in row and key != "traceback"})
+        policies.append(row)
+    return {
+        "policies": policies,
+        "metrics": result["metrics"],
+        "settings": result.get("settings", {}),
+        "uncertainty_reference": result.get("uncertainty_reference"),
+    }
+
+
+def _interval(figure: dict[str, float] | None) -> str:
+    if figure is None:
+        return "—"
+    return f"{figure['mean']:.1f} [{figure['ci_low']:.1f}, {figure['ci_high']:.1f}]"
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _rows(result: dict[str, Any]) -> list[dict[str, str]]:
+    """Table rows shared by the markdown and HTML reports."""
+    rows = []
+    for entry in result["policies"]:
+        if entry.get("error"):
+            continue
+        rows.append(
+            {
+                "rank": str(entry["rank"]),
+                "name": entry["name"],
+                "imagined": _interval(entry["imagined_return"]),
+                "spread": _number(entry.get("member_spread"), 1),
+                "success": _number(entry.get("imagined_success")),
+                "real": _interval(entry.get("real_return")),
+                "real_success": _number(entry.get("real_success")),
+                "uncertainty": f"{entry['uncertainty']:.3g}",
+                "warning": "⚠ outside the data" if entry.get("uncertainty_warning") else "",
+            }
+        )
+    return rows
+
+
+def _notes(result: dict[str, Any]) -> list[str]:
+    settings = result.get("settings", {})
+    notes = [
+        f"{settings.get('starts')} real start states, horizon {settings.get('horizon')}, seed {settings.get('seed')}; "
+        "intervals are bootstrap 95% over start states (real: over episodes); spread is the std of the mean "
+        "return across ensemble members."
+    ]
+    if settings.get("truncated"):
+        notes.append(
+            f"The horizon {settings['horizon']} is shorter than the task's time limit {settings['time_limit']}: "
+            "imagined returns are truncated and do not estimate full-episode returns."
+        )
+    if result.get("uncertainty_reference") is not None:
+        notes.append(
+            "⚠ marks policies whose rollouts' mean model uncertainty exceeds the 99th percentile of the model's "
+            f"one-step uncertainty on its own data ({result['uncertainty_reference']:.3g}) or that diverged: "
+            "their estimates are least trustworthy."
+        )
+    return notes
+
+
+def markdown_report(result: dict[str, Any]) -> str:
+    """A short summary: the ranking, the metrics, failures, and how far to trust the figures."""
+    settings = result.get("settings", {})
+    lines = [f"# Policy ranking: {settings.get('task') or 'model'}", ""]
+    header = ["rank", "policy", "imagined return [95% CI]", "member spread", "imagined success"]
+    header += ["real return [95% CI]", "real success", "uncertainty", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in _rows(result):
+        cells = [
+            row[key] for key in ("rank", "name", "imagined", "spread", "success", "real", "real_success")
+        ]
+        cells += [row["uncertainty"], row["warning"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if result["metrics"]:
+        lines.append("Ranking against real returns: " + ", ".join(
+            f"{METRIC_LABELS[key]} {value:.3f}" for key, value in result["metrics"].items()
+        ) + ".")  # fmt: skip
+        lines.append("")
+    failed = [entry for entry in result["policies"] if entry.get("error")]
+    if failed:
+        lines += ["Failed policies (not ranked):", ""]
+        lines += [f"- `{entry['path']}`: {entry['error']}" for entry in failed]
+        lines.append("")
+    lines += _notes(result)
+    return "\n".join(lines) + "\n"
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _scatter(result: dict[str, Any]) -> str | None:
+    """A base64 PNG of imagined against real return with both intervals, or None without real returns."""
+    entries = [entry for entry in result["policies"] if not entry.get("error") and entry.get("real_return")]
+    if not entries:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    real = np.array([[e["real_return"][k] for k in ("mean", "ci_low", "ci_high")] for e in entries])
+    imagined = np.array([[e["imagined_return"][k] for k in ("mean", "ci_low", "ci_high")] for e in entries])
+    colors = ["tab:red" if e.get("uncertainty_warning") else "tab:blue" for e in entries]
+    axis.errorbar(
+        real[:, 0], imagined[:, 0],
+        xerr=[real[:, 0] - real[:, 1], real[:, 2] - real[:, 0]],
+        yerr=[imagined[:, 0] - imagined[:, 1], imagined[:, 2] - imagined[:, 0]],
+        fmt="none", ecolor="0.6", elinewidth=1,
+    )  # fmt: skip
+    axis.scatter(real[:, 0], imagined[:, 0], c=colors, zorder=3)
+    low = min(real[:, 1].min(), imagined[:, 1].min())
+    high = max(real[:, 2].max(), imagined[:, 2].max())
+    axis.plot([low, high], [low, high], "k--", linewidth=1, label="imagined = real")
+    axis.set_xlabel("real return")
+    axis.set_ylabel("imagined return")
+    axis.legend(loc="upper left")
+    axis.set_title("imagined vs real return (red: outside the data)")
+    encoded = _png(figure)
+    plt.close(figure)
+    return encoded
+
+
+def _fidelity(model_dir: str | Path | None) -> dict[str, Any]:
+    """The model's fidelity summary and plot (base64), when it has been evaluated."""
+    if model_dir is None:
+        return {}
+    folder = Path(model_dir)
+    fidelity: dict[str, Any] = {}
+    card = folder / "model_card.json"
+    if card.is_file():
+        summary = json.loads(card.read_text()).get("fidelity") or {}
+        fidelity["summary"] = {
+            key: value
+            for key, value in summary.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
+    plot = folder / "fidelity.png"
+    if plot.is_file():
+        fidelity["plot"] = base64.b64encode(plot.read_bytes()).decode()
+    return fidelity
+
+
+def _rollout_gifs(result: dict[str, Any], model_dir: Path, count: int, steps: int) -> list[dict[str, str]]:
+    """Side-by-side GIFs (base64) of a real and an imagined episode of the top ``count`` policies, the
+    imagined one started from the real episode's first observation."""
+    from imaginarium.agents.policies import load_policy
+    from imaginarium.envs.imagined import ImaginedEnv
+    from imaginarium.envs.suite import get_task
+    from imaginarium.errors import ImaginariumError
+
+    settings = result["settings"]
+    task = get_task(settings["real_env"])
+    animations = []
+    for entry in [entry for entry in result["policies"] if not entry.get("error")][:count]:
+        try:
+            imagined_env = ImaginedEnv(model_dir, render_mode="rgb_array", track_uncertainty=False)
+        except ImaginariumError:
+            return animations  # a task the renderer cannot draw: the report goes on without videos
+        real_env = task.make(render_mode="rgb_array")
+        try:
+            policy = load_policy(
+                entry["path"],
+                real_env.observation_space,
+                real_env.action_space,
+                allow_code=bool(settings.get("allow_code")),
+            )
+            start, _ = real_env.reset(seed=settings["seed"])
+            frames = {
+                "real": _episode_frames(real_env, policy, steps, {"seed": settings["seed"]}),
+                "imagined": _episode_frames(
+                    imagined_env, policy, steps, {"options": {"start_observation": start}}
+                ),
+            }
+            animations.append(
+                {
+                    "name": entry["name"],
+                    "real": _gif(frames["real"]),
+                    "imagined": _gif(frames["imagined"]),
+                }
+            )
+        finally:
+            real_env.close()
+            imagined_env.close()
+    return animations
+
+
+def _episode_frames(env, policy, steps: int, reset: dict[str, Any], stride: int = 2) -> list[np.ndarray]:
+    """Frames of one episode (every ``stride``-th step), the env reset with ``reset``."""
+    observation, _ = env.reset(**reset)
+    policy.reset(np.ones(1, dtype=bool))
+    frames = [env.render()]
+    for step in range(steps):
+        action = np.asarray(policy.act(np.asarray(observation)[None]))[0]
+        observation, _, terminated, truncated, _ = env.step(action)
+        if step % stride == stride - 1:
+            frames.append(env.render())
+        if terminated or truncated:
+            break
+    return frames
+
+
+def _gif(frames: list[np.ndarray], size: int = 200) -> str:
+    import imageio.v3 as iio
+    from PIL import Image
+
+    small = [np.asarray(Image.fromarray(frame).resize((size, size))) for frame in frames]
+    return base64.b64encode(iio.imwrite("<bytes>", small, extension=".gif", duration=60, loop=0)).decode()
+
+
+def html_report(result: dict[str, Any], fidelity: dict[str, Any], animations: list[dict[str, str]]) -> str:
+    """One self-contained HTML page (images inline as data URIs, no scripts, no external requests)."""
+    from jinja2 import Environment
+
+    template = Environment(autoescape=True).from_string(HTML_TEMPLATE)
+    failed = [entry for entry in result["policies"] if entry.get("error")]
+    return template.render(
+        settings=result.get("settings", {}),
+        rows=_rows(result),
+        metrics=[(METRIC_LABELS[key], f"{value:.3f}") for key, value in (result["metrics"] or {}).items()],
+        scatter=_scatter(result),
+        fidelity=fidelity,
+        animations=animations,
+        failed=failed,
+        notes=_notes(result),
+    )
+
+
+HTML_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Policy ranking{% if settings.task %}: {{ settings.task }}{% endif %}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: right; }
+th { background: #f4f4f4; }
+td.name { text-align: left; font-family: monospace; }
+tr.warn td { background: #fff3f0; }
+.warning { color: #b32; }
+.videos { display: flex; flex-wrap: wrap; gap: 2em; }
+figure { margin: 0; }
+figcaption { font-size: 0.9em; color: #555; }
+</style>
+</head>
+<body>
+<h1>Policy ranking{% if settings.task %}: {{ settings.task }}{% endif %}</h1>
+<p>Model: <code>{{ settings.model or "(object)" }}</code>.
+{% for note in notes %}{{ note }} {% endfor %}</p>
+
+<h2>Ranking</h2>
+<table>
+<tr><th>rank</th><th>policy</th><th>imagined return [95% CI]</th><th>member spread</th>
+<th>imagined success</th><th>real return [95% CI]</th><th>real success</th><th>uncertainty</th><th></th></tr>
+{% for row in rows %}<tr{% if row.warning %} class="warn"{% endif %}>
+<td>{{ row.rank }}</td><td class="name">{{ row.name }}</td><td>{{ row.imagined }}</td><td>{{ row.spread }}</td>
+<td>{{ row.success }}</td><td>{{ row.real }}</td><td>{{ row.real_success }}</td><td>{{ row.uncertainty }}</td>
+<td class="warning">{{ row.warning }}</td></tr>
+{% endfor %}</table>
+{% if failed %}<h3>Failed policies (not ranked)</h3>
+<ul>{% for entry in failed %}<li><code>{{ entry.path }}</code>: {{ entry.error }}</li>{% endfor %}</ul>{% endif %}
+
+{% if metrics %}<h2>Agreement with real returns</h2>
+<table>{% for label, value in metrics %}<tr><th>{{ label }}</th><td>{{ value }}</td></tr>{% endfor %}</table>{% endif %}
+{% if scatter %}<img alt="imagined against real return" src="data:image/png;base64,{{ scatter }}">{% endif %}
+
+{% if fidelity %}<h2>Model fidelity (held-out episodes)</h2>
+{% if fidelity.summary %}<table>{% for key, value in fidelity.summary.items() %}
+<tr><th>{{ key }}</th><td>{{ "%.4g"|format(value) }}</td></tr>{% endfor %}</table>{% endif %}
+{% if fidelity.plot %}<img alt="model fidelity" src="data:image/png;base64,{{ fidelity.plot }}" style="max-width:100%">{% endif %}
+{% endif %}
+
+{% if animations %}<h2>Top policies: real and imagined episodes</h2>
+{% for animation in animations %}<h3>{{ animation.name }}</h3>
+<div class="videos">
+<figure><img alt="real episode of {{ animation.name }}" src="data:image/gif;base64,{{ animation.real }}">
+<figcaption>real</figcaption></figure>
+<figure><img alt="imagined episode of {{ animation.name }}" src="data:image/gif;base64,{{ animation.imagined }}">
+<figcaption>imagined (drawn by the real renderer)</figcaption></figure>
+</div>{% endfor %}{% endif %}
+</body>
+</html>
+"""

@@ -1,0 +1,31 @@
+"""Policy functions for ranking tests, imported by name (``py:support.policies:NAME``; pytest puts ``tests/`` on the path)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+
+
+def push(observations: np.ndarray) -> np.ndarray:
+    """Full torque one way: a poor but steady Pendulum policy."""
+    return np.full((len(observations), 1), 2.0, np.float32)
+
+
+def wrong_shape(observations: np.ndarray) -> np.ndarray:
+    return np.zeros((len(observations), 3), np.float32)
+
+
+def raises(observations: np.ndarray) -> np.ndarray:
+    raise RuntimeError("this policy always fails")
+
+
+def dies_once(observations: np.ndarray) -> np.ndarray:
+    """Kills its own process the first time (as an out-of-memory kill would), then acts like ``push``."""
+    marker = Path(os.environ["IMAGINARIUM_TEST_MARKER"])
+    if not marker.exists():
+        marker.write_text("killed once")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return push(observations)

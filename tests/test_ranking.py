@@ -1,0 +1,171 @@
+"""Ranking candidate policies inside a model: order, failures, seeds, Ray retries, and the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from imaginarium.errors import PolicySpecError
+from imaginarium.ranking import rank_policies
+from imaginarium.report import write_report
+
+TESTS = Path(__file__).parent
+
+
+class _Constant(torch.nn.Module):
+    def __init__(self, torque: float) -> None:
+        super().__init__()
+        self.torque = torque
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return torch.full((observations.shape[0], 1), self.torque)
+
+
+@pytest.fixture(scope="module")
+def torchscript_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("policies") / "still.pt"
+    torch.jit.save(torch.jit.script(_Constant(0.0)), str(path))
+    return path
+
+
+def _rank(model: Path, policies: list, **options):
+    settings = {"starts": 8, "real_env": "pendulum", "real_episodes": 3, "workers": 0, "progress": False}
+    return rank_policies(model, policies, allow_code=True, **{**settings, **options})
+
+
+def test_policies_are_ranked_with_intervals_and_failures_are_reported(
+    pendulum_model: Path, torchscript_policy: Path, tmp_path: Path
+) -> None:
+    policies = [
+        str(torchscript_policy),
+        "random",
+        "py:support.policies:push",
+        str(tmp_path / "missing.zip"),
+        "py:support.policies:wrong_shape",
+        "py:support.policies:raises",
+    ]
+    result = _rank(pendulum_model, policies)
+    ranked = [entry for entry in result["policies"] if entry["error"] is None]
+    failed = {entry["path"]: entry["error"] for entry in result["policies"] if entry["error"]}
+    assert [entry["rank"] for entry in ranked] == [1, 2, 3]
+    means = [entry["imagined_return"]["mean"] for entry in ranked]
+    assert means == sorted(means, reverse=True)
+    for entry in ranked:
+        interval = entry["imagined_return"]
+        assert interval["ci_low"] <= interval["mean"] <= interval["ci_high"]
+        assert (
+            entry["real_return"]["ci_low"] <= entry["real_return"]["mean"] <= entry["real_return"]["ci_high"]
+        )
+        assert entry["member_spread"] is not None and len(entry["member_returns"]) == 3  # xs: 3 elites
+    assert "not found" in failed[str(tmp_path / "missing.zip")]
+    assert (
+        "shape (8, 3)" in failed["py:support.policies:wrong_shape"]
+        or "shape" in failed["py:support.policies:wrong_shape"]
+    )
+    assert "this policy always fails" in failed["py:support.policies:raises"]
+    assert set(result["metrics"]) == {
+        "spearman",
+        "kendall",
+        "pearson",
+        "regret_at_1",
+        "regret_at_3",
+        "abs_error",
+        "mmrv",
+    }
+
+
+def test_the_same_seed_gives_the_same_ranking_and_another_seed_other_starts(pendulum_model: Path) -> None:
+    policies = ["random", "py:support.policies:push"]
+    first, second = (_rank(pendulum_model, policies, real_env=None) for _ in range(2))
+    other = _rank(pendulum_model, policies, real_env=None, seed=1)
+
+    def returns(result):
+        return [entry["imagined_return"]["mean"] for entry in result["policies"]]
+
+    assert returns(first) == returns(second)
+    assert returns(first) != returns(other)
+    assert first["metrics"] is None
+
+
+def test_code_policies_need_explicit_permission(pendulum_model: Path) -> None:
+    result = rank_policies(
+        pendulum_model, ["py:support.policies:push"], starts=2, workers=0, progress=False, real_env=None
+    )
+    assert "allow it explicitly" in result["policies"][0]["error"]
+    with pytest.raises(PolicySpecError, match="allow it explicitly"):
+        from imaginarium.agents.policies import load_policy
+
+        load_policy("py:support.policies:push", None, None)
+
+
+def test_ray_workers_give_the_serial_results_and_a_killed_worker_loses_nothing(
+    pendulum_model: Path, tmp_path: Path
+) -> None:
+    import ray
+
+    policies = ["random", "py:support.policies:push", "py:support.policies:dies_once"]
+    marker = tmp_path / "killed"
+    os.environ["IMAGINARIUM_TEST_MARKER"] = str(marker)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": str(TESTS),
+                "IMAGINARIUM_TEST_MARKER": str(marker),
+                "OMP_NUM_THREADS": "1",
+            }
+        },
+    )
+    try:
+        on_ray = _rank(pendulum_model, policies, real_env=None, workers=2)
+    finally:
+        ray.shutdown()
+    assert marker.read_text() == "killed once"  # the worker really died, and Ray ran the policy again
+    serial = _rank(pendulum_model, policies[:2], real_env=None)
+    by_path = {entry["path"]: entry for entry in on_ray["policies"]}
+    assert all(entry["error"] is None for entry in on_ray["policies"])
+    for entry in serial["policies"]:
+        assert by_path[entry["path"]]["imagined_return"] == entry["imagined_return"]
+    assert (
+        by_path["py:support.policies:dies_once"]["imagined_return"]
+        == by_path["py:support.policies:push"]["imagined_return"]
+    )
+
+
+def test_report_page_loads_in_chromium_with_every_image_rendered(
+    pendulum_model: Path, torchscript_policy: Path, tmp_path: Path
+) -> None:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is missing: `make test` installs it"
+    from playwright.sync_api import sync_playwright
+
+    result = _rank(pendulum_model, [str(torchscript_policy), "random", "py:support.policies:push", "bad.zip"])
+    paths = write_report(result, tmp_path / "report", model_dir=pendulum_model, videos=2, video_steps=10)
+    ranking = json.loads(paths["json"].read_text())
+    assert {"name", "path", "imagined_return", "imagined_success", "uncertainty", "real_return"} <= set(
+        ranking["policies"][0]
+    )
+    assert "bad.zip" in paths["markdown"].read_text()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(paths["html"].resolve().as_uri())
+        page.wait_for_load_state("load")
+        images = page.eval_on_selector_all("img", "all => all.map(i => [i.alt, i.complete, i.naturalWidth])")
+        page.screenshot(path=str(tmp_path / "report" / "screenshot.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    alts = [alt for alt, _, _ in images]
+    assert "imagined against real return" in alts and sum("episode of" in alt for alt in alts) == 4
+    assert all(complete and width > 0 for _, complete, width in images), images
+    assert (tmp_path / "report" / "screenshot.png").stat().st_size > 10_000
