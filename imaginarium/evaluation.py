@@ -52,6 +52,41 @@ def start_states(initial_observations: np.ndarray, count: int, seed: int = 0) ->
     return initial_observations[indices]
 
 
+class KnownStates:
+    """What the model knows, as states: a sample of its data's observations, and how far real states it
+    has not seen lie from them (the 99th percentile of held-out nearest-neighbour distances, in units
+    of each dimension's std). An imagined state farther than that is outside the data."""
+
+    def __init__(
+        self, observations: np.ndarray, samples: int = 20_000, quantile: float = 0.99, seed: int = 0
+    ):
+        rng = np.random.default_rng(seed)
+        observations = np.asarray(observations, dtype=np.float32)
+        if len(observations) < 20:
+            raise ImaginariumError(f"too few data states ({len(observations)}) to tell what the model knows")
+        order = rng.permutation(len(observations))
+        split = min(2_000, len(observations) // 10)
+        held_out, reference = order[:split], order[split : split + samples]
+        self.mean = observations.mean(0)
+        self.std = observations.std(0) + 1e-6
+        self.reference = torch.as_tensor((observations[reference] - self.mean) / self.std)
+        distances = self.distances(torch.as_tensor(observations[held_out]))
+        self.threshold = float(torch.quantile(distances, quantile))
+
+    def distances(self, states: torch.Tensor) -> torch.Tensor:
+        """Distance of each state ``(N, D)`` to its nearest data state, in std units."""
+        scaled = (states.float().cpu() - torch.as_tensor(self.mean)) / torch.as_tensor(self.std)
+        scaled = torch.nan_to_num(scaled, nan=1e6, posinf=1e6, neginf=-1e6)
+        return torch.cat([torch.cdist(chunk, self.reference).amin(1) for chunk in scaled.split(1024)])
+
+    def outside_fraction(self, states: torch.Tensor, seed: int = 0, samples: int = 4_096) -> float:
+        """Share of ``states`` (a random sample of at most ``samples``) outside the data."""
+        if len(states) == 0:
+            return 0.0
+        pick = torch.randperm(len(states), generator=torch.Generator().manual_seed(seed))[:samples]
+        return float((self.distances(states[pick]) > self.threshold).float().mean())
+
+
 def _check_policy_actions(space: gym.Space, actions: Any, count: int) -> np.ndarray:
     """The policy's actions as the model takes them, or an error that says the policy is at fault."""
     try:
@@ -68,10 +103,13 @@ def imagined_rollouts(
     horizon: int,
     seed: int = 0,
     termination: bool = True,
+    known_states: KnownStates | None = None,
 ) -> dict[str, Any]:
     """Roll ``policy`` from each of ``starts`` ``(K, D)`` for up to ``horizon`` steps in ``model``.
 
     :param termination: weight rewards by the continue head (``False``: run every step of ``horizon``).
+    :param known_states: the states of the model's data; ``outside_fraction`` is then the share of
+        imagined states (a sample of them) farther from every data state than real held-out states are.
     :returns: ``return`` (bootstrap CI over starts of the member-averaged return), ``member_returns``
         (mean return per member), ``member_spread``, ``success`` (probability the episode ends in
         success), ``uncertainty`` (mean model uncertainty along the rollouts), ``length`` (expected
@@ -91,6 +129,8 @@ def imagined_rollouts(
     success = torch.zeros(batch, device=device)
     uncertainty = torch.zeros(batch, device=device)
     length = torch.zeros(batch, device=device)
+    visited: list[torch.Tensor] = []
+    watched = torch.randperm(batch, generator=torch.Generator().manual_seed(seed))[:256].to(device)
     diverged = torch.zeros(batch, dtype=torch.bool, device=device)
     policy.reset(np.ones(batch, dtype=bool))
     low, high = model.observation_low, model.observation_high
@@ -106,6 +146,9 @@ def imagined_rollouts(
         alive = torch.where(finite, alive, torch.zeros_like(alive))
         returns += (alive * torch.nan_to_num(out.reward)).double()
         uncertainty += alive * torch.nan_to_num(out.uncertainty)
+        if known_states is not None:
+            running = watched[alive[watched] > 0.5]
+            visited.append(model.decode(out.state)[running].float())
         length += alive
         success_prob = out.success_prob
         if termination:
@@ -126,6 +169,7 @@ def imagined_rollouts(
         "member_spread": float(member_means.std()) if members > 1 else None,
         "success": float(success.mean()),
         "uncertainty": float((uncertainty / length.clamp_min(1)).mean()),
+        "outside_fraction": known_states.outside_fraction(torch.cat(visited), seed) if known_states else None,
         "length": float(length.mean()),
         "diverged": int(diverged.sum()),
         "horizon": horizon,

@@ -26,9 +26,8 @@ import numpy as np
 from imaginarium.errors import ImaginariumError
 from imaginarium.metrics import ranking_metrics
 
-#: a policy is flagged when its rollouts' mean uncertainty is above this quantile of the model's
-#: one-step uncertainty on the transitions of its own dataset (what the model knows)
-UNCERTAINTY_QUANTILE = 0.99
+#: a policy is flagged when more than this share of its imagined states lie outside the model's data
+OUTSIDE_FRACTION_WARNING = 0.2
 
 
 def _evaluate_policy(
@@ -39,6 +38,7 @@ def _evaluate_policy(
     seed: int,
     allow_code: bool,
     real: dict[str, Any] | None,
+    known_states: Any = None,
 ) -> dict[str, Any]:
     """One policy, imagined (and real): never raises, a failure is returned with its error."""
     import torch
@@ -54,11 +54,12 @@ def _evaluate_policy(
         policy = load_policy(
             source, model.observation_space, model.action_space, seed=seed, allow_code=allow_code
         )
-        imagined = imagined_rollouts(model, policy, starts, horizon, seed=seed)
+        imagined = imagined_rollouts(model, policy, starts, horizon, seed=seed, known_states=known_states)
         entry.update(
             imagined_return=imagined["return"],
             imagined_success=imagined["success"],
             uncertainty=imagined["uncertainty"],
+            outside_fraction=imagined["outside_fraction"],
             member_spread=imagined["member_spread"],
             member_returns=imagined["member_returns"],
             imagined_length=imagined["length"],
@@ -122,7 +123,7 @@ def rank_policies(
         imagined return (failed ones last).
     """
     from imaginarium.dataset import load_dataset
-    from imaginarium.evaluation import start_states
+    from imaginarium.evaluation import KnownStates, start_states
     from imaginarium.models import load_world_model
 
     if not policies:
@@ -149,18 +150,19 @@ def rank_policies(
         get_task(real_env).check_spaces(world_model.observation_space, world_model.action_space, "the model")
         real = {"env": real_env, "episodes": real_episodes}
     sources = [str(source) for source in policies]
+    known = KnownStates(data.observations, seed=seed)
     started = time.perf_counter()
     if workers == 0:
         entries = [
-            _evaluate_policy(world_model, source, start_observations, horizon, seed, allow_code, real)
+            _evaluate_policy(world_model, source, start_observations, horizon, seed, allow_code, real, known)
             for source in _progress(sources, progress)
         ]
     else:
         entries = _evaluate_on_ray(
-            world_model, sources, start_observations, horizon, seed, allow_code, real,
+            world_model, sources, start_observations, horizon, seed, allow_code, real, known,
             workers, address, retries, progress,
         )  # fmt: skip
-    result = _assemble(entries, data_uncertainty(world_model, data, seed=seed))
+    result = _assemble(entries, known.threshold)
     result["settings"] = {
         "starts": starts,
         "horizon": horizon,
@@ -195,6 +197,7 @@ def _evaluate_on_ray(
     seed: int,
     allow_code: bool,
     real: dict[str, Any] | None,
+    known: Any,
     workers: int | None,
     address: str | None,
     retries: int,
@@ -207,7 +210,7 @@ def _evaluate_on_ray(
         remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_evaluate_policy)
         model_ref, starts_ref = ray.put(model), ray.put(starts)
         pending = {
-            remote.remote(model_ref, source, starts_ref, horizon, seed, allow_code, real): index
+            remote.remote(model_ref, source, starts_ref, horizon, seed, allow_code, real, known): index
             for index, source in enumerate(sources)
         }
         entries: list[dict[str, Any] | None] = [None] * len(sources)
@@ -248,26 +251,12 @@ def _assemble(entries: list[dict[str, Any]], reference: float | None) -> dict[st
     ranked.sort(key=lambda entry: -entry["imagined_return"]["mean"])
     for position, entry in enumerate(ranked, start=1):
         entry["rank"] = position
-        above = reference is not None and entry["uncertainty"] > reference
-        entry["uncertainty_warning"] = bool(above or entry.get("diverged"))
+        outside = entry.get("outside_fraction") or 0.0
+        entry["uncertainty_warning"] = bool(outside > OUTSIDE_FRACTION_WARNING or entry.get("diverged"))
     metrics = None
     with_real = [entry for entry in ranked if entry.get("real_return") is not None]
     if len(with_real) >= 2:
         true = [entry["real_return"]["mean"] for entry in with_real]
         if np.ptp(true) > 0:
             metrics = ranking_metrics([entry["imagined_return"]["mean"] for entry in with_real], true)
-    return {"policies": ranked + failed, "metrics": metrics, "uncertainty_reference": reference}
-
-
-def data_uncertainty(model: Any, dataset: Any, samples: int = 4096, seed: int = 0) -> float | None:
-    """The ``UNCERTAINTY_QUANTILE`` of the model's one-step uncertainty on transitions of ``dataset``."""
-    import torch
-
-    rng = np.random.default_rng(seed)
-    rows = rng.choice(dataset.num_steps, size=min(samples, dataset.num_steps), replace=False)
-    with torch.inference_mode():
-        state = model.initial_state(torch.as_tensor(dataset.observations[rows], device=model.device))
-        out = model.step(state, torch.as_tensor(dataset.actions[rows], device=model.device), uncertainty=True)
-    if out.uncertainty is None:
-        return None
-    return float(torch.quantile(out.uncertainty.float(), UNCERTAINTY_QUANTILE))
+    return {"policies": ranked + failed, "metrics": metrics, "outside_threshold": reference}

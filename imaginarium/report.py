@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from imaginarium.ranking import OUTSIDE_FRACTION_WARNING
+
 METRIC_LABELS = {
     "spearman": "Spearman ρ",
     "kendall": "Kendall τ",
@@ -79,7 +81,7 @@ def _ranking_json(result: dict[str, Any]) -> dict[str, Any]:
         "policies": policies,
         "metrics": result["metrics"],
         "settings": result.get("settings", {}),
-        "uncertainty_reference": result.get("uncertainty_reference"),
+        "outside_threshold": result.get("outside_threshold"),
     }
 
 
@@ -87,6 +89,10 @@ def _interval(figure: dict[str, float] | None) -> str:
     if figure is None:
         return "—"
     return f"{figure['mean']:.1f} [{figure['ci_low']:.1f}, {figure['ci_high']:.1f}]"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f}%"
 
 
 def _number(value: float | None, digits: int = 2) -> str:
@@ -109,6 +115,7 @@ def _rows(result: dict[str, Any]) -> list[dict[str, str]]:
                 "real": _interval(entry.get("real_return")),
                 "real_success": _number(entry.get("real_success")),
                 "uncertainty": f"{entry['uncertainty']:.3g}",
+                "outside": _percent(entry.get("outside_fraction")),
                 "warning": "⚠ outside the data" if entry.get("uncertainty_warning") else "",
             }
         )
@@ -127,11 +134,12 @@ def _notes(result: dict[str, Any]) -> list[str]:
             f"The horizon {settings['horizon']} is shorter than the task's time limit {settings['time_limit']}: "
             "imagined returns are truncated and do not estimate full-episode returns."
         )
-    if result.get("uncertainty_reference") is not None:
+    if result.get("outside_threshold") is not None:
         notes.append(
-            "⚠ marks policies whose rollouts' mean model uncertainty exceeds the 99th percentile of the model's "
-            f"one-step uncertainty on its own data ({result['uncertainty_reference']:.3g}) or that diverged: "
-            "their estimates are least trustworthy."
+            "'outside' is the share of imagined states farther from every state of the model's data than "
+            f"99% of real held-out states are ({result['outside_threshold']:.3g} std units); ⚠ marks "
+            f"policies with more than {OUTSIDE_FRACTION_WARNING:.0%} of states outside, or whose rollouts "
+            "diverged: the model knows least about where they go, so their estimates are the least trustworthy."
         )
     return notes
 
@@ -141,13 +149,13 @@ def markdown_report(result: dict[str, Any]) -> str:
     settings = result.get("settings", {})
     lines = [f"# Policy ranking: {settings.get('task') or 'model'}", ""]
     header = ["rank", "policy", "imagined return [95% CI]", "member spread", "imagined success"]
-    header += ["real return [95% CI]", "real success", "uncertainty", ""]
+    header += ["real return [95% CI]", "real success", "uncertainty", "outside", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in _rows(result):
         cells = [
             row[key] for key in ("rank", "name", "imagined", "spread", "success", "real", "real_success")
         ]
-        cells += [row["uncertainty"], row["warning"]]
+        cells += [row["uncertainty"], row["outside"], row["warning"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if result["metrics"]:
@@ -334,10 +342,12 @@ figcaption { font-size: 0.9em; color: #555; }
 <h2>Ranking</h2>
 <table>
 <tr><th>rank</th><th>policy</th><th>imagined return [95% CI]</th><th>member spread</th>
-<th>imagined success</th><th>real return [95% CI]</th><th>real success</th><th>uncertainty</th><th></th></tr>
+<th>imagined success</th><th>real return [95% CI]</th><th>real success</th><th>uncertainty</th><th>outside</th>
+<th></th></tr>
 {% for row in rows %}<tr{% if row.warning %} class="warn"{% endif %}>
 <td>{{ row.rank }}</td><td class="name">{{ row.name }}</td><td>{{ row.imagined }}</td><td>{{ row.spread }}</td>
 <td>{{ row.success }}</td><td>{{ row.real }}</td><td>{{ row.real_success }}</td><td>{{ row.uncertainty }}</td>
+<td>{{ row.outside }}</td>
 <td class="warning">{{ row.warning }}</td></tr>
 {% endfor %}</table>
 {% if failed %}<h3>Failed policies (not ranked)</h3>

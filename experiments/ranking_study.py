@@ -1,0 +1,122 @@
+"""Ranking study (issue #6): rank policy zoos inside the world model and compare with real returns.
+
+For each task: the zoo of ``experiments/zoo.py`` (checkpoints of two algorithms across training, plus
+the random policy), the mixed-quality 50k-step dataset and ensemble model of
+``experiments/fidelity_study.py`` (made here if missing, in the same folders), then
+``imaginarium rank`` with real episodes for ground truth. Prints the metrics per task, writes the
+reports under ``experiments/results/ranking/<task>/`` and every figure to JSON.
+
+Thresholds: Spearman ≥ 0.9 and regret@1 ≤ 0.05 on cartpole, pendulum and reacher; Spearman ≥ 0.8 on
+hopper.
+
+    python experiments/ranking_study.py [--tasks cartpole,pendulum,reacher,hopper] [--workers 2]
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from common import machine, parse_config, write_report
+from fidelity_study import mixed_policy
+from zoo import zoo
+
+from imaginarium.collect import collect
+from imaginarium.models.checkpoint import read_card
+from imaginarium.models.evaluate import evaluate_model
+from imaginarium.models.train import train_world_model
+from imaginarium.ranking import rank_policies
+from imaginarium.report import write_report as write_ranking_report
+
+THRESHOLDS = {
+    "cartpole": {"spearman": 0.9, "regret_at_1": 0.05},
+    "pendulum": {"spearman": 0.9, "regret_at_1": 0.05},
+    "reacher": {"spearman": 0.9, "regret_at_1": 0.05},
+    "hopper": {"spearman": 0.8},
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    tasks: str = "cartpole,pendulum,reacher,hopper"
+    starts: int = 64
+    real_episodes: int = 20
+    workers: int = 2
+    seed: int = 0
+    dataset_steps: int = 50_000
+    ensemble_steps: int = 10_000
+    workdir: str = "experiments/results/fidelity"
+    reports: str = "experiments/results/ranking"
+    out: str = "experiments/results/ranking_study.json"
+
+
+def model_for(task: str, config: Config) -> Path:
+    """The task's mixed-quality dataset and ensemble model, made (and evaluated) if missing."""
+    folder = Path(config.workdir) / task
+    data, model = folder / "data", folder / "ensemble"
+    if not (data / "data" / "metadata.json").exists():
+        collect(task, data, policy=mixed_policy(task), steps=config.dataset_steps, seed=config.seed)
+    if not ((model / "model_card.json").exists() and read_card(model).get("status") == "trained"):
+        train_world_model(
+            data,
+            model,
+            family="ensemble",
+            preset="s",
+            config={"steps": config.ensemble_steps},
+            overwrite=True,
+        )
+        evaluate_model(model, data, horizon=50)
+    return model
+
+
+def check(task: str, metrics: dict[str, float] | None) -> bool:
+    if metrics is None:
+        return False
+    wanted = THRESHOLDS[task]
+    return metrics["spearman"] >= wanted["spearman"] and metrics["regret_at_1"] <= wanted.get(
+        "regret_at_1", 1.0
+    )
+
+
+def main() -> None:
+    config = parse_config(Config, __doc__.splitlines()[0])
+    report: dict[str, Any] = {"config": asdict(config), "machine": machine(), "tasks": {}}
+    for task in config.tasks.split(","):
+        model = model_for(task, config)
+        policies = [str(path) for path in zoo(task, config.seed)] + ["random"]
+        result = rank_policies(
+            model,
+            policies,
+            starts=config.starts,
+            real_env=task,
+            real_episodes=config.real_episodes,
+            workers=config.workers,
+            seed=config.seed,
+        )
+        write_ranking_report(result, Path(config.reports) / task, model_dir=model)
+        metrics = result["metrics"]
+        report["tasks"][task] = {
+            "policies": len(policies),
+            "metrics": metrics,
+            "thresholds": THRESHOLDS[task],
+            "met": check(task, metrics),
+            "seconds": result["settings"]["seconds"],
+            "ranking": [
+                {
+                    "name": entry["name"],
+                    "imagined": entry.get("imagined_return"),
+                    "real": entry.get("real_return"),
+                    "uncertainty_warning": entry.get("uncertainty_warning"),
+                    "error": entry.get("error"),
+                }
+                for entry in result["policies"]
+            ],
+        }
+        shown = ", ".join(f"{key} {value:.3f}" for key, value in (metrics or {}).items())
+        print(f"{task}: {len(policies)} policies; {shown}; met: {report['tasks'][task]['met']}")
+        write_report(config.out, report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Policy zoos for the ranking study: checkpoints of several SB3 algorithms across training on the real
+task, so the policies range from random-like to expert.
+
+Each checkpoint is cached under ``experiments/results/zoo/<task>/<algo>_<steps>_steps.zip``; a second
+call returns the cached files.
+
+    python experiments/zoo.py --task pendulum
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from stable_baselines3 import A2C, PPO, SAC, TD3
+from stable_baselines3.common.callbacks import CheckpointCallback
+from stable_baselines3.common.env_util import make_vec_env
+
+from imaginarium.envs.suite import get_task
+
+CACHE = Path("experiments/results/zoo")
+ALGORITHMS = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3}
+ON_POLICY_ENVS = 8
+
+#: per task: (algorithm, total real steps, steps between checkpoints, keyword arguments)
+RECIPES: dict[str, list[tuple[str, int, int, dict]]] = {
+    "cartpole": [
+        (
+            "ppo",
+            60_000,
+            5_000,
+            {
+                "n_steps": 32,
+                "batch_size": 256,
+                "gae_lambda": 0.8,
+                "gamma": 0.98,
+                "n_epochs": 20,
+                "learning_rate": 1e-3,
+            },
+        ),
+        ("a2c", 60_000, 10_000, {}),
+    ],  # fmt: skip
+    "pendulum": [
+        ("sac", 12_000, 1_500, {"learning_rate": 1e-3}),
+        ("td3", 12_000, 2_000, {"learning_rate": 1e-3}),
+    ],
+    "reacher": [
+        ("sac", 20_000, 2_500, {"learning_rate": 1e-3}),
+        ("td3", 20_000, 4_000, {"learning_rate": 1e-3}),
+    ],
+    "hopper": [
+        ("sac", 30_000, 3_000, {"learning_rate": 1e-3, "learning_starts": 5_000}),
+        ("td3", 30_000, 6_000, {"learning_rate": 1e-3, "learning_starts": 5_000}),
+    ],
+}
+
+
+def zoo(task_name: str, seed: int = 0) -> list[Path]:
+    """The checkpoints of ``task_name``'s zoo, training whatever is not cached yet."""
+    task = get_task(task_name)
+    folder = CACHE / task.name
+    paths: list[Path] = []
+    for algorithm, steps, every, kwargs in RECIPES[task.name]:
+        expected = [folder / f"{algorithm}_{step}_steps.zip" for step in range(every, steps + 1, every)]
+        if not all(path.exists() for path in expected):
+            started = time.perf_counter()
+            on_policy = algorithm in ("ppo", "a2c")
+            env = make_vec_env(task.env_id, n_envs=ON_POLICY_ENVS if on_policy else 1, seed=seed)
+            agent = ALGORITHMS[algorithm]("MlpPolicy", env, seed=seed, verbose=0, **kwargs)
+            calls_between = every // (ON_POLICY_ENVS if on_policy else 1)
+            agent.learn(steps, callback=CheckpointCallback(calls_between, str(folder), name_prefix=algorithm))
+            print(f"{task.name}: {algorithm} {steps} steps in {time.perf_counter() - started:.0f} s")
+        paths += [path for path in expected if path.exists()]
+    return paths
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True, choices=sorted(RECIPES))
+    for path in zoo(parser.parse_args().task):
+        print(path)

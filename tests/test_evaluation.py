@@ -1,0 +1,38 @@
+"""Rollout figures: confidence intervals, start states, and what counts as outside the model's data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from imaginarium.errors import ImaginariumError
+from imaginarium.evaluation import KnownStates, bootstrap_interval, start_states
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_samples() -> None:
+    rng = np.random.default_rng(0)
+    few, many = bootstrap_interval(rng.normal(size=10)), bootstrap_interval(rng.normal(size=1000))
+    for figure in (few, many):
+        assert figure["ci_low"] < figure["mean"] < figure["ci_high"]
+    assert many["ci_high"] - many["ci_low"] < few["ci_high"] - few["ci_low"]
+    assert bootstrap_interval(np.full(5, 3.0)) == {"mean": 3.0, "ci_low": 3.0, "ci_high": 3.0}
+
+
+def test_start_states_are_real_initial_states_drawn_without_replacement_while_possible() -> None:
+    initial = np.arange(10, dtype=np.float32)[:, None]
+    drawn = start_states(initial, 10, seed=0)
+    assert sorted(drawn[:, 0].tolist()) == list(range(10))
+    assert len(start_states(initial, 25, seed=0)) == 25
+    with pytest.raises(ImaginariumError, match="no episodes"):
+        start_states(initial[:0], 3)
+
+
+def test_data_like_states_are_inside_and_far_ones_outside() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(5000, 3)).astype(np.float32)
+    known = KnownStates(data, seed=0)
+    fresh = torch.as_tensor(rng.normal(size=(2000, 3)), dtype=torch.float32)
+    assert known.outside_fraction(fresh) < 0.05
+    assert known.outside_fraction(fresh + 6.0) == 1.0
+    assert known.outside_fraction(torch.full((4, 3), float("nan"))) == 1.0
