@@ -14,6 +14,7 @@ hopper.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ def check(task: str, metrics: dict[str, float] | None) -> bool:
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     report: dict[str, Any] = {"config": asdict(config), "machine": machine(), "tasks": {}}
+    if Path(config.out).exists():  # tasks run one at a time add up in one file
+        report["tasks"] = json.loads(Path(config.out).read_text()).get("tasks", {})
     for task in config.tasks.split(","):
         model = model_for(task, config)
         policies = [str(path) for path in zoo(task, config.seed)] + ["random"]
