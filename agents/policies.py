@@ -7,6 +7,7 @@
     load_policy("random", obs_space, act_space)
     load_policy("sb3:zoo/sac.zip@noise=0.3", obs_space, act_space)  # any spec of imaginarium.policy
     load_policy("py:mypkg.policies:greedy", obs_space, act_space, allow_code=True)
+    load_policy("agents/dreamer", obs_space, act_space)             # a Dreamer agent folder
 """
 
 from __future__ import annotations
@@ -40,17 +41,38 @@ def policy_spec(source: str | Path) -> str:
             f"cannot tell what kind of policy {text!r} is: expected an SB3 .zip or a TorchScript "
             f"module ({', '.join(TORCHSCRIPT_SUFFIXES)})"
         )
+    if (path / "dreamer.json").is_file():
+        return f"dreamer:{text}"
     if path.suffix.lower() in (".zip", *TORCHSCRIPT_SUFFIXES) and ":" not in text:
         raise PolicySpecError(f"policy file {text!r} not found")
     return text
+
+
+def _dreamer_policy(folder: Path, observation_space: gym.Space, action_space: gym.Space) -> Policy:
+    from imaginarium.agents.dreamer import DreamerPolicy
+    from imaginarium.envs.suite import space_mismatch
+    from imaginarium.errors import ImaginariumError
+
+    try:
+        policy = DreamerPolicy(folder)
+    except ImaginariumError as error:
+        raise PolicySpecError(f"cannot load Dreamer agent {str(folder)!r}: {error}") from None
+    for what, theirs, ours in (
+        ("observation", policy.observation_space, observation_space),
+        ("action", policy.action_space, action_space),
+    ):
+        problem = ours is not None and space_mismatch(theirs, ours, compare_bounds=what == "action")
+        if problem:
+            raise PolicySpecError(f"Dreamer agent {str(folder)!r} has {what} space {theirs}, expected {ours}")
+    return policy
 
 
 def policy_name(source: str | Path) -> str:
     """A short name for reports: the file's stem, or the spec with each file in it shortened to its stem
     (``sb3:zoo/sac_10k.zip@noise=0.3`` -> ``sac_10k@noise=0.3``)."""
     text = str(source).strip()
-    if Path(text).is_file():
-        return Path(text).stem
+    if Path(text).is_file() or (Path(text) / "dreamer.json").is_file():
+        return Path(text).name if Path(text).is_dir() else Path(text).stem
     return re.sub(r"(?:sb3|torchscript):([^@+\s]+)", lambda match: Path(match.group(1)).stem, text)
 
 
@@ -66,6 +88,10 @@ def load_policy(
     :param allow_code: accept ``py:MODULE:FUNCTION`` callables (importing them runs code).
     :raises PolicySpecError: a missing or unreadable file, an unknown kind, or spaces that do not fit.
     """
+    text = str(source).strip()
+    folder = Path(text.removeprefix("dreamer:"))
+    if text.startswith("dreamer:") or (folder / "dreamer.json").is_file():
+        return _dreamer_policy(folder, observation_space, action_space)
     return parse_policy(
         policy_spec(source), observation_space, action_space, seed=seed, allow_code=allow_code
     )

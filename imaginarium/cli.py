@@ -203,6 +203,37 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dream(args: argparse.Namespace) -> int:
+    from imaginarium.agents.dreamer import DreamerPolicy, train_dreamer
+    from imaginarium.envs.suite import get_task
+    from imaginarium.evaluation import real_rollouts
+
+    if args.online:
+        raise ImaginariumError("dream --online is not available yet: learn offline with --model MODEL_DIR")
+    if not args.model:
+        raise ImaginariumError("dream needs --model MODEL_DIR (the offline mode learns from it alone)")
+    config = {**_parse_overrides(args.set)}
+    if args.steps is not None:
+        config["steps"] = args.steps
+    summary = train_dreamer(
+        args.model,
+        args.out,
+        config,
+        device=args.device,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(f"{summary['updates']} imagined updates in {summary['seconds']:.0f} s; wrote {args.out}")
+    if args.eval_episodes > 0:
+        policy = DreamerPolicy(args.out)
+        task = json.loads((Path(args.out) / "dreamer.json").read_text()).get("task")
+        if task:
+            real = real_rollouts(get_task(task), policy, args.eval_episodes, seed=10_000)["return"]
+            print(f"real return on {task}: {real['mean']:.1f} [{real['ci_low']:.1f}, {real['ci_high']:.1f}]")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from imaginarium.envs.suite import SUITE
 
@@ -308,6 +339,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imagine.add_argument("--no-progress", action="store_true")
     imagine.set_defaults(func=cmd_imagine_train)
+
+    dream = commands.add_parser(
+        "dream", help="learn a Dreamer-style actor-critic on trajectories imagined in a world model"
+    )
+    dream.add_argument("--model", help="model folder (offline: learn from the model and its dataset alone)")
+    dream.add_argument("--task", help="task for --online")
+    dream.add_argument("--online", action="store_true", help="act on the real task, refit, imagine, repeat")
+    dream.add_argument("--out", required=True, help="agent folder")
+    dream.add_argument("--steps", type=int, help="actor-critic updates (default 3000)")
+    dream.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a DreamerConfig field"
+    )
+    dream.add_argument("--device", default="cpu")
+    dream.add_argument("--resume", action="store_true")
+    dream.add_argument("--overwrite", action="store_true")
+    dream.add_argument("--eval-episodes", type=int, default=10, help="real episodes to score the actor")
+    dream.add_argument("--no-progress", action="store_true")
+    dream.set_defaults(func=cmd_dream)
 
     rank = commands.add_parser(
         "rank", help="rank candidate policies inside a world model (on Ray), optionally against real returns"

@@ -142,6 +142,11 @@ class WorldModel(nn.Module, ABC):
     def observe(self, observations: torch.Tensor, actions: torch.Tensor) -> State:
         """Filter real histories into states: ``observations (B, T, D)``, ``actions`` between them ``(B, T-1, ...)``."""
 
+    def update(self, state: State, actions: torch.Tensor, observations: torch.Tensor) -> State:
+        """Filter one more real step into ``state``: the ``actions`` taken, then the ``observations``
+        that followed. Families whose state is the observation just start from it."""
+        return self.initial_state(observations)
+
     @abstractmethod
     def step(
         self,

@@ -224,6 +224,11 @@ class RSSMModel(WorldModel):
             )
         return {"deter": deter, "stoch": stoch}
 
+    def update(self, state: State, actions: torch.Tensor, observations: torch.Tensor) -> State:
+        deter = self._transition(state["deter"], state["stoch"], self.encode_actions(actions))
+        stoch = self._latent(self._posterior(deter, self._embed(observations.float())), sample=False)
+        return {"deter": deter, "stoch": stoch}
+
     def step(
         self,
         state: State,

@@ -1,0 +1,455 @@
+"""A Dreamer-style actor-critic that learns on imagined trajectories inside a world model.
+
+Start states are real: windows of the dataset filtered through the model. From each, the actor
+imagines ``horizon`` steps (15 by default) in the model; the critic learns λ-returns of the model's
+rewards, discounted by its continue head, and the actor follows their advantages. The stabilisers
+are DreamerV3's: returns scaled by the spread between their 5th and 95th percentiles (never scaled
+up), a slow exponential-moving-average critic that regularises the critic, entropy regularisation,
+a two-hot symlog critic, and gradient clipping. The model is frozen here, so imagination needs no
+gradients: the actor learns by REINFORCE with the advantages, for discrete and continuous actions,
+on any model family (it reads ``model.features``).
+
+An agent folder holds the actor and critic (tensors only), ``dreamer.json`` (config, spaces, task,
+progress) and a copy of the world model, so it acts on the real task on its own::
+
+    train_dreamer("models/pendulum", "agents/dreamer", DreamerConfig(steps=3000))
+    policy = DreamerPolicy("agents/dreamer")          # or the spec "dreamer:agents/dreamer"
+    actions = policy.act(observations)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from imaginarium.config import config_from_dict, config_to_dict
+from imaginarium.dataset import Dataset, load_dataset
+from imaginarium.errors import ImaginariumError, TrainingError
+from imaginarium.models import WorldModel, load_world_model
+from imaginarium.models.checkpoint import atomic_write_bytes, load_tensors, save_tensors
+from imaginarium.rewards.heads import mlp, symlog, two_hot
+from imaginarium.samplers import SequenceSampler
+
+AGENT_FILE = "dreamer.json"
+WEIGHTS_FILE = "agent.pt"
+STATE_FILE = "training_state.pt"
+
+
+@dataclass(frozen=True)
+class DreamerConfig:
+    """Hyperparameters of the actor-critic (defaults after DreamerV3, sized for a CPU)."""
+
+    horizon: int = 15
+    batch_size: int = 256
+    context: int = 8
+    gamma: float = 0.99
+    lambda_: float = 0.95
+    hidden: int = 256
+    layers: int = 2
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    entropy: float = 3e-4
+    slow_critic_decay: float = 0.98
+    slow_critic_weight: float = 1.0
+    return_decay: float = 0.99
+    min_std: float = 0.1
+    max_std: float = 1.0
+    unimix: float = 0.01
+    grad_clip: float = 100.0
+    uncertainty_penalty: float = 0.0
+    steps: int = 3000
+    log_every: int = 100
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+class Actor(nn.Module):
+    """Maps model features to an action distribution: a bounded normal for boxes (mean squashed by
+    tanh, std in ``[min_std, max_std]``, samples clipped to ``[-1, 1]``) or a categorical mixed with
+    a little uniform probability."""
+
+    def __init__(self, features: int, action_space: gym.Space, config: DreamerConfig) -> None:
+        super().__init__()
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.size = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
+        self.net = mlp(features, config.hidden, config.layers, self.size if self.discrete else 2 * self.size)
+        self.min_std, self.max_std, self.unimix = config.min_std, config.max_std, config.unimix
+
+    def distribution(self, features: torch.Tensor) -> torch.distributions.Distribution:
+        output = self.net(features)
+        if self.discrete:
+            probs = torch.softmax(output, -1) * (1 - self.unimix) + self.unimix / self.size
+            return torch.distributions.Categorical(probs=probs)
+        mean, std = output.chunk(2, -1)
+        std = (self.max_std - self.min_std) * torch.sigmoid(std + 2.0) + self.min_std
+        return torch.distributions.Independent(torch.distributions.Normal(torch.tanh(mean), std), 1)
+
+    def act(self, features: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions in ``[-1, 1]`` (boxes) or indices (discrete)."""
+        distribution = self.distribution(features)
+        if deterministic:
+            if self.discrete:
+                return distribution.probs.argmax(-1)
+            return distribution.mean
+        sample = distribution.sample()
+        return sample if self.discrete else sample.clamp(-1.0, 1.0)
+
+
+class Critic(nn.Module):
+    """Expected λ-return as a two-hot distribution over bins in symlog space (DreamerV3)."""
+
+    def __init__(self, features: int, config: DreamerConfig, bins: int = 255, limit: float = 20.0) -> None:
+        super().__init__()
+        self.net = mlp(features, config.hidden, config.layers, bins)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.register_buffer("bins", torch.linspace(-limit, limit, bins))
+
+    def mean(self, features: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(self.net(features), -1)
+        value = (probs * self.bins).sum(-1)
+        return torch.sign(value) * (torch.exp(torch.abs(value)) - 1)
+
+    def nll(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-sample cross-entropy against the two-hot encoding of ``symlog(targets)``."""
+        log_probs = torch.log_softmax(self.net(features), -1)
+        return -(two_hot(symlog(targets), self.bins) * log_probs).sum(-1)
+
+
+def feature_size(model: WorldModel) -> int:
+    """Length of ``model.features`` vectors."""
+    observation = torch.zeros(1, model.obs_dim, device=model.device)
+    with torch.no_grad():
+        return int(model.features(model.initial_state(observation)).shape[-1])
+
+
+def env_actions(actions: torch.Tensor, action_space: gym.Space) -> torch.Tensor:
+    """Actor outputs as the action space takes them: box actions scaled from ``[-1, 1]`` to the box."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return actions + int(action_space.start)
+    low = torch.as_tensor(
+        np.where(np.isfinite(action_space.low), action_space.low, -1.0), dtype=torch.float32
+    )
+    high = torch.as_tensor(
+        np.where(np.isfinite(action_space.high), action_space.high, 1.0), dtype=torch.float32
+    )
+    low, high = low.to(actions.device), high.to(actions.device)
+    return (low + (actions.reshape(-1, *action_space.shape) + 1.0) * 0.5 * (high - low)).float()
+
+
+def lambda_returns(
+    rewards: torch.Tensor, continues: torch.Tensor, values: torch.Tensor, gamma: float, lambda_: float
+) -> torch.Tensor:
+    """λ-returns ``(H, B)`` from rewards and continue probabilities ``(H, B)`` and values ``(H + 1, B)``:
+    ``R_t = r_t + γ c_t ((1 − λ) v_{t+1} + λ R_{t+1})`` with ``R_H = v_H``."""
+    returns = torch.empty_like(rewards)
+    following = values[-1]
+    for t in reversed(range(rewards.shape[0])):
+        following = rewards[t] + gamma * continues[t] * ((1 - lambda_) * values[t + 1] + lambda_ * following)
+        returns[t] = following
+    return returns
+
+
+class DreamerLearner:
+    """The actor, the critics and their optimisers, learning inside a frozen ``model``."""
+
+    def __init__(self, model: WorldModel, config: DreamerConfig) -> None:
+        self.model = model.eval()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        self.config = config
+        device = model.device
+        features = feature_size(model)
+        self.actor = Actor(features, model.action_space, config).to(device)
+        self.critic = Critic(features, config).to(device)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=1e-5)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=1e-5)
+        self.return_range = torch.zeros(2, device=device)  # EMA of the 5th and 95th percentiles
+        self.updates = 0
+
+    @torch.no_grad()
+    def imagine(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``horizon`` imagined steps from ``state`` with the actor's sampled actions."""
+        penalty = self.config.uncertainty_penalty
+        features, actions, rewards, continues = [self.model.features(state)], [], [], []
+        for _ in range(self.config.horizon):
+            action = self.actor.act(features[-1])
+            out = self.model.step(
+                state, env_actions(action, self.model.action_space), sample=True, uncertainty=penalty > 0
+            )
+            reward = out.reward if penalty == 0 else out.reward - penalty * out.uncertainty
+            state = out.state
+            features.append(self.model.features(state))
+            actions.append(action)
+            rewards.append(reward)
+            continues.append(out.continue_prob)
+        return {
+            "features": torch.stack(features),
+            "actions": torch.stack(actions),
+            "rewards": torch.stack(rewards),
+            "continues": torch.stack(continues),
+        }
+
+    def update(self, state: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One actor and critic update on trajectories imagined from ``state``; returns figures to log.
+
+        :raises TrainingError: a loss that is not finite (nothing is updated then).
+        """
+        config = self.config
+        trajectory = self.imagine(state)
+        features, actions = trajectory["features"], trajectory["actions"]
+        with torch.no_grad():
+            values = self.critic.mean(features)
+            returns = lambda_returns(
+                trajectory["rewards"], trajectory["continues"], values, config.gamma, config.lambda_
+            )
+            alive = torch.cat([torch.ones_like(trajectory["continues"][:1]), trajectory["continues"][:-1]])
+            weights = torch.cumprod(config.gamma * alive, 0) / config.gamma
+            low, high = torch.quantile(returns.flatten(), torch.tensor([0.05, 0.95], device=returns.device))
+            decay = config.return_decay if self.updates else 0.0
+            self.return_range = decay * self.return_range + (1 - decay) * torch.stack([low, high])
+            scale = torch.clamp(self.return_range[1] - self.return_range[0], min=1.0)
+            advantages = (returns - values[:-1]) / scale
+            slow_targets = self.slow_critic.mean(features[:-1])
+        distribution = self.actor.distribution(features[:-1])
+        log_probs = distribution.log_prob(actions)
+        entropy = distribution.entropy()
+        actor_loss = -(weights * (log_probs * advantages + config.entropy * entropy)).mean()
+        critic_loss = (
+            weights
+            * (
+                self.critic.nll(features[:-1], returns)
+                + config.slow_critic_weight * self.critic.nll(features[:-1], slow_targets)
+            )
+        ).mean()
+        if not (torch.isfinite(actor_loss) and torch.isfinite(critic_loss)):
+            raise TrainingError(
+                f"non-finite loss at update {self.updates + 1} (actor {float(actor_loss)}, critic "
+                f"{float(critic_loss)})"
+            )
+        for optimizer, loss, module in (
+            (self.actor_optimizer, actor_loss, self.actor),
+            (self.critic_optimizer, critic_loss, self.critic),
+        ):
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+            optimizer.step()
+        with torch.no_grad():
+            for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters(), strict=True):
+                slow.lerp_(fast, 1 - config.slow_critic_decay)
+        self.updates += 1
+        return {
+            "actor_loss": float(actor_loss.detach()),
+            "critic_loss": float(critic_loss.detach()),
+            "imagined_return": float(returns[0].mean()),
+            "imagined_reward": float(trajectory["rewards"].mean()),
+            "entropy": float(entropy.detach().mean()),
+            "return_scale": float(scale),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "slow_critic": self.slow_critic.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "return_range": self.return_range,
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.slow_critic.load_state_dict(state["slow_critic"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.return_range = state["return_range"]
+        self.updates = int(state["updates"])
+
+
+def start_sampler(model: WorldModel, dataset: Dataset, config: DreamerConfig) -> SequenceSampler:
+    """Windows of real history to filter into start states (one step for models without memory)."""
+    context = config.context if model.family == "rssm" else 1
+    return SequenceSampler.capped(dataset, config.batch_size, context, model.device, config.seed, True)
+
+
+def start_states(model: WorldModel, sampler: SequenceSampler) -> dict[str, torch.Tensor]:
+    """Real windows filtered through the model: the state after each window's last observation."""
+    batch = sampler.sample()
+    with torch.no_grad():
+        return model.observe(batch.observations, batch.actions[:, :-1])
+
+
+def save_agent(learner: DreamerLearner, directory: Path, info: dict[str, Any]) -> None:
+    """The actor and critic (tensors only) and ``dreamer.json``; the model copy is written once."""
+    save_tensors(
+        directory / WEIGHTS_FILE, {"actor": learner.actor.state_dict(), "critic": learner.critic.state_dict()}
+    )
+    text = json.dumps({"config": config_to_dict(learner.config), **info}, indent=2)
+    atomic_write_bytes(directory / AGENT_FILE, lambda handle: handle.write(text.encode()))
+
+
+def train_dreamer(
+    model: str | Path,
+    out: str | Path,
+    config: DreamerConfig | dict[str, Any] | None = None,
+    dataset: str | Path | Dataset | None = None,
+    device: str = "cpu",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    evaluate: Callable[[DreamerLearner], float] | None = None,
+) -> dict[str, Any]:
+    """Learn an actor-critic inside the model at ``model`` (offline: its dataset and the model alone).
+
+    :param dataset: where start states come from (default: the model's own dataset).
+    :param resume: continue from ``out``'s last checkpoint (losing at most ``checkpoint_every`` updates).
+    :param evaluate: called every ``log_every`` updates with the learner; its figure is logged as
+        ``real_return`` (e.g. a few real episodes).
+    :returns: a summary: updates done, seconds, last figures.
+    :raises TrainingError: a non-finite loss (the last good checkpoint stays in ``out``).
+    """
+    if not isinstance(config, DreamerConfig):
+        config = config_from_dict(DreamerConfig, config or {}, where="dreamer config")
+    if config.steps < 1 or config.horizon < 1 or config.batch_size < 2:
+        raise ImaginariumError("steps and horizon must be positive and batch_size at least 2")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
+        raise ImaginariumError(f"{str(out)!r} already holds an agent; pass resume or overwrite")
+    if overwrite and not resume and out.exists():
+        shutil.rmtree(out)
+    torch.manual_seed(config.seed)
+    world_model = load_world_model(model, device=device)
+    card = getattr(world_model, "card", {}) or {}
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset or card["dataset"]["path"])
+    learner = DreamerLearner(world_model, config)
+    if resume:
+        if not (out / STATE_FILE).is_file():
+            raise ImaginariumError(f"nothing to resume in {str(out)!r}: no {STATE_FILE}")
+        saved = load_tensors(out / STATE_FILE, device)
+        learner.load_state_dict(saved["learner"])
+        torch.set_rng_state(saved["torch_rng"].cpu())
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        _copy_model(Path(model), out / "model")
+    sampler = start_sampler(world_model, data, config)
+    info = {"task": card.get("task"), "env_id": card.get("env_id"), "model_family": world_model.family}
+    return _learn(learner, sampler, out, info, progress, evaluate)
+
+
+def _copy_model(source: Path, destination: Path) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in ("model.pt", "model_card.json", "fidelity.json", "fidelity.png"):
+        if (source / name).is_file():
+            shutil.copy2(source / name, destination / name)
+
+
+def _learn(
+    learner: DreamerLearner,
+    sampler: SequenceSampler,
+    out: Path,
+    info: dict[str, Any],
+    progress: bool,
+    evaluate: Callable[[DreamerLearner], float] | None,
+    total: int | None = None,
+) -> dict[str, Any]:
+    """Update until ``total`` (default ``config.steps``) updates, logging, evaluating and checkpointing."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from torch.utils.tensorboard import SummaryWriter
+
+    config = learner.config
+    total = total or config.steps
+    started, resumed_from = time.perf_counter(), learner.updates
+    figures: dict[str, float] = {}
+    columns = [
+        TextColumn("dreamer"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}"),
+    ]
+    with SummaryWriter(str(out / "tb")) as board, Progress(*columns, disable=not progress) as bar:
+        task_id = bar.add_task("updates", total=total, completed=learner.updates, note="")
+        while learner.updates < total:
+            figures = learner.update(start_states(learner.model, sampler))
+            step = learner.updates
+            if step % config.log_every == 0 or step == total:
+                if evaluate is not None:
+                    figures["real_return"] = float(evaluate(learner))
+                for key, value in figures.items():
+                    board.add_scalar(f"dreamer/{key}", value, step)
+                note = f"imagined {figures['imagined_return']:.1f}"
+                if "real_return" in figures:
+                    note += f"  real {figures['real_return']:.1f}"
+                bar.update(task_id, note=note)
+            if step % config.checkpoint_every == 0 or step == total:
+                _checkpoint(learner, out, {**info, "updates": step})
+            bar.update(task_id, completed=step)
+    return {
+        "updates": learner.updates,
+        "resumed_from": resumed_from,
+        "seconds": time.perf_counter() - started,
+        "last": figures,
+        "directory": str(out),
+    }
+
+
+def _checkpoint(learner: DreamerLearner, out: Path, info: dict[str, Any]) -> None:
+    save_agent(learner, out, info)
+    save_tensors(out / STATE_FILE, {"learner": learner.state_dict(), "torch_rng": torch.get_rng_state()})
+
+
+class DreamerPolicy:
+    """A trained Dreamer actor acting on real observations, filtered through the agent's model copy.
+
+    :param deterministic: act with the distribution's mode (mean for boxes), as evaluation does.
+    """
+
+    def __init__(self, directory: str | Path, deterministic: bool = True, device: str = "cpu") -> None:
+        directory = Path(directory)
+        if not (directory / AGENT_FILE).is_file():
+            raise ImaginariumError(f"{str(directory)!r} is not a Dreamer agent folder (no {AGENT_FILE})")
+        meta = json.loads((directory / AGENT_FILE).read_text())
+        self.config = config_from_dict(DreamerConfig, meta["config"], where=str(directory / AGENT_FILE))
+        self.model = load_world_model(directory / "model", device=device).eval()
+        weights = load_tensors(directory / WEIGHTS_FILE, device)
+        self.actor = Actor(feature_size(self.model), self.model.action_space, self.config).to(device)
+        self.actor.load_state_dict(weights["actor"])
+        self.actor.eval()
+        self.observation_space = self.model.observation_space
+        self.action_space = self.model.action_space
+        self.deterministic = deterministic
+        self._state: dict[str, torch.Tensor] | None = None
+        self._last_actions: torch.Tensor | None = None
+
+    def reset(self, slots: np.ndarray) -> None:
+        """Forget the history of the envs in ``slots`` (all of them, in practice, at episode starts)."""
+        self._state, self._last_actions = None, None
+
+    @torch.no_grad()
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        observed = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=self.model.device)
+        fresh = self._state is None or self._last_actions is None or len(self._last_actions) != len(observed)
+        if fresh:
+            self._state = self.model.initial_state(observed)
+        else:
+            self._state = self.model.update(self._state, self._last_actions, observed)
+        actions = env_actions(
+            self.actor.act(self.model.features(self._state), self.deterministic), self.action_space
+        )
+        self._last_actions = actions
+        return actions.cpu().numpy()
