@@ -165,9 +165,7 @@ class DreamerLearner:
     """The actor, the critics and their optimisers, learning inside a frozen ``model``."""
 
     def __init__(self, model: WorldModel, config: DreamerConfig) -> None:
-        self.model = model.eval()
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
+        self.use_model(model)
         self.config = config
         device = model.device
         features = feature_size(model)
@@ -259,6 +257,12 @@ class DreamerLearner:
             "entropy": float(entropy.detach().mean()),
             "return_scale": float(scale),
         }
+
+    def use_model(self, model: WorldModel) -> None:
+        """Go on learning inside a refitted model (the online loop), frozen like the first."""
+        self.model = model.eval()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -435,21 +439,149 @@ class DreamerPolicy:
         self.deterministic = deterministic
         self._state: dict[str, torch.Tensor] | None = None
         self._last_actions: torch.Tensor | None = None
+        self._fresh: np.ndarray | None = None
 
     def reset(self, slots: np.ndarray) -> None:
-        """Forget the history of the envs in ``slots`` (all of them, in practice, at episode starts)."""
-        self._state, self._last_actions = None, None
+        """Forget the history of the envs in ``slots``: their next observation starts a new state."""
+        slots = np.asarray(slots, dtype=bool)
+        if self._fresh is None or len(self._fresh) != len(slots):
+            self._state, self._fresh = None, slots.copy()
+        else:
+            self._fresh |= slots
 
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
         observed = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=self.model.device)
-        fresh = self._state is None or self._last_actions is None or len(self._last_actions) != len(observed)
-        if fresh:
+        count = len(observed)
+        if self._state is None or self._last_actions is None or len(self._last_actions) != count:
             self._state = self.model.initial_state(observed)
         else:
             self._state = self.model.update(self._state, self._last_actions, observed)
+            if self._fresh is not None and self._fresh.any():
+                rows = torch.as_tensor(np.flatnonzero(self._fresh), device=self.model.device)
+                fresh = self.model.initial_state(observed[rows])
+                self._state = {
+                    key: value.index_copy(0, rows, fresh[key]) for key, value in self._state.items()
+                }
+        self._fresh = np.zeros(count, dtype=bool)
         actions = env_actions(
             self.actor.act(self.model.features(self._state), self.deterministic), self.action_space
         )
         self._last_actions = actions
         return actions.cpu().numpy()
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """The real-world loop of :func:`dream_online`."""
+
+    real_steps: int = 20_000
+    initial_steps: int = 1_000
+    round_steps: int = 1_000
+    model_preset: str = "s"
+    model_steps: int = 1_500
+    updates_per_round: int = 250
+    eval_episodes: int = 5
+    seed: int = 0
+
+
+def dream_online(
+    task: str,
+    out: str | Path,
+    online: OnlineConfig | dict[str, Any] | None = None,
+    config: DreamerConfig | dict[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The full loop, from scratch: act on the real task, add the experience, refit the world model,
+    learn in imagination, repeat until ``real_steps`` real steps were used.
+
+    Writes the agent (with its model) to ``out``, the growing dataset to ``out/data``, and the learning
+    curve (real steps against the deterministic actor's real return) to ``out/curve.json`` and
+    ``out/curve.png``.
+    """
+    from imaginarium.collect import collect
+    from imaginarium.dataset import write_dataset
+    from imaginarium.envs.suite import get_task
+    from imaginarium.evaluation import real_rollouts
+    from imaginarium.models.train import train_world_model
+
+    if not isinstance(online, OnlineConfig):
+        online = config_from_dict(OnlineConfig, online or {}, where="online config")
+    if not isinstance(config, DreamerConfig):
+        config = config_from_dict(DreamerConfig, config or {}, where="dreamer config")
+    resolved = get_task(task)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ImaginariumError(f"{str(out)!r} already holds an agent; pass overwrite")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    torch.manual_seed(online.seed)
+    data_dir = out / "data"
+    collect(
+        resolved, data_dir, "random", steps=online.initial_steps, seed=online.seed, num_envs=1, progress=False
+    )
+    learner: DreamerLearner | None = None
+    curve: list[dict[str, float]] = []
+    info = {"task": resolved.name, "env_id": resolved.env_id}
+    started = time.perf_counter()
+    for round_index in range(10_000):
+        data = load_dataset(data_dir)
+        train_world_model(
+            data, out / "model", preset=online.model_preset, overwrite=True, progress=False,
+            config={"steps": online.model_steps, "seed": online.seed + round_index},
+        )  # fmt: skip
+        model = load_world_model(out / "model")
+        if learner is None:
+            learner = DreamerLearner(model, config)
+        else:
+            learner.use_model(model)
+        sampler = start_sampler(model, data, config)
+        info.update(model_family=model.family, real_steps=data.num_steps)
+        _learn(learner, sampler, out, info, False, None, total=learner.updates + online.updates_per_round)
+        real = real_rollouts(resolved, DreamerPolicy(out), online.eval_episodes, seed=10_000 + round_index)
+        curve.append({"real_steps": data.num_steps, "updates": learner.updates, **real["return"]})
+        _write_curve(out, curve, resolved.name)
+        if progress:
+            print(
+                f"round {round_index + 1}: {data.num_steps} real steps, {learner.updates} updates, real return "
+                f"{real['return']['mean']:.1f}  ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+        if data.num_steps >= online.real_steps:
+            break
+        explorer = DreamerPolicy(out, deterministic=False)
+        fresh = collect(
+            resolved, out / "fresh", explorer, steps=online.round_steps, seed=online.seed + 1 + round_index,
+            num_envs=1, overwrite=True, progress=False,
+        )  # fmt: skip
+        added = load_dataset(fresh.path)
+        episodes = [data.episode(i) for i in range(data.num_episodes)]
+        episodes += [added.episode(i) for i in range(added.num_episodes)]
+        write_dataset(data_dir, episodes, resolved, overwrite=True)
+        shutil.rmtree(out / "fresh", ignore_errors=True)
+    return {
+        "curve": curve,
+        "updates": learner.updates if learner else 0,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _write_curve(out: Path, curve: list[dict[str, float]], task: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    text = json.dumps({"task": task, "curve": curve}, indent=2)
+    atomic_write_bytes(out / "curve.json", lambda handle: handle.write(text.encode()))
+    figure, axis = plt.subplots(figsize=(6, 4))
+    steps = [point["real_steps"] for point in curve]
+    axis.plot(steps, [point["mean"] for point in curve], marker="o")
+    axis.fill_between(steps, [p["ci_low"] for p in curve], [p["ci_high"] for p in curve], alpha=0.2)
+    axis.set_xlabel("real environment steps")
+    axis.set_ylabel("real return (deterministic actor)")
+    axis.set_title(f"Dreamer online on {task}")
+    axis.grid(alpha=0.3)
+    figure.savefig(out / "curve.png", dpi=100, bbox_inches="tight")
+    plt.close(figure)

@@ -208,11 +208,22 @@ def cmd_dream(args: argparse.Namespace) -> int:
     from imaginarium.envs.suite import get_task
     from imaginarium.evaluation import real_rollouts
 
-    if args.online:
-        raise ImaginariumError("dream --online is not available yet: learn offline with --model MODEL_DIR")
-    if not args.model:
-        raise ImaginariumError("dream needs --model MODEL_DIR (the offline mode learns from it alone)")
     config = {**_parse_overrides(args.set)}
+    if args.online:
+        from imaginarium.agents.dreamer import dream_online
+
+        if not args.task:
+            raise ImaginariumError("dream --online needs --task")
+        online = {"real_steps": args.real_steps, "eval_episodes": max(1, args.eval_episodes)}
+        result = dream_online(args.task, args.out, online, config, overwrite=args.overwrite)
+        last = result["curve"][-1]
+        print(
+            f"{last['real_steps']} real steps, {result['updates']} updates: real return {last['mean']:.1f}; "
+            f"wrote {args.out} (curve.json, curve.png)"
+        )
+        return 0
+    if not args.model:
+        raise ImaginariumError("dream needs --model MODEL_DIR, or --task TASK --online")
     if args.steps is not None:
         config["steps"] = args.steps
     summary = train_dreamer(
@@ -348,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     dream.add_argument("--online", action="store_true", help="act on the real task, refit, imagine, repeat")
     dream.add_argument("--out", required=True, help="agent folder")
     dream.add_argument("--steps", type=int, help="actor-critic updates (default 3000)")
+    dream.add_argument("--real-steps", type=int, default=20_000, help="--online: real steps to use in all")
     dream.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a DreamerConfig field"
     )

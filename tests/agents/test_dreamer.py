@@ -99,3 +99,18 @@ def test_discrete_actions_are_learned_over_the_rssm_family_too(
     first = policy.act(observations)
     second = policy.act(observations)  # filtered with the first step's actions: the RSSM's state moves on
     assert first.shape == (2,) and set(first.tolist()) <= {0, 1} and second.shape == (2,)
+
+
+def test_the_online_loop_acts_refits_imagines_and_writes_its_learning_curve(tmp_path: Path) -> None:
+    from imaginarium.agents.dreamer import dream_online
+
+    online = {
+        "real_steps": 800, "initial_steps": 600, "round_steps": 200, "model_preset": "xs",
+        "model_steps": 20, "updates_per_round": 3, "eval_episodes": 1,
+    }  # fmt: skip
+    result = dream_online("pendulum", tmp_path / "agent", online, FAST, progress=False)
+    steps = [point["real_steps"] for point in result["curve"]]
+    assert steps == [600, 800] and result["updates"] == 6
+    assert json.loads((tmp_path / "agent" / "curve.json").read_text())["curve"] == result["curve"]
+    assert (tmp_path / "agent" / "curve.png").stat().st_size > 1000
+    assert DreamerPolicy(tmp_path / "agent").act(np.zeros((1, 3), np.float32)).shape == (1, 1)
