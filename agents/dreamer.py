@@ -5,9 +5,11 @@ imagines ``horizon`` steps (15 by default) in the model; the critic learns λ-re
 rewards, discounted by its continue head, and the actor follows their advantages. The stabilisers
 are DreamerV3's: returns scaled by the spread between their 5th and 95th percentiles (never scaled
 up), a slow exponential-moving-average critic that regularises the critic, entropy regularisation,
-a two-hot symlog critic, and gradient clipping. The model is frozen here, so imagination needs no
-gradients: the actor learns by REINFORCE with the advantages, for discrete and continuous actions,
-on any model family (it reads ``model.features``).
+a two-hot symlog critic, and gradient clipping. The model is frozen. For continuous actions the
+actor by default follows the gradient of the λ-returns through the model's dynamics (DreamerV1/V2;
+``actor_gradient="dynamics"``); for discrete actions it learns by REINFORCE with the advantages
+(``"reinforce"``), which also works for continuous ones. Any model family works (the actor reads
+``model.features``).
 
 An agent folder holds the actor and critic (tensors only), ``dreamer.json`` (config, spaces, task,
 progress) and a copy of the world model, so it acts on the real task on its own::
@@ -68,6 +70,7 @@ class DreamerConfig:
     unimix: float = 0.01
     grad_clip: float = 100.0
     uncertainty_penalty: float = 0.0
+    actor_gradient: str = "auto"
     steps: int = 3000
     log_every: int = 100
     checkpoint_every: int = 250
@@ -165,6 +168,12 @@ class DreamerLearner:
     """The actor, the critics and their optimisers, learning inside a frozen ``model``."""
 
     def __init__(self, model: WorldModel, config: DreamerConfig) -> None:
+        if config.actor_gradient not in ("auto", "dynamics", "reinforce"):
+            raise ImaginariumError(
+                f"actor_gradient must be auto, dynamics or reinforce, got {config.actor_gradient!r}"
+            )
+        if config.actor_gradient == "dynamics" and model.discrete:
+            raise ImaginariumError("actor_gradient 'dynamics' needs continuous actions; use reinforce")
         self.use_model(model)
         self.config = config
         device = model.device
@@ -177,28 +186,45 @@ class DreamerLearner:
         self.return_range = torch.zeros(2, device=device)  # EMA of the 5th and 95th percentiles
         self.updates = 0
 
-    @torch.no_grad()
-    def imagine(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``horizon`` imagined steps from ``state`` with the actor's sampled actions."""
+    @property
+    def backprop(self) -> bool:
+        """Whether the actor learns through the model's dynamics (continuous actions, by default)."""
+        if self.config.actor_gradient == "auto":
+            return not self.actor.discrete
+        return self.config.actor_gradient == "dynamics"
+
+    def imagine(
+        self, state: dict[str, torch.Tensor], differentiable: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """``horizon`` imagined steps from ``state`` with the actor's sampled actions.
+
+        :param differentiable: keep the graph from the actor's parameters through the model's steps
+            (reparameterised samples; clipping passes gradients straight through).
+        """
         penalty = self.config.uncertainty_penalty
-        features, actions, rewards, continues = [self.model.features(state)], [], [], []
-        for _ in range(self.config.horizon):
-            action = self.actor.act(features[-1])
-            out = self.model.step(
-                state, env_actions(action, self.model.action_space), sample=True, uncertainty=penalty > 0
-            )
-            reward = out.reward if penalty == 0 else out.reward - penalty * out.uncertainty
-            state = out.state
-            features.append(self.model.features(state))
-            actions.append(action)
-            rewards.append(reward)
-            continues.append(out.continue_prob)
-        return {
-            "features": torch.stack(features),
-            "actions": torch.stack(actions),
-            "rewards": torch.stack(rewards),
-            "continues": torch.stack(continues),
-        }
+        with torch.set_grad_enabled(differentiable):
+            features, actions, rewards, continues = [self.model.features(state)], [], [], []
+            for _ in range(self.config.horizon):
+                if differentiable:
+                    raw = self.actor.distribution(features[-1]).rsample()
+                    action = raw + (raw.clamp(-1.0, 1.0) - raw).detach()
+                else:
+                    action = self.actor.act(features[-1])
+                out = self.model.step(
+                    state, env_actions(action, self.model.action_space), sample=True, uncertainty=penalty > 0
+                )
+                reward = out.reward if penalty == 0 else out.reward - penalty * out.uncertainty
+                state = out.state
+                features.append(self.model.features(state))
+                actions.append(action)
+                rewards.append(reward)
+                continues.append(out.continue_prob)
+            return {
+                "features": torch.stack(features),
+                "actions": torch.stack(actions),
+                "rewards": torch.stack(rewards),
+                "continues": torch.stack(continues),
+            }
 
     def update(self, state: dict[str, torch.Tensor]) -> dict[str, float]:
         """One actor and critic update on trajectories imagined from ``state``; returns figures to log.
@@ -206,30 +232,37 @@ class DreamerLearner:
         :raises TrainingError: a loss that is not finite (nothing is updated then).
         """
         config = self.config
-        trajectory = self.imagine(state)
+        backprop = self.backprop
+        trajectory = self.imagine(state, differentiable=backprop)
         features, actions = trajectory["features"], trajectory["actions"]
+        rewards, continues = trajectory["rewards"], trajectory["continues"]
+        values = self.critic.mean(features) if backprop else None
         with torch.no_grad():
-            values = self.critic.mean(features)
-            returns = lambda_returns(
-                trajectory["rewards"], trajectory["continues"], values, config.gamma, config.lambda_
-            )
-            alive = torch.cat([torch.ones_like(trajectory["continues"][:1]), trajectory["continues"][:-1]])
+            if values is None:
+                values = self.critic.mean(features)
+            returns = lambda_returns(rewards, continues, values, config.gamma, config.lambda_)
+            alive = torch.cat([torch.ones_like(continues[:1]), continues[:-1]])
             weights = torch.cumprod(config.gamma * alive, 0) / config.gamma
             low, high = torch.quantile(returns.flatten(), torch.tensor([0.05, 0.95], device=returns.device))
             decay = config.return_decay if self.updates else 0.0
             self.return_range = decay * self.return_range + (1 - decay) * torch.stack([low, high])
             scale = torch.clamp(self.return_range[1] - self.return_range[0], min=1.0)
             advantages = (returns - values[:-1]) / scale
-            slow_targets = self.slow_critic.mean(features[:-1])
-        distribution = self.actor.distribution(features[:-1])
-        log_probs = distribution.log_prob(actions)
+            slow_targets = self.slow_critic.mean(features[:-1].detach())
+        distribution = self.actor.distribution(features[:-1].detach())
         entropy = distribution.entropy()
-        actor_loss = -(weights * (log_probs * advantages + config.entropy * entropy)).mean()
+        if backprop:  # the λ-returns themselves, differentiated through the imagined dynamics
+            differentiable_returns = lambda_returns(rewards, continues, values, config.gamma, config.lambda_)
+            objective = differentiable_returns / scale
+        else:  # REINFORCE with the advantages
+            objective = distribution.log_prob(actions.detach()) * advantages
+        actor_loss = -(weights * (objective + config.entropy * entropy)).mean()
+        critic_features = features[:-1].detach()
         critic_loss = (
             weights
             * (
-                self.critic.nll(features[:-1], returns)
-                + config.slow_critic_weight * self.critic.nll(features[:-1], slow_targets)
+                self.critic.nll(critic_features, returns)
+                + config.slow_critic_weight * self.critic.nll(critic_features, slow_targets)
             )
         ).mean()
         if not (torch.isfinite(actor_loss) and torch.isfinite(critic_loss)):
@@ -252,8 +285,8 @@ class DreamerLearner:
         return {
             "actor_loss": float(actor_loss.detach()),
             "critic_loss": float(critic_loss.detach()),
-            "imagined_return": float(returns[0].mean()),
-            "imagined_reward": float(trajectory["rewards"].mean()),
+            "imagined_return": float(returns[0].detach().mean()),
+            "imagined_reward": float(rewards.detach().mean()),
             "entropy": float(entropy.detach().mean()),
             "return_scale": float(scale),
         }
