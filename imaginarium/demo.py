@@ -2,7 +2,8 @@
 
 So far: collect experience on the default task, train a world model on it, measure the model's
 fidelity on held-out episodes, then train an SB3 agent only inside the model and score it both in the
-model and on the real task. Later stages (rank, report) join as they land.
+model and on the real task, and finally rank a handful of candidate policies inside the model (Ray),
+checked against real episodes, into ``demo/report`` (``report.html``, ``report.md``, ``ranking.json``).
 """
 
 from __future__ import annotations
@@ -87,4 +88,17 @@ def run_demo(
     for label, figures in (("imagined return (in the model)", imagined), (f"real return (on {task})", real)):
         console.print(f"  {label:<32} {figures['mean']:9.1f} ± {figures['stderr']:.1f}")
     summary["agent"] = {"algo": algo, "steps": agent_steps, "imagined_return": imagined, "real_return": real}
+
+    console.rule("[bold]5. rank[/] candidate policies inside the model, checked on the real task")
+    from imaginarium.ranking import rank_policies
+    from imaginarium.report import markdown_report, write_report
+
+    candidates = ["random", f"sb3:{agent}"] + [f"sb3:{agent}@noise={noise}" for noise in (0.3, 1.0)]
+    ranking = rank_policies(
+        out / "model", candidates, starts=16, real_env=task, real_episodes=eval_episodes, seed=seed
+    )
+    paths = write_report(ranking, out / "report", model_dir=out / "model", videos=2)
+    console.print(markdown_report(ranking))
+    console.print(f"report: {paths['html']}")
+    summary["ranking"] = ranking["metrics"]
     return summary

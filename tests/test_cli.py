@@ -86,7 +86,7 @@ def test_info_on_bad_datasets_is_one_line(
     assert code == 2 and "not found" in stderr
 
 
-def test_demo_collects_trains_measures_fidelity_and_scores_an_imagined_agent(
+def test_demo_collects_trains_imagines_ranks_and_reports(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from imaginarium.demo import run_demo
@@ -100,6 +100,8 @@ def test_demo_collects_trains_measures_fidelity_and_scores_an_imagined_agent(
     assert np.isfinite(summaries["agent"]["imagined_return"]["mean"])
     printed = capsys.readouterr().out
     assert "fingerprint" in printed and "imagined return" in printed and "real return" in printed
+    assert (tmp_path / "demo" / "report" / "report.html").exists() and "| 1 |" in printed
+    assert set(summaries["ranking"]) >= {"spearman", "regret_at_1"}
 
 
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])
