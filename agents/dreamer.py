@@ -509,11 +509,11 @@ class OnlineConfig:
     """The real-world loop of :func:`dream_online`."""
 
     real_steps: int = 20_000
-    initial_steps: int = 1_000
-    round_steps: int = 1_000
+    initial_steps: int = 2_000
+    round_steps: int = 2_000
     model_preset: str = "s"
-    model_steps: int = 1_500
-    updates_per_round: int = 250
+    model_steps: int = 1_000
+    updates_per_round: int = 150
     eval_episodes: int = 5
     seed: int = 0
 

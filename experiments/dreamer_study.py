@@ -8,7 +8,8 @@ against real return) written beside the agent as ``curve.json`` and ``curve.png`
 Thresholds: offline real mean return ≥ 475 on cartpole and ≥ −200 on pendulum; online pendulum
 ≥ −200 within 20k real steps.
 
-    python experiments/dreamer_study.py [--offline cartpole,pendulum] [--online pendulum] [--updates 3000]
+    python experiments/dreamer_study.py [--offline cartpole,pendulum] [--online pendulum]
+        [--updates cartpole=3000,pendulum=800]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ THRESHOLDS = {"cartpole": 475.0, "pendulum": -200.0}
 class Config:
     offline: str = "cartpole,pendulum"
     online: str = "pendulum"
-    updates: int = 3000
+    updates: str = "cartpole=3000,pendulum=800"
     episodes: int = 20
     online_real_steps: int = 20_000
     workdir: str = "experiments/results/dreamer"
@@ -45,7 +46,8 @@ def main() -> None:
     for task in filter(None, config.offline.split(",")):
         model = model_for(task, StudyConfig())
         agent = Path(config.workdir) / f"{task}_offline"
-        summary = train_dreamer(model, agent, {"steps": config.updates}, overwrite=True)
+        updates = dict(item.split("=") for item in config.updates.split(","))
+        summary = train_dreamer(model, agent, {"steps": int(updates[task])}, overwrite=True)
         real = real_rollouts(get_task(task), DreamerPolicy(agent), config.episodes, seed=10_000)
         entry = {
             "updates": summary["updates"],

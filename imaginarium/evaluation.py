@@ -52,6 +52,16 @@ def start_states(initial_observations: np.ndarray, count: int, seed: int = 0) ->
     return initial_observations[indices]
 
 
+def _replace_rows(state: dict[str, torch.Tensor], rows: torch.Tensor, other: dict[str, torch.Tensor]):
+    """``state`` with the rows where ``rows`` is true taken from ``other``."""
+    if not bool(rows.any()):
+        return state
+    return {
+        key: torch.where(rows.view(-1, *([1] * (value.dim() - 1))), other[key], value)
+        for key, value in state.items()
+    }
+
+
 class KnownStates:
     """What the model knows, as states: a sample of its data's observations, and how far real states it
     has not seen lie from them (the 99th percentile of held-out nearest-neighbour distances, in units
@@ -123,6 +133,7 @@ def imagined_rollouts(
     state = model.initial_state(observations.float())
     if members > 1:
         state = model.pin_members(state, torch.arange(members, device=device).repeat_interleave(count))
+    initial = state
     generator = torch.Generator(device).manual_seed(seed)
     alive = torch.ones(batch, device=device)
     returns = torch.zeros(batch, dtype=torch.float64, device=device)
@@ -150,12 +161,13 @@ def imagined_rollouts(
             running = watched[alive[watched] > 0.5]
             visited.append(model.decode(out.state)[running].float())
         length += alive
-        success_prob = out.success_prob
+        success_prob = torch.where(finite, torch.nan_to_num(out.success_prob), torch.zeros_like(alive))
         if termination:
-            ended = alive * (1.0 - out.continue_prob)
+            continue_prob = torch.where(finite, torch.nan_to_num(out.continue_prob), torch.zeros_like(alive))
+            ended = alive * (1.0 - continue_prob)
             success += ended * success_prob
-            alive = alive * out.continue_prob
-        state = out.state
+            alive = alive * continue_prob
+        state = _replace_rows(out.state, ~finite, initial)  # dead rows stay finite for the policy
         if float(alive.max()) < 1e-6:
             break
     success += alive * success_prob

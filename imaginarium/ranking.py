@@ -246,6 +246,9 @@ def _evaluate_on_ray(
 
 def _assemble(entries: list[dict[str, Any]], reference: float | None) -> dict[str, Any]:
     """Order by imagined return, flag high-uncertainty rollouts, and compute the metrics against real returns."""
+    for entry in entries:
+        if entry.get("error") is None and not np.isfinite(entry["imagined_return"]["mean"]):
+            entry["error"] = "the imagined return is not finite (the model diverged under this policy)"
     ranked = [entry for entry in entries if entry.get("error") is None]
     failed = [entry for entry in entries if entry.get("error") is not None]
     ranked.sort(key=lambda entry: -entry["imagined_return"]["mean"])

@@ -36,3 +36,28 @@ def test_data_like_states_are_inside_and_far_ones_outside() -> None:
     assert known.outside_fraction(fresh) < 0.05
     assert known.outside_fraction(fresh + 6.0) == 1.0
     assert known.outside_fraction(torch.full((4, 3), float("nan"))) == 1.0
+
+
+def test_rollouts_that_diverge_stop_counting_and_are_reported(pendulum_model, monkeypatch) -> None:
+    from imaginarium.evaluation import imagined_rollouts
+    from imaginarium.models import load_world_model
+    from imaginarium.models.ensemble import EnsembleModel
+    from imaginarium.policy import RandomPolicy
+
+    model = load_world_model(pendulum_model)
+    original, calls = EnsembleModel.step, {"count": 0}
+
+    def blows_up(self, state, actions, *args, **kwargs):
+        out = original(self, state, actions, *args, **kwargs)
+        calls["count"] += 1
+        if calls["count"] == 3:  # the first two rows leave the reals at the third step
+            out.state["observation"][:2] = float("inf")
+            out.reward[:2] = float("nan")
+        return out
+
+    monkeypatch.setattr(EnsembleModel, "step", blows_up)
+    starts = np.zeros((4, 3), np.float32)
+    starts[:, 0] = 1.0
+    result = imagined_rollouts(model, RandomPolicy(model.action_space, seed=0), starts, horizon=6)
+    assert result["diverged"] == 2 and np.isfinite(result["return"]["mean"])
+    assert all(np.isfinite(result["per_start"])) and np.isfinite(result["success"])
