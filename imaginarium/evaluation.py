@@ -52,6 +52,16 @@ def start_states(initial_observations: np.ndarray, count: int, seed: int = 0) ->
     return initial_observations[indices]
 
 
+def _disagreement(model: WorldModel, out: Any, members: int, count: int) -> torch.Tensor:
+    """Per row: how far the members' rollouts of the same start disagree about the state (the norm of
+    their std in feature units), or the family's own uncertainty when there is one member."""
+    if members == 1:
+        return out.uncertainty
+    features = model.features(out.state).reshape(members, count, -1)
+    spread = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0).std(0, unbiased=False).norm(dim=-1)
+    return spread.repeat(members)
+
+
 def _replace_rows(state: dict[str, torch.Tensor], rows: torch.Tensor, other: dict[str, torch.Tensor]):
     """``state`` with the rows where ``rows`` is true taken from ``other``."""
     if not bool(rows.any()):
@@ -122,7 +132,8 @@ def imagined_rollouts(
         imagined states (a sample of them) farther from every data state than real held-out states are.
     :returns: ``return`` (bootstrap CI over starts of the member-averaged return), ``member_returns``
         (mean return per member), ``member_spread``, ``success`` (probability the episode ends in
-        success), ``uncertainty`` (mean model uncertainty along the rollouts), ``length`` (expected
+        success), ``uncertainty`` (mean disagreement of the members' rollouts of a start about its state,
+        in feature units; the family's own uncertainty with one member), ``length`` (expected
         steps), ``per_start`` returns, and ``diverged`` (rollouts whose state became non-finite).
     """
     device = model.device
@@ -150,13 +161,13 @@ def imagined_rollouts(
         decoded = torch.clamp(model.decode(state), low, high).float().cpu().numpy()
         actions = _check_policy_actions(model.action_space, policy.act(decoded), batch)
         out = model.step(
-            state, torch.as_tensor(actions, device=device), uncertainty=True, generator=generator
+            state, torch.as_tensor(actions, device=device), uncertainty=members == 1, generator=generator
         )
         finite = torch.isfinite(out.reward) & torch.isfinite(model.decode(out.state)).all(-1)
         diverged |= ~finite & (alive > 0)
         alive = torch.where(finite, alive, torch.zeros_like(alive))
         returns += (alive * torch.nan_to_num(out.reward)).double()
-        uncertainty += alive * torch.nan_to_num(out.uncertainty)
+        uncertainty += alive * torch.nan_to_num(_disagreement(model, out, members, count))
         if known_states is not None:
             running = watched[alive[watched] > 0.5]
             visited.append(model.decode(out.state)[running].float())

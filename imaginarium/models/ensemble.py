@@ -247,7 +247,7 @@ class EnsembleModel(WorldModel):
         count = len(elites)
         spread = None
         pinned = state.get("member")
-        if uncertainty or not sample or pinned is not None:
+        if uncertainty or not sample:
             mean, logvar = self._predict(
                 observations.expand(count, -1, -1), encoded.expand(count, -1, -1), elites
             )
@@ -266,16 +266,12 @@ class EnsembleModel(WorldModel):
             else:
                 mean, logvar = mean.mean(0), None
         else:
-            order = torch.randperm(batch, device=device, generator=generator)
-            members = elites[torch.randperm(count, device=device, generator=generator)]
-            per_member = -(-batch // count)
-            padding = order.new_zeros(per_member * count - batch)
-            dealt = torch.cat([order, padding]).view(count, per_member)
-            mean, logvar = self._predict(observations[dealt], encoded[dealt], members)
-            flat = mean.new_empty(batch, mean.shape[-1]), logvar.new_empty(batch, logvar.shape[-1])
-            flat[0][order] = mean.reshape(-1, mean.shape[-1])[:batch]
-            flat[1][order] = logvar.reshape(-1, logvar.shape[-1])[:batch]
-            mean, logvar = flat
+            dealt, valid, members = self._deal(batch, pinned, generator)
+            dealt_mean, dealt_logvar = self._predict(observations[dealt], encoded[dealt], members)
+            mean = dealt_mean.new_empty(batch, dealt_mean.shape[-1])
+            logvar = dealt_logvar.new_empty(batch, dealt_logvar.shape[-1])
+            mean[dealt[valid]] = dealt_mean[valid]
+            logvar[dealt[valid]] = dealt_logvar[valid]
         if sample:
             noise = torch.randn(mean.shape, generator=generator, device=device, dtype=mean.dtype)
             prediction = mean + torch.exp(0.5 * logvar) * noise
@@ -309,6 +305,33 @@ class EnsembleModel(WorldModel):
                 f"members must be {state['observation'].shape[0]} indices in 0..{self.rollout_members - 1}"
             )
         return {**state, "member": members}
+
+    def _deal(
+        self, batch: int, pinned: torch.Tensor | None, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rows for each elite to run, ``(E, P)`` indices with a validity mask, and the elites in order.
+
+        Unpinned rows are shuffled and dealt out evenly, the elites in random order; pinned rows go to
+        their own elite. Groups are padded to the largest with row 0, masked out.
+        """
+        device = self.elite_indices.device
+        count = len(self.elite_indices)
+        if pinned is None:
+            order = torch.randperm(batch, device=device, generator=generator)
+            members = self.elite_indices[torch.randperm(count, device=device, generator=generator)]
+            counts = torch.full((count,), batch // count, device=device)
+            counts[: batch % count] += 1
+        else:
+            order = torch.argsort(pinned, stable=True)
+            members = self.elite_indices
+            counts = torch.bincount(pinned, minlength=count)
+        per_member = int(counts.max())
+        starts = torch.cumsum(counts, 0) - counts
+        offsets = torch.arange(per_member, device=device)
+        valid = offsets[None] < counts[:, None]
+        positions = (starts[:, None] + offsets[None]).clamp(max=batch - 1)
+        dealt = torch.where(valid, order[positions], torch.zeros_like(positions))
+        return dealt, valid, members
 
     def decode(self, state: State) -> torch.Tensor:
         return state["observation"]
