@@ -558,41 +558,47 @@ def dream_online(
     curve: list[dict[str, float]] = []
     info = {"task": resolved.name, "env_id": resolved.env_id}
     started = time.perf_counter()
-    for round_index in range(10_000):
-        data = load_dataset(data_dir)
-        train_world_model(
-            data, out / "model", preset=online.model_preset, overwrite=True, progress=False,
-            config={"steps": online.model_steps, "seed": online.seed + round_index},
-        )  # fmt: skip
-        model = load_world_model(out / "model")
-        if learner is None:
-            learner = DreamerLearner(model, config)
-        else:
-            learner.use_model(model)
-        sampler = start_sampler(model, data, config)
-        info.update(model_family=model.family, real_steps=data.num_steps)
-        _learn(learner, sampler, out, info, False, None, total=learner.updates + online.updates_per_round)
-        real = real_rollouts(resolved, DreamerPolicy(out), online.eval_episodes, seed=10_000 + round_index)
-        curve.append({"real_steps": data.num_steps, "updates": learner.updates, **real["return"]})
-        _write_curve(out, curve, resolved.name)
-        if progress:
-            print(
-                f"round {round_index + 1}: {data.num_steps} real steps, {learner.updates} updates, real return "
-                f"{real['return']['mean']:.1f}  ({time.perf_counter() - started:.0f} s)",
-                flush=True,
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("real steps"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, TextColumn("{task.fields[note]}"), disable=not progress) as bar:
+        task_id = bar.add_task("online", total=online.real_steps, note="")
+        for round_index in range(10_000):
+            data = load_dataset(data_dir)
+            train_world_model(
+                data, out / "model", preset=online.model_preset, overwrite=True, progress=False,
+                config={"steps": online.model_steps, "seed": online.seed + round_index},
+            )  # fmt: skip
+            model = load_world_model(out / "model")
+            if learner is None:
+                learner = DreamerLearner(model, config)
+            else:
+                learner.use_model(model)
+            sampler = start_sampler(model, data, config)
+            info.update(model_family=model.family, real_steps=data.num_steps)
+            _learn(learner, sampler, out, info, False, None, total=learner.updates + online.updates_per_round)
+            real = real_rollouts(
+                resolved, DreamerPolicy(out), online.eval_episodes, seed=10_000 + round_index
             )
-        if data.num_steps >= online.real_steps:
-            break
-        explorer = DreamerPolicy(out, deterministic=False)
-        fresh = collect(
-            resolved, out / "fresh", explorer, steps=online.round_steps, seed=online.seed + 1 + round_index,
-            num_envs=1, overwrite=True, progress=False,
-        )  # fmt: skip
-        added = load_dataset(fresh.path)
-        episodes = [data.episode(i) for i in range(data.num_episodes)]
-        episodes += [added.episode(i) for i in range(added.num_episodes)]
-        write_dataset(data_dir, episodes, resolved, overwrite=True)
-        shutil.rmtree(out / "fresh", ignore_errors=True)
+            curve.append({"real_steps": data.num_steps, "updates": learner.updates, **real["return"]})
+            _write_curve(out, curve, resolved.name)
+            bar.update(
+                task_id,
+                completed=min(data.num_steps, online.real_steps),
+                note=f"round {round_index + 1}: {learner.updates} updates, real return {real['return']['mean']:.1f}",
+            )
+            if data.num_steps >= online.real_steps:
+                break
+            explorer = DreamerPolicy(out, deterministic=False)
+            fresh = collect(
+                resolved, out / "fresh", explorer, steps=online.round_steps, seed=online.seed + 1 + round_index,
+                num_envs=1, overwrite=True, progress=False,
+            )  # fmt: skip
+            added = load_dataset(fresh.path)
+            episodes = [data.episode(i) for i in range(data.num_episodes)]
+            episodes += [added.episode(i) for i in range(added.num_episodes)]
+            write_dataset(data_dir, episodes, resolved, overwrite=True)
+            shutil.rmtree(out / "fresh", ignore_errors=True)
     return {
         "curve": curve,
         "updates": learner.updates if learner else 0,
