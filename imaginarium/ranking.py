@@ -78,7 +78,13 @@ def _evaluate_policy(
 
 
 def _start_ray(workers: int | None, address: str | None) -> bool:
-    """Start (or join) Ray; returns whether this call started it (and so should stop it)."""
+    """Start (or join) Ray; returns whether this call started it (and so should stop it).
+
+    A local Ray keeps every socket on loopback: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` must be in the
+    environment before Ray is imported, so it is set here first (not when joining a cluster).
+    """
+    if not address:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
@@ -86,7 +92,6 @@ def _start_ray(workers: int | None, address: str | None) -> bool:
     if address:
         ray.init(address=address, logging_level="warning", log_to_driver=False)
         return True
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every socket on loopback
     ray.init(
         num_cpus=workers,
         include_dashboard=False,
@@ -203,9 +208,9 @@ def _evaluate_on_ray(
     retries: int,
     progress: bool,
 ) -> list[dict[str, Any]]:
+    started_here = _start_ray(workers, address)  # before importing Ray: it reads the loopback setting then
     import ray
 
-    started_here = _start_ray(workers, address)
     try:
         remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_evaluate_policy)
         model_ref, starts_ref = ray.put(model), ray.put(starts)

@@ -169,3 +169,22 @@ def test_report_page_loads_in_chromium_with_every_image_rendered(
     assert "imagined against real return" in alts and sum("episode of" in alt for alt in alts) == 4
     assert all(complete and width > 0 for _, complete, width in images), images
     assert (tmp_path / "report" / "screenshot.png").stat().st_size > 10_000
+
+
+def test_a_local_ray_started_for_ranking_stays_on_loopback(pendulum_model: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    marker = tmp_path / "address"
+    script = (
+        "from imaginarium.ranking import rank_policies\n"
+        f"rank_policies({str(pendulum_model)!r}, ['py:support.policies:records_node_address'], starts=2,\n"
+        "              horizon=2, workers=1, allow_code=True, progress=False)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    env.update(PYTHONPATH=str(TESTS), IMAGINARIUM_TEST_MARKER=str(marker))
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert marker.read_text() == "127.0.0.1"

@@ -29,3 +29,11 @@ def dies_once(observations: np.ndarray) -> np.ndarray:
         marker.write_text("killed once")
         os.kill(os.getpid(), signal.SIGKILL)
     return push(observations)
+
+
+def records_node_address(observations: np.ndarray) -> np.ndarray:
+    """Writes the address of the Ray node it runs on (to the marker file), then acts like ``push``."""
+    import ray
+
+    Path(os.environ["IMAGINARIUM_TEST_MARKER"]).write_text(ray.util.get_node_ip_address())
+    return push(observations)
