@@ -206,3 +206,16 @@ def test_rank_writes_the_three_reports_and_prints_the_table(
     )  # fmt: skip
     assert code == 0 and "| 1 | random |" in stdout and "missing.zip" in stdout
     assert {path.name for path in (tmp_path / "r").iterdir()} == {"ranking.json", "report.md", "report.html"}
+
+
+def test_dream_learns_offline_and_scores_the_actor_on_the_real_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pendulum_model: Path
+) -> None:
+    out = tmp_path / "agent"
+    argv = ["dream", "--model", str(pendulum_model), "--steps", "3", "--set", "batch_size=16", "--set",
+            "horizon=3", "--eval-episodes", "1", "--no-progress", "--out", str(out)]  # fmt: skip
+    code, stdout, _ = _run(argv, capsys)
+    assert code == 0 and "3 imagined updates" in stdout and "real return on pendulum" in stdout
+    assert (out / "dreamer.json").exists() and (out / "model" / "model.pt").exists()
+    code, _, stderr = _run(["dream", "--out", str(tmp_path / "other")], capsys)
+    assert code == 2 and "--model MODEL_DIR" in stderr
