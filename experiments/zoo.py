@@ -13,6 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
+from experts import RECIPES as EXPERT_RECIPES
 from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -26,21 +27,9 @@ ON_POLICY_ENVS = 8
 #: per task: (algorithm, total real steps, steps between checkpoints, keyword arguments)
 RECIPES: dict[str, list[tuple[str, int, int, dict]]] = {
     "cartpole": [
-        (
-            "ppo",
-            60_000,
-            5_000,
-            {
-                "n_steps": 32,
-                "batch_size": 256,
-                "gae_lambda": 0.8,
-                "gamma": 0.98,
-                "n_epochs": 20,
-                "learning_rate": 1e-3,
-            },
-        ),
+        ("ppo", 60_000, 5_000, EXPERT_RECIPES["cartpole"][2]),  # the expert's own settings
         ("a2c", 60_000, 10_000, {}),
-    ],  # fmt: skip
+    ],
     "pendulum": [
         ("sac", 12_000, 1_500, {"learning_rate": 1e-3}),
         ("td3", 12_000, 2_000, {"learning_rate": 1e-3}),
