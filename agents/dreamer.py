@@ -372,7 +372,10 @@ def train_dreamer(
     torch.manual_seed(config.seed)
     world_model = load_world_model(model, device=device)
     card = getattr(world_model, "card", {}) or {}
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset or card["dataset"]["path"])
+    source = dataset or (card.get("dataset") or {}).get("path")
+    if source is None:
+        raise ImaginariumError("the model card names no dataset; give dataset= for the start states")
+    data = source if isinstance(source, Dataset) else load_dataset(source)
     learner = DreamerLearner(world_model, config)
     if resume:
         if not (out / STATE_FILE).is_file():
