@@ -70,7 +70,13 @@ STATE_SETTERS: dict[str, Callable[[gym.Env, np.ndarray], None]] = {
     "hopper": _set_locomotion,
     "halfcheetah": _set_locomotion,
 }
-MUJOCO_TASKS = ("reacher", "pusher", "hopper", "halfcheetah")
+
+
+def offscreen() -> None:
+    """Draw without a screen: MuJoCo through EGL, pygame (classic control) with SDL's dummy video
+    driver; a choice already in the environment is kept."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 
 class StateRenderer:
@@ -82,8 +88,7 @@ class StateRenderer:
                 f"render_mode 'rgb_array' draws the suite's tasks ({', '.join(STATE_SETTERS)}); "
                 f"{task.name!r} observations are not known to determine a drawable state"
             )
-        if task.name in MUJOCO_TASKS:
-            os.environ.setdefault("MUJOCO_GL", "egl")
+        offscreen()
         self.env = task.make(render_mode="rgb_array")
         self.env.reset(seed=0)
         self.set_state = STATE_SETTERS[task.name]

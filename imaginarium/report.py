@@ -236,9 +236,11 @@ def _rollout_gifs(result: dict[str, Any], model_dir: Path, count: int, steps: in
     imagined one started from the real episode's first observation."""
     from imaginarium.agents.policies import load_policy
     from imaginarium.envs.imagined import ImaginedEnv
+    from imaginarium.envs.render import offscreen
     from imaginarium.envs.suite import get_task
     from imaginarium.errors import ImaginariumError
 
+    offscreen()
     settings = result["settings"]
     task = get_task(settings["real_env"])
     animations = []
