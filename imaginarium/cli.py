@@ -245,6 +245,30 @@ def cmd_dream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from imaginarium.tune import run_search
+
+    report = run_search(
+        args.model,
+        args.algo,
+        args.samples,
+        args.out,
+        steps=args.steps,
+        reports=args.reports,
+        space=args.space,
+        top_k=args.top_k,
+        real_episodes=args.real_episodes,
+        uncertainty_penalty=args.uncertainty_penalty,
+        workers=args.workers,
+        address=args.address,
+        resume=args.resume,
+        seed=args.seed,
+    )
+    print((Path(args.out) / "tune.md").read_text())
+    print(f"search took {report['seconds']:.0f} s; chosen agent: {report['best_agent']}")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from imaginarium.envs.suite import SUITE
 
@@ -369,6 +393,30 @@ def build_parser() -> argparse.ArgumentParser:
     dream.add_argument("--eval-episodes", type=int, default=10, help="real episodes to score the actor")
     dream.add_argument("--no-progress", action="store_true")
     dream.set_defaults(func=cmd_dream)
+
+    tune = commands.add_parser(
+        "tune",
+        help="Ray Tune search of an SB3 agent's hyperparameters inside a model; the best checked for real",
+    )
+    tune.add_argument("--model", required=True, help="model folder")
+    tune.add_argument("--algo", choices=("ppo", "sac"), required=True)
+    tune.add_argument("--samples", type=int, default=16, help="configurations to try")
+    tune.add_argument("--out", required=True, help="folder for the search, its reports and best_agent.zip")
+    tune.add_argument("--steps", type=int, default=20_000, help="imagined agent steps per trial")
+    tune.add_argument("--reports", type=int, default=5, help="scores reported per trial (ASHA's rungs)")
+    tune.add_argument(
+        "--space", help="YAML search space replacing the default (parameter: {distribution: args})"
+    )
+    tune.add_argument("--top-k", type=int, default=3, help="best trials validated on the real task")
+    tune.add_argument("--real-episodes", type=int, default=10)
+    tune.add_argument(
+        "--uncertainty-penalty", type=float, default=0.0, help="score = return - this x member spread"
+    )
+    tune.add_argument("--workers", type=int, help="local Ray CPUs (default all)")
+    tune.add_argument("--address", help="join the Ray cluster at this address")
+    tune.add_argument("--resume", action="store_true", help="restore an interrupted search in --out")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.set_defaults(func=cmd_tune)
 
     rank = commands.add_parser(
         "rank", help="rank candidate policies inside a world model (on Ray), optionally against real returns"
