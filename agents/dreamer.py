@@ -40,7 +40,7 @@ from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import ImaginariumError, TrainingError
 from imaginarium.models import WorldModel, load_world_model
 from imaginarium.models.checkpoint import atomic_write_bytes, load_tensors, save_tensors
-from imaginarium.rewards.heads import mlp, symlog, two_hot
+from imaginarium.rewards.heads import TwoHotRewardHead, mlp
 from imaginarium.samplers import SequenceSampler
 
 AGENT_FILE = "dreamer.json"
@@ -109,25 +109,12 @@ class Actor(nn.Module):
         return sample if self.discrete else sample.clamp(-1.0, 1.0)
 
 
-class Critic(nn.Module):
-    """Expected λ-return as a two-hot distribution over bins in symlog space (DreamerV3)."""
+class Critic(TwoHotRewardHead):
+    """Expected λ-return as a two-hot distribution over bins in symlog space (DreamerV3): the same head
+    as the models' reward, reading agent features."""
 
-    def __init__(self, features: int, config: DreamerConfig, bins: int = 255, limit: float = 20.0) -> None:
-        super().__init__()
-        self.net = mlp(features, config.hidden, config.layers, bins)
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-        self.register_buffer("bins", torch.linspace(-limit, limit, bins))
-
-    def mean(self, features: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(self.net(features), -1)
-        value = (probs * self.bins).sum(-1)
-        return torch.sign(value) * (torch.exp(torch.abs(value)) - 1)
-
-    def nll(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per-sample cross-entropy against the two-hot encoding of ``symlog(targets)``."""
-        log_probs = torch.log_softmax(self.net(features), -1)
-        return -(two_hot(symlog(targets), self.bins) * log_probs).sum(-1)
+    def __init__(self, features: int, config: DreamerConfig) -> None:
+        super().__init__(features, config.hidden, config.layers)
 
 
 def feature_size(model: WorldModel) -> int:

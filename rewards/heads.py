@@ -101,10 +101,14 @@ class TwoHotRewardHead(nn.Module):
         probs = torch.softmax(self.net(features), dim=-1)
         return symexp((probs * self.bin_values).sum(-1))
 
+    def nll(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``(...)`` cross-entropy of each prediction against the two-hot encoding of ``symlog(targets)``."""
+        log_probs = torch.log_softmax(self.net(features), dim=-1)
+        return -(two_hot(symlog(targets), self.bin_values) * log_probs).sum(-1)
+
     def loss(self, features: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy against the two-hot encoding of ``symlog(rewards)``."""
-        log_probs = torch.log_softmax(self.net(features), dim=-1)
-        return -(two_hot(symlog(rewards), self.bin_values) * log_probs).sum(-1).mean()
+        return self.nll(features, rewards).mean()
 
 
 def two_hot(values: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
