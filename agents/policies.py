@@ -19,7 +19,7 @@ from pathlib import Path
 import gymnasium as gym
 
 from imaginarium.errors import PolicySpecError
-from imaginarium.policy import Policy, parse_policy
+from imaginarium.policy import Policy, check_policy_spaces, parse_policy
 
 __all__ = ["Policy", "load_policy", "policy_spec", "policy_name"]
 
@@ -50,20 +50,13 @@ def policy_spec(source: str | Path) -> str:
 
 def _dreamer_policy(folder: Path, observation_space: gym.Space, action_space: gym.Space) -> Policy:
     from imaginarium.agents.dreamer import DreamerPolicy
-    from imaginarium.envs.suite import space_mismatch
     from imaginarium.errors import ImaginariumError
 
     try:
         policy = DreamerPolicy(folder)
     except ImaginariumError as error:
         raise PolicySpecError(f"cannot load Dreamer agent {str(folder)!r}: {error}") from None
-    for what, theirs, ours in (
-        ("observation", policy.observation_space, observation_space),
-        ("action", policy.action_space, action_space),
-    ):
-        problem = ours is not None and space_mismatch(theirs, ours, compare_bounds=what == "action")
-        if problem:
-            raise PolicySpecError(f"Dreamer agent {str(folder)!r} has {what} space {theirs}, expected {ours}")
+    check_policy_spaces(policy, observation_space, action_space, f"Dreamer agent {str(folder)!r}")
     return policy
 
 

@@ -89,8 +89,31 @@ def detect_sb3_algorithm(path: str | Path) -> str:
     raise PolicySpecError(f"{str(path)!r} was saved by an unsupported policy class from {module!r}")
 
 
+def check_policy_spaces(
+    policy: Any, observation_space: gym.Space, action_space: gym.Space, name: str
+) -> None:
+    """Refuse a loaded ``policy`` whose spaces cannot stand for the ones it must act in.
+
+    :raises PolicySpecError: naming ``name``, the space and why.
+    """
+    for what, theirs, ours in (
+        ("observation", policy.observation_space, observation_space),
+        ("action", policy.action_space, action_space),
+    ):
+        problem = space_mismatch(theirs, ours, compare_bounds=what == "action")
+        if problem:
+            raise PolicySpecError(f"{name} has {what} space {theirs}, expected {ours} ({problem})")
+
+
 class SB3Policy:
     """A Stable-Baselines3 agent acting deterministically on a batch of observations."""
+
+    @classmethod
+    def from_agent(cls, agent: Any) -> SB3Policy:
+        """An agent already in memory (e.g. while it trains) as a policy."""
+        policy = cls.__new__(cls)
+        policy.path, policy.algorithm, policy.model = None, type(agent).__name__, agent
+        return policy
 
     def __init__(self, path: str | Path, device: str = "cpu") -> None:
         import stable_baselines3
@@ -286,17 +309,8 @@ def _parse_component(
     if kind == "random" and not argument:
         policy = RandomPolicy(action_space, seed=policy_seed)
     elif kind == "sb3" and argument:
-        sb3_policy = SB3Policy(argument)
-        for what, theirs, ours in (
-            ("observation", sb3_policy.observation_space, observation_space),
-            ("action", sb3_policy.action_space, action_space),
-        ):
-            problem = space_mismatch(theirs, ours, compare_bounds=what == "action")
-            if problem:
-                raise PolicySpecError(
-                    f"SB3 agent {argument!r} has {what} space {theirs}, expected {ours} ({problem})"
-                )
-        policy = sb3_policy
+        policy = SB3Policy(argument)
+        check_policy_spaces(policy, observation_space, action_space, f"SB3 agent {argument!r}")
     elif kind == "torchscript" and argument:
         policy = TorchScriptPolicy(argument, action_space)
     elif kind == "py" and argument:

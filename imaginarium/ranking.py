@@ -77,14 +77,20 @@ def _evaluate_policy(
     return entry
 
 
-def _start_ray(workers: int | None, address: str | None) -> bool:
+def keep_local_ray_on_loopback(address: str | None) -> None:
+    """Before Ray is first imported: a Ray started here binds to loopback only (``--address`` joins a
+    cluster and changes nothing). Ray reads the setting at import, so call this before ``import ray``."""
+    if not address:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def start_ray(workers: int | None, address: str | None) -> bool:
     """Start (or join) Ray; returns whether this call started it (and so should stop it).
 
     A local Ray keeps every socket on loopback: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` must be in the
     environment before Ray is imported, so it is set here first (not when joining a cluster).
     """
-    if not address:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    keep_local_ray_on_loopback(address)
     import ray
 
     if ray.is_initialized():
@@ -208,7 +214,7 @@ def _evaluate_on_ray(
     retries: int,
     progress: bool,
 ) -> list[dict[str, Any]]:
-    started_here = _start_ray(workers, address)  # before importing Ray: it reads the loopback setting then
+    started_here = start_ray(workers, address)  # before importing Ray: it reads the loopback setting then
     import ray
 
     try:

@@ -140,19 +140,6 @@ def _check_values(name: str, kind: str, values: list) -> None:
         raise ImaginariumError(f"{name!r}: {kind} needs low < high, got {values}")
 
 
-class _AgentPolicy:
-    """An SB3 agent in memory as a batched policy (deterministic actions)."""
-
-    def __init__(self, agent: Any) -> None:
-        self.agent = agent
-
-    def act(self, observations: np.ndarray) -> np.ndarray:
-        return self.agent.predict(observations, deterministic=True)[0]
-
-    def reset(self, slots: np.ndarray) -> None:
-        pass
-
-
 def imagined_trainable(config: dict[str, Any]) -> None:
     """A Tune function trainable: train ``config["setup"].algo`` in the model with the other keys of
     ``config`` as its hyperparameters, reporting the imagined score after each chunk of steps."""
@@ -164,6 +151,7 @@ def imagined_trainable(config: dict[str, Any]) -> None:
     from imaginarium.envs.sb3 import imagined_vec_env
     from imaginarium.evaluation import imagined_rollouts, start_states
     from imaginarium.models import load_world_model
+    from imaginarium.policy import SB3Policy
 
     torch.set_num_threads(1)
     setup: TrialSetup = config["setup"]
@@ -191,7 +179,7 @@ def imagined_trainable(config: dict[str, Any]) -> None:
     while done < setup.steps:
         agent.learn(chunk, reset_num_timesteps=False)
         done += chunk
-        rollouts = imagined_rollouts(model, _AgentPolicy(agent), starts, horizon, seed=setup.seed)
+        rollouts = imagined_rollouts(model, SB3Policy.from_agent(agent), starts, horizon, seed=setup.seed)
         spread = rollouts["member_spread"] or 0.0
         metrics = {
             "imagined_return": rollouts["return"]["mean"],
@@ -226,11 +214,12 @@ def run_search(
     Writes ``OUT/search`` (Tune's own experiment folder, which ``resume`` restores), ``OUT/tune.json``,
     ``OUT/tune.md``, and the chosen agent ``OUT/best_agent.zip``.
     """
+    from imaginarium.models.checkpoint import read_card
+    from imaginarium.ranking import keep_local_ray_on_loopback, rank_policies, start_ray
+
+    keep_local_ray_on_loopback(address)  # before the first import of Ray, below and in search_space
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-
-    from imaginarium.models.checkpoint import read_card
-    from imaginarium.ranking import _start_ray, rank_policies
 
     if samples < 1 or top_k < 1 or steps < 1 or reports < 1:
         raise ImaginariumError("samples, top_k, steps and reports must be positive")
@@ -242,7 +231,7 @@ def run_search(
     setup = TrialSetup(
         str(Path(model).resolve()), algo, steps, reports, uncertainty_penalty=uncertainty_penalty, seed=seed
     )
-    started_ray = _start_ray(workers, address)
+    started_ray = start_ray(workers, address)
     import ray
 
     started = time.perf_counter()
