@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from imaginarium.errors import ImaginariumError
+from imaginarium.errors import ImaginariumError, SearchInterrupted
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -396,13 +396,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune = commands.add_parser(
         "tune",
-        help="Ray Tune search of an SB3 agent's hyperparameters inside a model; the best checked for real",
+        help="Ray Tune search of an agent's hyperparameters inside a model; the best checked for real",
     )
     tune.add_argument("--model", required=True, help="model folder")
-    tune.add_argument("--algo", choices=("ppo", "sac"), required=True)
+    tune.add_argument("--algo", choices=("ppo", "sac", "dreamer"), required=True)
     tune.add_argument("--samples", type=int, default=16, help="configurations to try")
-    tune.add_argument("--out", required=True, help="folder for the search, its reports and best_agent.zip")
-    tune.add_argument("--steps", type=int, default=20_000, help="imagined agent steps per trial")
+    tune.add_argument(
+        "--out", required=True, help="folder for the search, its reports and best_agent.zip (or best_agent/)"
+    )
+    tune.add_argument(
+        "--steps",
+        type=int,
+        help="training per trial: agent steps for ppo/sac (20000), updates for dreamer (600)",
+    )
     tune.add_argument("--reports", type=int, default=5, help="scores reported per trial (ASHA's rungs)")
     tune.add_argument(
         "--space", help="YAML search space replacing the default (parameter: {distribution: args})"
@@ -465,6 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)
+    except SearchInterrupted as error:
+        print(f"imaginarium {args.command}: interrupted: {error}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ImaginariumError as error:
         print(f"imaginarium {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -28,3 +28,7 @@ class ModelError(ImaginariumError):
 
 class TrainingError(ImaginariumError):
     """Training that cannot go on (a non-finite loss); the last good checkpoint is kept."""
+
+
+class SearchInterrupted(ImaginariumError):
+    """A policy search stopped (Ctrl+C) before its trials ended; its state is saved to resume from."""

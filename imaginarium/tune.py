@@ -1,11 +1,13 @@
 """Ray Tune policy search inside the world model: trials are cheap in imagination, and only the best
 few are then checked on the real task.
 
-Each trial trains a Stable-Baselines3 agent in ``WAMImagined-v0`` and reports, after every chunk of
-steps, its imagined return (rolled from the same real start states as a ranking, optionally less a
+Each trial trains an agent inside the model (a Stable-Baselines3 PPO or SAC agent in ``WAMImagined-v0``,
+or a Dreamer actor-critic on imagined latent trajectories) and reports, after every chunk of
+training, its imagined return (rolled from the same real start states as a ranking, optionally less a
 penalty on the spread across ensemble members); ASHA stops weak trials early. The best ``top_k``
 trials are then ranked inside the model and on the real task (:func:`rank_policies`, on Ray), and the
-validated agent with the best real return is saved as ``best_agent.zip``::
+validated agent with the best real return is saved as ``best_agent.zip`` (``best_agent/`` for
+Dreamer)::
 
     result = run_search("models/pendulum", "sac", samples=16, out="search/pendulum")
 
@@ -15,6 +17,7 @@ validated parameter space (add ``"setup": TrialSetup(...)`` to it).
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from imaginarium.config import load_yaml
-from imaginarium.errors import ImaginariumError
+from imaginarium.errors import ImaginariumError, SearchInterrupted
 
 #: default search spaces: parameter -> {distribution: arguments}
 SEARCH_SPACES: dict[str, dict[str, dict[str, list]]] = {
@@ -41,7 +44,16 @@ SEARCH_SPACES: dict[str, dict[str, dict[str, list]]] = {
         "tau": {"uniform": [0.005, 0.05]},
         "batch_size": {"choice": [64, 128, 256]},
     },
+    "dreamer": {
+        "actor_lr": {"loguniform": [1e-4, 1e-3]},
+        "critic_lr": {"loguniform": [1e-4, 1e-3]},
+        "entropy": {"loguniform": [1e-5, 1e-2]},
+        "horizon": {"choice": [10, 15, 20]},
+    },
 }
+
+#: how much training a trial gets when none is asked: agent steps (PPO, SAC) or updates (Dreamer)
+DEFAULT_STEPS = {"ppo": 20_000, "sac": 20_000, "dreamer": 600}
 
 #: the values each tunable parameter may take: (lowest, highest, whether it must be an integer)
 LIMITS: dict[str, tuple[float, float, bool]] = {
@@ -57,7 +69,17 @@ LIMITS: dict[str, tuple[float, float, bool]] = {
     "train_freq": (1, 1e4, True),
     "gradient_steps": (1, 1e3, True),
     "learning_starts": (0, 1e7, True),
+    "actor_lr": (1e-8, 1.0, False),
+    "critic_lr": (1e-8, 1.0, False),
+    "entropy": (0.0, 1.0, False),
+    "horizon": (1, 1000, True),
+    "lambda_": (0.0, 1.0, False),
+    "hidden": (1, 8192, True),
+    "layers": (1, 16, True),
+    "return_decay": (0.0, 1.0, False),
+    "slow_critic_decay": (0.0, 1.0, False),
 }
+INTEGERS = {name for name, (_, _, integer) in LIMITS.items() if integer}
 TUNABLE = {
     "ppo": {
         "learning_rate",
@@ -70,13 +92,28 @@ TUNABLE = {
         "clip_range",
     },
     "sac": {"learning_rate", "gamma", "tau", "batch_size", "train_freq", "gradient_steps", "learning_starts"},
+    "dreamer": {
+        "actor_lr",
+        "critic_lr",
+        "entropy",
+        "horizon",
+        "gamma",
+        "lambda_",
+        "batch_size",
+        "hidden",
+        "layers",
+        "return_decay",
+        "slow_critic_decay",
+    },
 }
 DISTRIBUTIONS = {"loguniform": 2, "uniform": 2, "randint": 2, "choice": None}
 
 
 @dataclass(frozen=True)
 class TrialSetup:
-    """What every trial shares: the model, the algorithm, and how long and how it is scored."""
+    """What every trial shares: the model, the algorithm, and how long and how it is scored.
+
+    ``steps`` counts agent steps for PPO and SAC, updates for Dreamer."""
 
     model: str
     algo: str
@@ -86,6 +123,10 @@ class TrialSetup:
     starts: int = 32
     uncertainty_penalty: float = 0.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # trials run in their own working folders, so a relative model path is fixed here
+        object.__setattr__(self, "model", str(Path(self.model).resolve()))
 
 
 def search_space(algo: str, overrides: str | Path | dict[str, Any] | None = None) -> dict[str, Any]:
@@ -142,55 +183,101 @@ def _check_values(name: str, kind: str, values: list) -> None:
 
 def imagined_trainable(config: dict[str, Any]) -> None:
     """A Tune function trainable: train ``config["setup"].algo`` in the model with the other keys of
-    ``config`` as its hyperparameters, reporting the imagined score after each chunk of steps."""
-    import stable_baselines3
+    ``config`` as its hyperparameters, reporting the imagined score after each chunk of training.
+
+    Each report carries a checkpoint of the agent, so a restored trial goes on from its last report
+    (``resumed_from`` in the metrics says where)."""
     import torch
     from ray import tune
 
     from imaginarium.dataset import load_dataset
-    from imaginarium.envs.sb3 import imagined_vec_env
     from imaginarium.evaluation import imagined_rollouts, start_states
     from imaginarium.models import load_world_model
-    from imaginarium.policy import SB3Policy
 
     torch.set_num_threads(1)
     setup: TrialSetup = config["setup"]
-    hyperparameters = {key: value for key, value in config.items() if key != "setup"}
-    for key in ("n_steps", "batch_size", "n_epochs", "train_freq", "gradient_steps", "learning_starts"):
-        if key in hyperparameters:
-            hyperparameters[key] = int(hyperparameters[key])
+    hyperparameters = {
+        key: int(value) if key in INTEGERS else value for key, value in config.items() if key != "setup"
+    }
     model = load_world_model(setup.model)
     data = load_dataset((model.card.get("dataset") or {})["path"])
     starts = start_states(data.observations[data.episode_starts[:-1]], setup.starts, setup.seed)
     horizon = int(model.card.get("max_episode_steps") or 1000)
-    venv = imagined_vec_env(
-        setup.model, num_envs=setup.num_envs, observation="decoded", track_uncertainty=False
-    )
-    agent_class = getattr(stable_baselines3, setup.algo.upper())
-    checkpoint = tune.get_checkpoint()
-    done = 0
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            agent = agent_class.load(Path(folder) / "agent.zip", env=venv)
-            done = int((Path(folder) / "steps").read_text())
-    else:
-        agent = agent_class("MlpPolicy", venv, seed=setup.seed, verbose=0, **hyperparameters)
-    chunk = max(1, setup.steps // setup.reports)
-    while done < setup.steps:
-        agent.learn(chunk, reset_num_timesteps=False)
-        done += chunk
-        rollouts = imagined_rollouts(model, SB3Policy.from_agent(agent), starts, horizon, seed=setup.seed)
-        spread = rollouts["member_spread"] or 0.0
-        metrics = {
-            "imagined_return": rollouts["return"]["mean"],
-            "member_spread": spread,
-            "score": rollouts["return"]["mean"] - setup.uncertainty_penalty * spread,
-            "agent_steps": done,
+    work = Path(tempfile.mkdtemp(prefix="imaginarium-trial-"))
+    try:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                shutil.copytree(folder, work, dirs_exist_ok=True)
+        done = int((work / "steps").read_text()) if (work / "steps").is_file() else 0
+        resumed_from = done
+        trial = _DreamerTrial(setup, hyperparameters, work) if setup.algo == "dreamer" else None
+        trial = trial or _SB3Trial(setup, hyperparameters, work)
+        chunk = max(1, setup.steps // setup.reports)
+        while done < setup.steps:
+            total = min(setup.steps, done + chunk)
+            policy = trial.learn(total - done, total)
+            done = total
+            (work / "steps").write_text(str(done))
+            rollouts = imagined_rollouts(model, policy, starts, horizon, seed=setup.seed)
+            spread = rollouts["member_spread"] or 0.0
+            metrics = {
+                "imagined_return": rollouts["return"]["mean"],
+                "member_spread": spread,
+                "score": rollouts["return"]["mean"] - setup.uncertainty_penalty * spread,
+                "agent_steps": done,
+                "resumed_from": resumed_from,
+            }
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class _SB3Trial:
+    """A Stable-Baselines3 agent learning in the imagined vector env; saved as ``agent.zip``."""
+
+    def __init__(self, setup: TrialSetup, hyperparameters: dict[str, Any], work: Path) -> None:
+        import stable_baselines3
+
+        from imaginarium.envs.sb3 import imagined_vec_env
+
+        venv = imagined_vec_env(
+            setup.model, num_envs=setup.num_envs, observation="decoded", track_uncertainty=False
+        )
+        agent_class = getattr(stable_baselines3, setup.algo.upper())
+        self.path = work / "agent.zip"
+        if self.path.is_file():
+            self.agent = agent_class.load(self.path, env=venv)
+        else:
+            self.agent = agent_class("MlpPolicy", venv, seed=setup.seed, verbose=0, **hyperparameters)
+
+    def learn(self, steps: int, total: int) -> Any:
+        from imaginarium.policy import SB3Policy
+
+        self.agent.learn(steps, reset_num_timesteps=False)
+        self.agent.save(self.path)
+        return SB3Policy.from_agent(self.agent)
+
+
+class _DreamerTrial:
+    """A Dreamer actor-critic learning on imagined latent trajectories; its folder is ``agent/``."""
+
+    def __init__(self, setup: TrialSetup, hyperparameters: dict[str, Any], work: Path) -> None:
+        self.setup, self.hyperparameters, self.folder = setup, hyperparameters, work / "agent"
+
+    def learn(self, steps: int, total: int) -> Any:
+        from imaginarium.agents.dreamer import STATE_FILE, DreamerPolicy, train_dreamer
+
+        config = {
+            **self.hyperparameters,
+            "steps": total,
+            "log_every": steps,
+            "checkpoint_every": steps,
+            "seed": self.setup.seed,
         }
-        with tempfile.TemporaryDirectory() as folder:
-            agent.save(Path(folder) / "agent.zip")
-            (Path(folder) / "steps").write_text(str(done))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        resume = (self.folder / STATE_FILE).is_file()
+        train_dreamer(self.setup.model, self.folder, config, resume=resume, progress=False)
+        return DreamerPolicy(self.folder)
 
 
 def run_search(
@@ -198,7 +285,7 @@ def run_search(
     algo: str,
     samples: int,
     out: str | Path,
-    steps: int = 20_000,
+    steps: int | None = None,
     reports: int = 5,
     space: str | Path | dict[str, Any] | None = None,
     top_k: int = 3,
@@ -208,24 +295,40 @@ def run_search(
     address: str | None = None,
     resume: bool = False,
     seed: int = 0,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Search ``samples`` configurations of ``algo`` in the model, then validate the best ``top_k``.
 
     Writes ``OUT/search`` (Tune's own experiment folder, which ``resume`` restores), ``OUT/tune.json``,
-    ``OUT/tune.md``, and the chosen agent ``OUT/best_agent.zip``.
+    ``OUT/tune.md``, and the chosen agent ``OUT/best_agent.zip`` (a folder, ``best_agent/``, for
+    Dreamer). A trial that crashes is recorded with its error and the others go on.
+
+    :param steps: training per trial: agent steps for PPO and SAC, updates for Dreamer
+        (default :data:`DEFAULT_STEPS`).
+    :param callbacks: Ray Tune callbacks (loggers, your own hooks) for the search; a resumed search
+        keeps the ones it started with.
+    :raises SearchInterrupted: the search was stopped (Ctrl+C) before every trial ended; its state is
+        saved, and ``resume=True`` goes on from there.
     """
-    from imaginarium.models.checkpoint import read_card
+    import gymnasium as gym
+
+    from imaginarium.models.checkpoint import read_card, spaces_from_card
     from imaginarium.ranking import keep_local_ray_on_loopback, rank_policies, start_ray
 
     keep_local_ray_on_loopback(address)  # before the first import of Ray, below and in search_space
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    steps = DEFAULT_STEPS.get(algo, 1) if steps is None else steps
     if samples < 1 or top_k < 1 or steps < 1 or reports < 1:
         raise ImaginariumError("samples, top_k, steps and reports must be positive")
     param_space = search_space(algo, space)  # refused here, before Ray or any trial starts
     card = read_card(model)
     task = card.get("task")
+    if algo == "sac" and not isinstance(spaces_from_card(card)[1], gym.spaces.Box):
+        raise ImaginariumError(
+            f"SAC needs continuous (Box) actions; the model at {str(model)!r} has discrete ones"
+        )
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     setup = TrialSetup(
@@ -254,9 +357,20 @@ def run_search(
                     name="search",
                     verbose=0,
                     failure_config=tune.FailureConfig(max_failures=0),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=[*(callbacks or []), _unfinished_tracker(out)],
                 ),
             )
+        (out / UNFINISHED_FILE).unlink(missing_ok=True)
         grid = tuner.fit()
+        unfinished = (
+            json.loads((out / UNFINISHED_FILE).read_text()) if (out / UNFINISHED_FILE).is_file() else []
+        )
+        if unfinished:
+            raise SearchInterrupted(
+                f"the search stopped with {len(unfinished)} of {len(grid)} trials unfinished; its state is "
+                f"saved in {str(out / 'search')!r}: run it again with resume to go on"
+            )
         trials = []
         for index, trial in enumerate(grid):
             entry = {
@@ -266,14 +380,12 @@ def run_search(
                 "score": (trial.metrics or {}).get("score"),
                 "imagined_return": (trial.metrics or {}).get("imagined_return"),
                 "agent_steps": (trial.metrics or {}).get("agent_steps"),
+                "resumed_from": (trial.metrics or {}).get("resumed_from"),
                 "agent": None,
             }
             if trial.checkpoint is not None and not trial.error:
                 with trial.checkpoint.as_directory() as folder:
-                    agent = out / "agents" / f"trial_{index}.zip"
-                    agent.parent.mkdir(exist_ok=True)
-                    shutil.copy2(Path(folder) / "agent.zip", agent)
-                    entry["agent"] = str(agent)
+                    entry["agent"] = str(_keep_agent(Path(folder), out / "agents" / f"trial_{index}"))
             trials.append(entry)
         scored = sorted(
             (t for t in trials if t["agent"] and t["score"] is not None), key=lambda t: -t["score"]
@@ -296,7 +408,7 @@ def run_search(
             else (best[0] if best else None)
         )
         if chosen is not None:
-            shutil.copy2(chosen["agent"], out / "best_agent.zip")
+            best_agent = _keep_agent(Path(chosen["agent"]), out / "best_agent")
     finally:
         if started_ray:
             ray.shutdown()
@@ -311,15 +423,57 @@ def run_search(
         "first_by_imagined_score": best[0]["trial"] if best else None,
         "chosen": chosen["trial"] if chosen else None,
         "metrics": validation["metrics"] if validation else None,
-        "best_agent": str(out / "best_agent.zip") if chosen else None,
+        "best_agent": str(best_agent) if chosen else None,
     }
     _write_reports(out, report)
     return report
 
 
-def _write_reports(out: Path, report: dict[str, Any]) -> None:
+UNFINISHED_FILE = "unfinished.json"
+
+
+def _unfinished_tracker(out: Path) -> Any:
+    """A Tune callback that keeps ``OUT/unfinished.json`` listing the trials not ended yet, after each
+    step of the search. Tune marks the running trials of an interrupted search as ended when it cleans
+    up, so this file is how an interruption is told from a finished search (also after a restore,
+    which brings back an unpickled copy of the callback)."""
     import json
 
+    from ray.tune import Callback
+    from ray.tune.experiment import Trial
+
+    class UnfinishedTrials(Callback):
+        def __init__(self, path: Path) -> None:
+            self.path, self.last = path, None
+
+        def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+            ended = (Trial.TERMINATED, Trial.ERROR)
+            unfinished = [trial.trial_id for trial in trials if trial.status not in ended]
+            if unfinished != self.last:
+                self.path.write_text(json.dumps(unfinished))
+                self.last = unfinished
+
+    return UnfinishedTrials(out / UNFINISHED_FILE)
+
+
+def _keep_agent(source: Path, destination: Path) -> Path:
+    """Copy a trial's agent (``agent.zip`` or a Dreamer ``agent/`` folder, found in ``source`` or being
+    ``source``) to ``destination`` plus its suffix; returns the copy's path."""
+    if source.is_dir() and (source / "agent.zip").is_file():
+        source = source / "agent.zip"
+    elif source.is_dir() and (source / "agent").is_dir():
+        source = source / "agent"
+    if source.is_dir():
+        shutil.rmtree(destination, ignore_errors=True)
+        shutil.copytree(source, destination, ignore=shutil.ignore_patterns("tb", "training_state.pt"))
+        return destination
+    destination = destination.with_suffix(".zip")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, destination)
+    return destination
+
+
+def _write_reports(out: Path, report: dict[str, Any]) -> None:
     (out / "tune.json").write_text(json.dumps(report, indent=2, default=str))
     lines = [
         f"# Tune search: {report['algo']} on {report['task']}",
