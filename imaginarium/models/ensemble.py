@@ -128,16 +128,52 @@ class EnsembleModel(WorldModel):
 
         :param members: which members' weights to use (default all); ``E`` must match it.
         """
-        x = self.input_norm(torch.cat([observations, encoded_actions], dim=-1))
-        for layer in self.net:
-            if isinstance(layer, EnsembleLinear) and members is not None:
-                x = torch.baddbmm(layer.bias[members], x, layer.weight[members])
-            else:
-                x = layer(x)
-        mean, logvar = x.chunk(2, dim=-1)
+        inputs = self.input_norm(torch.cat([observations, encoded_actions], dim=-1))
+        return self._gaussian(self._forward(inputs, members))
+
+    def _forward(self, x: torch.Tensor, members: torch.Tensor | None) -> torch.Tensor:
+        """The members' raw outputs ``(E, B, 2·(D + 1))`` for normalised inputs ``(E, B, ·)``."""
+        if members is None:
+            layers = [(layer.weight, layer.bias) for layer in self.net if isinstance(layer, EnsembleLinear)]
+        elif members is self.elite_indices and not torch.is_grad_enabled():
+            layers = self._elite_layers()
+        else:
+            layers = [
+                (layer.weight[members], layer.bias[members])
+                for layer in self.net
+                if isinstance(layer, EnsembleLinear)
+            ]
+        for index, (weight, bias) in enumerate(layers):
+            x = torch.baddbmm(bias, x, weight)
+            if index < len(layers) - 1:
+                x = nn.functional.silu(x, inplace=True)
+        return x
+
+    def _gaussian(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw outputs -> ``(mean, logvar)``, the log-variance softly held inside its learned bounds."""
+        mean, logvar = raw.chunk(2, dim=-1)
         logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - logvar)
         logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
         return mean, logvar
+
+    def _elite_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The elites' weights and biases, gathered once into contiguous tensors and reused for every
+        imagined step until a parameter or the elite set changes (their version counters say so)."""
+        tensors = [*self.net.parameters(), self.elite_indices]
+        key = tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
+        cached = getattr(self, "_elite_cache", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                layers = [
+                    (
+                        layer.weight[self.elite_indices].contiguous(),
+                        layer.bias[self.elite_indices].contiguous(),
+                    )
+                    for layer in self.net
+                    if isinstance(layer, EnsembleLinear)
+                ]
+            cached = self._elite_cache = (key, layers)
+        return cached[1]
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Gaussian NLL over the window, each member on its own slice of the batch.
@@ -266,12 +302,10 @@ class EnsembleModel(WorldModel):
             else:
                 mean, logvar = mean.mean(0), None
         else:
-            dealt, valid, members = self._deal(batch, pinned, generator)
-            dealt_mean, dealt_logvar = self._predict(observations[dealt], encoded[dealt], members)
-            mean = dealt_mean.new_empty(batch, dealt_mean.shape[-1])
-            logvar = dealt_logvar.new_empty(batch, dealt_logvar.shape[-1])
-            mean[dealt[valid]] = dealt_mean[valid]
-            logvar[dealt[valid]] = dealt_logvar[valid]
+            rows, slots = self._deal(batch, pinned, generator)
+            inputs = self.input_norm(torch.cat([observations, encoded], dim=-1))
+            raw = self._forward(inputs[rows].view(count, len(rows) // count, -1), elites)
+            mean, logvar = self._gaussian(raw.view(len(rows), -1)[slots])
         if sample:
             noise = torch.randn(mean.shape, generator=generator, device=device, dtype=mean.dtype)
             prediction = mean + torch.exp(0.5 * logvar) * noise
@@ -308,30 +342,34 @@ class EnsembleModel(WorldModel):
 
     def _deal(
         self, batch: int, pinned: torch.Tensor | None, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rows for each elite to run, ``(E, P)`` indices with a validity mask, and the elites in order.
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which row each elite runs, and where each row's prediction lands.
 
-        Unpinned rows are shuffled and dealt out evenly, the elites in random order; pinned rows go to
-        their own elite. Groups are padded to the largest with row 0, masked out.
+        The elites get ``P`` slots each (``P`` the largest group), slot ``s`` belonging to elite
+        ``s // P``. Returns ``rows`` ``(E·P,)``, the row each slot computes (spare slots repeat a row and
+        are ignored), and ``slots`` ``(batch,)``, the slot holding each row. Unpinned rows take uniformly
+        random slots (a random permutation), so each row's elite is uniform and the groups are even;
+        pinned rows take slots of their own elite.
         """
         device = self.elite_indices.device
         count = len(self.elite_indices)
         if pinned is None:
-            order = torch.randperm(batch, device=device, generator=generator)
-            members = self.elite_indices[torch.randperm(count, device=device, generator=generator)]
-            counts = torch.full((count,), batch // count, device=device)
-            counts[: batch % count] += 1
-        else:
-            order = torch.argsort(pinned, stable=True)
-            members = self.elite_indices
-            counts = torch.bincount(pinned, minlength=count)
+            per_member = -(-batch // count)
+            permutation = torch.randperm(count * per_member, device=device, generator=generator)
+            slots = torch.empty_like(permutation)
+            slots[permutation] = torch.arange(len(permutation), device=device)
+            return permutation.clamp(max=batch - 1), slots[:batch]
+        order = torch.argsort(pinned, stable=True)
+        counts = torch.bincount(pinned, minlength=count)
         per_member = int(counts.max())
         starts = torch.cumsum(counts, 0) - counts
-        offsets = torch.arange(per_member, device=device)
-        valid = offsets[None] < counts[:, None]
-        positions = (starts[:, None] + offsets[None]).clamp(max=batch - 1)
-        dealt = torch.where(valid, order[positions], torch.zeros_like(positions))
-        return dealt, valid, members
+        # the k-th row of elite e (in order) sits in slot e·P + k
+        rank = torch.arange(batch, device=device) - starts[pinned[order]]
+        slots = torch.empty_like(order)
+        slots[order] = pinned[order] * per_member + rank
+        rows = torch.zeros(count * per_member, dtype=torch.long, device=device)
+        rows[slots] = torch.arange(batch, device=device)
+        return rows, slots
 
     def decode(self, state: State) -> torch.Tensor:
         return state["observation"]

@@ -112,3 +112,28 @@ def test_pinned_samples_keep_their_member_step_after_step(
             state = out.state
     with pytest.raises(Exception, match="indices in 0.."):
         model.pin_members(state, torch.full((2 * count,), count))
+
+
+def test_the_fast_path_follows_weight_and_elite_changes(near_deterministic: EnsembleModel) -> None:
+    """Imagination reuses the elites' gathered weights; an optimizer step or a new elite set must be
+    seen by the next step, exactly as a fresh gather would see it."""
+    model = near_deterministic
+    state = model.initial_state(torch.randn(40, model.obs_dim))
+    actions = torch.rand(40, model.action_dim) * 4 - 2
+
+    def imagine(fresh: bool) -> torch.Tensor:
+        if fresh:
+            model.__dict__.pop("_elite_cache", None)
+        with torch.inference_mode():
+            generator = torch.Generator().manual_seed(0)
+            return model.step(state, actions, uncertainty=False, generator=generator).state["observation"]
+
+    before = imagine(fresh=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    (model.net[0].weight ** 2).sum().backward()
+    optimizer.step()
+    after = imagine(fresh=False)
+    assert not torch.equal(before, after) and torch.equal(after, imagine(fresh=True))
+    elites = torch.tensor([0, 1, 2, 3, 4])[: len(model.elite_indices)]
+    model.load_state_dict({**model.state_dict(), "elite_indices": elites})
+    assert torch.equal(imagine(fresh=False), imagine(fresh=True))
