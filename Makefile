@@ -50,7 +50,7 @@ test: test-system-deps $(STAMP)
 	$(VENV)/bin/pytest -m "not slow" -q
 
 bench: $(STAMP)
-	@set -e; for script in experiments/bench_*.py; do echo "== $$script"; $(PY) $$script; done
+	$(PY) experiments/bench.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

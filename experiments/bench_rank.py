@@ -1,12 +1,13 @@
-"""Ranking speed (issue #6): 20 policies × 64 starts × 200 imagined steps on Ray with 1 and 2 workers,
-beside evaluating the same policies for the same number of real episodes.
+"""Ranking speed (issues #6, #9): 20 policies × 64 starts × 200 imagined steps on Ray with 1 and 2
+workers, beside evaluating the same policies for the same number of real episodes (each at most the
+same 200 steps) in one process.
 
-Policies: the pendulum zoo of ``experiments/zoo.py`` (14 checkpoints), the random policy, and the
-best checkpoint with five levels of action noise. The model is the pendulum ensemble of
-``experiments/fidelity_study.py`` (made if missing). Times are wall-clock of the whole call, Ray
+Policies: the task's zoo of ``experiments/zoo.py`` (its checkpoints), the random policy, and the
+last SAC checkpoint with levels of action noise, 20 in all. The model is the task's ensemble of
+``experiments/ranking_study.py`` (made if missing). Times are wall-clock of the whole call, Ray
 start-up included (measured on its own too).
 
-    python experiments/bench_rank.py [--starts 64] [--horizon 200]
+    python experiments/bench_rank.py [--task hopper] [--starts 64] [--horizon 200]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from imaginarium.ranking import rank_policies
 
 @dataclass(frozen=True)
 class Config:
+    task: str = "hopper"
     starts: int = 64
     horizon: int = 200
     out: str = "experiments/results/bench_rank.json"
@@ -35,11 +37,11 @@ class Config:
 
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
-    model = model_for("pendulum", StudyConfig())
-    checkpoints = [str(path) for path in zoo("pendulum")]
-    best = next(path for path in checkpoints if path.endswith("sac_12000_steps.zip"))
-    policies = checkpoints + ["random"] + [f"sb3:{best}@noise={noise}" for noise in (0.1, 0.3, 0.5, 0.7, 0.9)]
-    policies = policies[:20]
+    model = model_for(config.task, StudyConfig())
+    checkpoints = [str(path) for path in zoo(config.task)]
+    sac = sorted((path for path in checkpoints if "sac_" in path), key=lambda path: int(path.split("_")[-2]))
+    noisy = [f"sb3:{sac[-1]}@noise={noise}" for noise in (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)]
+    policies = (checkpoints + ["random"] + noisy)[:20]
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
@@ -61,11 +63,12 @@ def main() -> None:
         e["imagined_return"] for e in results[2]["policies"]
     ]
 
-    task = get_task("pendulum")
-    started = time.perf_counter()
+    task = get_task(config.task)
+    started, real_steps = time.perf_counter(), 0
     for source in policies:
         policy = load_policy(source, task.observation_space, task.action_space)
-        real_rollouts(task, policy, config.starts, seed=0, max_episode_steps=config.horizon)
+        rollouts = real_rollouts(task, policy, config.starts, seed=0, max_episode_steps=config.horizon)
+        real_steps += int(round(rollouts["length"] * config.starts))
     real_seconds = time.perf_counter() - started
     print(
         f"real, the same {len(policies)} policies × {config.starts} episodes, one process: {real_seconds:.1f} s"
@@ -79,10 +82,13 @@ def main() -> None:
         "speedup_2_over_1": timings[1] / timings[2],
         "ray_startup_seconds": ray_startup,
         "real_seconds": real_seconds,
+        "real_steps": real_steps,
+        "imagined_speedup_over_real_2_workers": real_seconds / timings[2],
         "same_results_1_and_2_workers": same,
         "imagined_steps": len(policies) * config.starts * config.horizon,
     }
     print(f"speed-up of 2 workers over 1: {figures['speedup_2_over_1']:.2f}; same results: {same}")
+    print(f"2 workers against real {config.task}: {figures['imagined_speedup_over_real_2_workers']:.1f}×")
     write_report(config.out, {"benchmark": "rank", "config": asdict(config), "machine": machine(), **figures})
 
 
