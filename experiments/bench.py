@@ -109,9 +109,16 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
         over_real = report["imagined_speedup_over_real_2_workers"]
         rows.append(figure(f"rank {report['policies']} policies × {report['starts']} × {report['horizon']} "
                            f"({task}), 2 workers", report["imagined_seconds_2_workers"], "s", over_real,
-                           f"real {task} time for the same episodes (÷ this)", "≥ 10", over_real >= 10))  # fmt: skip
+                           f"real {task} time, same number of whole episodes (÷ this)", "≥ 10", over_real >= 10))  # fmt: skip
+        capped = report["imagined_speedup_over_real_capped_2_workers"]
+        rows.append(figure("rank, against real episodes cut at the same horizon", report["imagined_seconds_2_workers"],
+                           "s", capped, f"real {task} time, episodes ≤ {report['horizon']} steps (÷ this)"))  # fmt: skip
         speedup = report["speedup_2_over_1"]
-        rows.append(figure("rank: 2 Ray workers over 1", speedup, "×", target="≥ 1.6", met=speedup >= 1.6))
+        rows.append(figure("rank: 2 Ray workers over 1, Ray started by the call", speedup, "×",
+                           target="≥ 1.6", met=speedup >= 1.6))  # fmt: skip
+        warm = report["warm_speedup_2_over_1"]
+        rows.append(figure("rank: 2 Ray workers over 1, Ray already running", warm, "×",
+                           target="≥ 1.6", met=warm >= 1.6))  # fmt: skip
     return rows
 
 

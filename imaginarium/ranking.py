@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from imaginarium.errors import ImaginariumError
-from imaginarium.metrics import ranking_metrics
 
 #: a policy is flagged when more than this share of its imagined states lie outside the model's data
 OUTSIDE_FRACTION_WARNING = 0.2
@@ -141,38 +140,52 @@ def rank_policies(
         raise ImaginariumError("no policies to rank")
     if starts < 1 or real_episodes < 1:
         raise ImaginariumError(f"starts and real episodes must be positive, got {starts} and {real_episodes}")
-    world_model = load_world_model(model) if isinstance(model, str | Path) else model
-    world_model = world_model.cpu().eval()
-    card = getattr(world_model, "card", {}) or {}
-    data_path = dataset or (card.get("dataset") or {}).get("path")
-    if data_path is None:
-        raise ImaginariumError("the model card names no dataset; give dataset= for the start states")
-    data = load_dataset(data_path)
-    initial = data.observations[data.episode_starts[:-1]]
-    start_observations = start_states(initial, starts, seed)
-    time_limit = int(card.get("max_episode_steps") or 1000)
-    horizon = int(horizon or time_limit)
-    if horizon < 1:
-        raise ImaginariumError(f"horizon must be positive, got {horizon}")
-    real = None
-    if real_env is not None:
-        from imaginarium.envs.suite import get_task
+    started_here = False
+    if workers != 0:  # Ray starts first, and its workers import while the data below loads
+        started_here = start_ray(workers, address)
+        _warm_workers()
+    try:
+        world_model = load_world_model(model) if isinstance(model, str | Path) else model
+        world_model = world_model.cpu().eval()
+        card = getattr(world_model, "card", {}) or {}
+        data_path = dataset or (card.get("dataset") or {}).get("path")
+        if data_path is None:
+            raise ImaginariumError("the model card names no dataset; give dataset= for the start states")
+        data = load_dataset(data_path)
+        initial = data.observations[data.episode_starts[:-1]]
+        start_observations = start_states(initial, starts, seed)
+        time_limit = int(card.get("max_episode_steps") or 1000)
+        horizon = int(horizon or time_limit)
+        if horizon < 1:
+            raise ImaginariumError(f"horizon must be positive, got {horizon}")
+        real = None
+        if real_env is not None:
+            from imaginarium.envs.suite import get_task
 
-        get_task(real_env).check_spaces(world_model.observation_space, world_model.action_space, "the model")
-        real = {"env": real_env, "episodes": real_episodes}
-    sources = [str(source) for source in policies]
-    known = KnownStates(data.observations, seed=seed)
-    started = time.perf_counter()
-    if workers == 0:
-        entries = [
-            _evaluate_policy(world_model, source, start_observations, horizon, seed, allow_code, real, known)
-            for source in _progress(sources, progress)
-        ]
-    else:
-        entries = _evaluate_on_ray(
-            world_model, sources, start_observations, horizon, seed, allow_code, real, known,
-            workers, address, retries, progress,
-        )  # fmt: skip
+            get_task(real_env).check_spaces(
+                world_model.observation_space, world_model.action_space, "the model"
+            )
+            real = {"env": real_env, "episodes": real_episodes}
+        sources = [str(source) for source in policies]
+        known = KnownStates(data.observations, seed=seed)
+        started = time.perf_counter()
+        if workers == 0:
+            entries = [
+                _evaluate_policy(
+                    world_model, source, start_observations, horizon, seed, allow_code, real, known
+                )
+                for source in _progress(sources, progress)
+            ]
+        else:
+            entries = _evaluate_on_ray(
+                world_model, sources, start_observations, horizon, seed, allow_code, real, known,
+                retries, progress,
+            )  # fmt: skip
+    finally:
+        if started_here:
+            import ray
+
+            ray.shutdown()
     result = _assemble(entries, known.threshold)
     result["settings"] = {
         "starts": starts,
@@ -209,50 +222,63 @@ def _evaluate_on_ray(
     allow_code: bool,
     real: dict[str, Any] | None,
     known: Any,
-    workers: int | None,
-    address: str | None,
     retries: int,
     progress: bool,
 ) -> list[dict[str, Any]]:
-    started_here = start_ray(workers, address)  # before importing Ray: it reads the loopback setting then
+    """Each policy one retried Ray task (Ray already started by :func:`rank_policies`)."""
     import ray
 
-    try:
-        remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_evaluate_policy)
-        model_ref, starts_ref = ray.put(model), ray.put(starts)
-        pending = {
-            remote.remote(model_ref, source, starts_ref, horizon, seed, allow_code, real, known): index
-            for index, source in enumerate(sources)
-        }
-        entries: list[dict[str, Any] | None] = [None] * len(sources)
-        bar = None
-        if progress:
-            from rich.progress import Progress
+    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_evaluate_policy)
+    model_ref, starts_ref, known_ref = ray.put(model), ray.put(starts), ray.put(known)
+    pending = {
+        remote.remote(model_ref, source, starts_ref, horizon, seed, allow_code, real, known_ref): index
+        for index, source in enumerate(sources)
+    }
+    entries: list[dict[str, Any] | None] = [None] * len(sources)
+    bar = None
+    if progress:
+        from rich.progress import Progress
 
-            bar = Progress()
-            bar.start()
-            task_id = bar.add_task("policies", total=len(sources))
-        try:
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                index = pending.pop(done[0])
-                try:
-                    entries[index] = ray.get(done[0])
-                except Exception as error:  # the worker died more often than Ray retries
-                    entries[index] = {
-                        "name": sources[index],
-                        "path": sources[index],
-                        "error": f"worker failed after {retries} retries: {type(error).__name__}: {error}",
-                    }
-                if bar is not None:
-                    bar.advance(task_id)
-        finally:
+        bar = Progress()
+        bar.start()
+        task_id = bar.add_task("policies", total=len(sources))
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            index = pending.pop(done[0])
+            try:
+                entries[index] = ray.get(done[0])
+            except Exception as error:  # the worker died more often than Ray retries
+                entries[index] = {
+                    "name": sources[index],
+                    "path": sources[index],
+                    "error": f"worker failed after {retries} retries: {type(error).__name__}: {error}",
+                }
             if bar is not None:
-                bar.stop()
-        return [entry for entry in entries if entry is not None]
+                bar.advance(task_id)
     finally:
-        if started_here:
-            ray.shutdown()
+        if bar is not None:
+            bar.stop()
+    return [entry for entry in entries if entry is not None]
+
+
+def _warm_workers() -> None:
+    """Have each Ray CPU import what a ranking task needs (torch, SB3, the simulators), without waiting:
+    the imports then overlap the driver's loading of the model and data instead of delaying the first
+    policies."""
+    import ray
+
+    warm = ray.remote(num_cpus=1)(_import_task_modules)
+    for _ in range(max(1, int(ray.available_resources().get("CPU", 1)))):
+        warm.remote()
+
+
+def _import_task_modules() -> None:
+    import stable_baselines3  # noqa: F401  (most candidate policies are SB3 checkpoints)
+
+    import imaginarium.agents.policies  # noqa: F401
+    import imaginarium.envs.suite  # noqa: F401
+    import imaginarium.evaluation  # noqa: F401
 
 
 def _assemble(entries: list[dict[str, Any]], reference: float | None) -> dict[str, Any]:
@@ -272,5 +298,7 @@ def _assemble(entries: list[dict[str, Any]], reference: float | None) -> dict[st
     if len(with_real) >= 2:
         true = [entry["real_return"]["mean"] for entry in with_real]
         if np.ptp(true) > 0:
+            from imaginarium.metrics import ranking_metrics  # scipy: the driver needs it, workers do not
+
             metrics = ranking_metrics([entry["imagined_return"]["mean"] for entry in with_real], true)
     return {"policies": ranked + failed, "metrics": metrics, "outside_threshold": reference}
