@@ -68,6 +68,31 @@ def main() -> None:
         warm[workers] = time.perf_counter() - started
         ray.shutdown()
         print(f"imagined, {workers} Ray worker(s), Ray already running: {warm[workers]:.1f} s")
+    screening = {}  # members="one": every start once, a member drawn each step
+    started = time.perf_counter()
+    rank_policies(
+        model,
+        policies,
+        starts=config.starts,
+        horizon=config.horizon,
+        workers=2,
+        progress=False,
+        members="one",
+    )
+    screening["cold_2"] = time.perf_counter() - started
+    for workers in (1, 2):
+        ray.init(num_cpus=workers, include_dashboard=False, logging_level="warning", log_to_driver=False)
+        rank_policies(model, policies[:2], starts=4, horizon=10, progress=False, members="one")
+        started = time.perf_counter()
+        rank_policies(
+            model, policies, starts=config.starts, horizon=config.horizon, progress=False, members="one"
+        )
+        screening[f"warm_{workers}"] = time.perf_counter() - started
+        ray.shutdown()
+    print(
+        f"screening (members=one): 2 workers {screening['cold_2']:.1f} s with Ray started by the call; "
+        f"Ray running: 1 worker {screening['warm_1']:.1f} s, 2 workers {screening['warm_2']:.1f} s"
+    )
     same = [e["imagined_return"] for e in results[1]["policies"]] == [
         e["imagined_return"] for e in results[2]["policies"]
     ]
@@ -103,6 +128,12 @@ def main() -> None:
         "real_capped_steps": real["capped"]["steps"],
         "imagined_speedup_over_real_2_workers": real["full"]["seconds"] / timings[2],
         "imagined_speedup_over_real_capped_2_workers": real["capped"]["seconds"] / timings[2],
+        "warm_imagined_speedup_over_real_2_workers": real["full"]["seconds"] / warm[2],
+        "screening_seconds_2_workers": screening["cold_2"],
+        "screening_warm_seconds_1_worker": screening["warm_1"],
+        "screening_warm_seconds_2_workers": screening["warm_2"],
+        "screening_speedup_over_real_2_workers": real["full"]["seconds"] / screening["cold_2"],
+        "screening_warm_speedup_over_real_2_workers": real["full"]["seconds"] / screening["warm_2"],
         "same_results_1_and_2_workers": same,
         "imagined_steps": len(policies) * config.starts * config.horizon,
     }

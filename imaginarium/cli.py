@@ -196,6 +196,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         seed=args.seed,
         allow_code=args.allow_code,
         progress=not args.no_progress,
+        members=args.members,
     )
     paths = write_report(result, args.report, model_dir=args.model, videos=args.videos)
     print(markdown_report(result))
@@ -439,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--real-episodes", type=int, default=20)
     rank.add_argument("--starts", type=int, default=64, help="real start states every policy is rolled from")
     rank.add_argument("--horizon", type=int, help="steps per rollout (default: the task's time limit)")
+    rank.add_argument(
+        "--members",
+        choices=("each", "one"),
+        default="each",
+        help="roll each start once per ensemble member, measuring their spread (each), or once with a "
+        "member drawn every step, a 1/members of the work for screening many policies (one)",
+    )
     rank.add_argument("--data", help="dataset for start states (default: the model's own)")
     rank.add_argument("--workers", type=int, help="local Ray CPUs (default all; 0 runs in this process)")
     rank.add_argument("--address", help="join the Ray cluster at this address")

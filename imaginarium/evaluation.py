@@ -131,10 +131,14 @@ def imagined_rollouts(
     seed: int = 0,
     termination: bool = True,
     known_states: KnownStates | None = None,
+    members: str = "each",
 ) -> dict[str, Any]:
     """Roll ``policy`` from each of ``starts`` ``(K, D)`` for up to ``horizon`` steps in ``model``.
 
     :param termination: weight rewards by the continue head (``False``: run every step of ``horizon``).
+    :param members: ``"each"`` rolls every start once per member of an ensemble (pinned), so their
+        spread is measured; ``"one"`` rolls every start once, each step drawing one member (a
+        ``1/members`` of the work, for screening many policies; no spread or uncertainty then).
     :param known_states: the states of the model's data; ``outside_fraction`` is then the share of
         imagined states (a sample of them) farther from every data state than real held-out states are.
     :returns: ``return`` (bootstrap CI over starts of the member-averaged return), ``member_returns``
@@ -143,8 +147,12 @@ def imagined_rollouts(
         in feature units; the family's own uncertainty with one member), ``length`` (expected
         steps), ``per_start`` returns, and ``diverged`` (rollouts whose state became non-finite).
     """
+    if members not in ("each", "one"):
+        raise ImaginariumError(f"members must be 'each' or 'one', got {members!r}")
     device = model.device
-    members = model.rollout_members
+    each = members == "each"
+    members = model.rollout_members if each else 1
+    measured = each or model.rollout_members == 1  # one member of an ensemble measures no uncertainty
     count = len(starts)
     batch = members * count
     observations = torch.as_tensor(np.repeat(starts[None], members, 0).reshape(batch, -1), device=device)
@@ -168,13 +176,17 @@ def imagined_rollouts(
         decoded = torch.clamp(model.decode(state), low, high).float().cpu().numpy()
         actions = _check_policy_actions(model.action_space, policy.act(decoded), batch)
         out = model.step(
-            state, torch.as_tensor(actions, device=device), uncertainty=members == 1, generator=generator
+            state,
+            torch.as_tensor(actions, device=device),
+            uncertainty=members == 1 and measured,
+            generator=generator,
         )
         finite = torch.isfinite(out.reward) & torch.isfinite(model.decode(out.state)).all(-1)
         diverged |= ~finite & (alive > 0)
         alive = torch.where(finite, alive, torch.zeros_like(alive))
         returns += (alive * torch.nan_to_num(out.reward)).double()
-        uncertainty += alive * torch.nan_to_num(_disagreement(model, out, members, count))
+        if measured:
+            uncertainty += alive * torch.nan_to_num(_disagreement(model, out, members, count))
         if known_states is not None:
             running = watched[alive[watched] > 0.5]
             visited.append(model.decode(out.state)[running].float())
@@ -198,7 +210,7 @@ def imagined_rollouts(
         "member_returns": member_means.tolist(),
         "member_spread": float(member_means.std()) if members > 1 else None,
         "success": float(success.mean()),
-        "uncertainty": float((uncertainty / length.clamp_min(1)).mean()),
+        "uncertainty": float((uncertainty / length.clamp_min(1)).mean()) if measured else None,
         "outside_fraction": known_states.outside_fraction(torch.cat(visited), seed) if known_states else None,
         "length": float(length.mean()),
         "diverged": int(diverged.sum()),

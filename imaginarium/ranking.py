@@ -38,6 +38,7 @@ def _evaluate_policy(
     allow_code: bool,
     real: dict[str, Any] | None,
     known_states: Any = None,
+    members: str = "each",
 ) -> dict[str, Any]:
     """One policy, imagined (and real): never raises, a failure is returned with its error."""
     import torch
@@ -53,7 +54,9 @@ def _evaluate_policy(
         policy = load_policy(
             source, model.observation_space, model.action_space, seed=seed, allow_code=allow_code
         )
-        imagined = imagined_rollouts(model, policy, starts, horizon, seed=seed, known_states=known_states)
+        imagined = imagined_rollouts(
+            model, policy, starts, horizon, seed=seed, known_states=known_states, members=members
+        )
         entry.update(
             imagined_return=imagined["return"],
             imagined_success=imagined["success"],
@@ -121,6 +124,7 @@ def rank_policies(
     allow_code: bool = False,
     retries: int = 3,
     progress: bool = True,
+    members: str = "each",
 ) -> dict[str, Any]:
     """Rank ``policies`` by their imagined return in ``model`` (a model folder or object).
 
@@ -129,6 +133,8 @@ def rank_policies(
     :param real_env: a task name or Gymnasium id to also run ``real_episodes`` real episodes per policy.
     :param workers: Ray CPUs to use locally (default all); ``0`` runs everything in this process.
     :param address: join the Ray cluster at this address instead of starting one.
+    :param members: ``"each"`` rolls every start once per ensemble member (their spread measured);
+        ``"one"`` once, a member drawn each step: a ``1/members`` of the work, for screening.
     :returns: ``{"policies": [...], "metrics": {...} | None, "settings": {...}}``, policies ordered by
         imagined return (failed ones last).
     """
@@ -140,6 +146,8 @@ def rank_policies(
         raise ImaginariumError("no policies to rank")
     if starts < 1 or real_episodes < 1:
         raise ImaginariumError(f"starts and real episodes must be positive, got {starts} and {real_episodes}")
+    if members not in ("each", "one"):
+        raise ImaginariumError(f"members must be 'each' or 'one', got {members!r}")
     started_here = False
     if workers != 0:  # Ray starts first, and its workers import while the data below loads
         started_here = start_ray(workers, address)
@@ -172,14 +180,14 @@ def rank_policies(
         if workers == 0:
             entries = [
                 _evaluate_policy(
-                    world_model, source, start_observations, horizon, seed, allow_code, real, known
+                    world_model, source, start_observations, horizon, seed, allow_code, real, known, members
                 )
                 for source in _progress(sources, progress)
             ]
         else:
             entries = _evaluate_on_ray(
                 world_model, sources, start_observations, horizon, seed, allow_code, real, known,
-                retries, progress,
+                members, retries, progress,
             )  # fmt: skip
     finally:
         if started_here:
@@ -197,6 +205,7 @@ def rank_policies(
         "seed": seed,
         "allow_code": allow_code,
         "workers": workers,
+        "members": members,
         "seconds": time.perf_counter() - started,
         "model": str(model) if isinstance(model, str | Path) else None,
         "task": card.get("task"),
@@ -222,6 +231,7 @@ def _evaluate_on_ray(
     allow_code: bool,
     real: dict[str, Any] | None,
     known: Any,
+    members: str,
     retries: int,
     progress: bool,
 ) -> list[dict[str, Any]]:
@@ -231,7 +241,9 @@ def _evaluate_on_ray(
     remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_evaluate_policy)
     model_ref, starts_ref, known_ref = ray.put(model), ray.put(starts), ray.put(known)
     pending = {
-        remote.remote(model_ref, source, starts_ref, horizon, seed, allow_code, real, known_ref): index
+        remote.remote(
+            model_ref, source, starts_ref, horizon, seed, allow_code, real, known_ref, members
+        ): index
         for index, source in enumerate(sources)
     }
     entries: list[dict[str, Any] | None] = [None] * len(sources)

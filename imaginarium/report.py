@@ -114,7 +114,7 @@ def _rows(result: dict[str, Any]) -> list[dict[str, str]]:
                 "success": _number(entry.get("imagined_success")),
                 "real": _interval(entry.get("real_return")),
                 "real_success": _number(entry.get("real_success")),
-                "uncertainty": f"{entry['uncertainty']:.3g}",
+                "uncertainty": "—" if entry.get("uncertainty") is None else f"{entry['uncertainty']:.3g}",
                 "outside": _percent(entry.get("outside_fraction")),
                 "warning": "⚠ outside the data" if entry.get("uncertainty_warning") else "",
             }

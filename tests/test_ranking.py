@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from imaginarium.errors import PolicySpecError
+from imaginarium.errors import ImaginariumError, PolicySpecError
 from imaginarium.ranking import rank_policies
 from imaginarium.report import write_report
 
@@ -188,3 +188,38 @@ def test_a_local_ray_started_for_ranking_stays_on_loopback(pendulum_model: Path,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert marker.read_text() == "127.0.0.1"
+
+
+def test_screening_with_one_member_per_start_agrees_with_every_member_at_a_fraction_of_the_steps(
+    pendulum_model: Path, torchscript_policy: Path
+) -> None:
+    import imaginarium.models.ensemble as ensemble
+
+    policies = [str(torchscript_policy), "random", "py:support.policies:push"]
+    calls: dict[str, int] = {}
+    original = ensemble.EnsembleModel.step
+
+    def counting(self, state, actions, *args, **kwargs):
+        calls[mode] = calls.get(mode, 0) + len(actions)
+        return original(self, state, actions, *args, **kwargs)
+
+    results = {}
+    for mode in ("each", "one"):
+        ensemble.EnsembleModel.step = counting
+        try:
+            results[mode] = _rank(
+                pendulum_model, policies, starts=16, real_env=None, horizon=50, members=mode
+            )
+        finally:
+            ensemble.EnsembleModel.step = original
+    each, one = ({entry["path"]: entry for entry in results[mode]["policies"]} for mode in ("each", "one"))
+    assert all(entry["member_spread"] is None and entry["uncertainty"] is None for entry in one.values())
+    assert all(entry["member_spread"] is not None for entry in each.values())
+    assert calls["one"] * 2 < calls["each"]  # a member per start, not every member
+    for path in policies:  # the same estimate within its noise
+        assert (
+            abs(one[path]["imagined_return"]["mean"] - each[path]["imagined_return"]["mean"])
+            < 0.25 * abs(each[path]["imagined_return"]["mean"]) + 5
+        )
+    with pytest.raises(ImaginariumError, match="members must be 'each' or 'one'"):
+        _rank(pendulum_model, policies, members="all")
