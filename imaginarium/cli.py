@@ -270,6 +270,26 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_video(args: argparse.Namespace) -> int:
+    from imaginarium.video import write_rollout_video
+
+    video = write_rollout_video(
+        args.model,
+        args.policy,
+        args.out,
+        steps=args.steps,
+        seed=args.seed,
+        size=args.size,
+        fps=args.fps,
+        allow_code=args.allow_code,
+    )
+    print(
+        f"wrote {video['path']}: {video['frames']} frames, real episode {video['real_steps']} steps, "
+        f"imagined {video['imagined_steps']}"
+    )
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from imaginarium.envs.suite import SUITE
 
@@ -457,6 +477,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rank.add_argument("--no-progress", action="store_true")
     rank.set_defaults(func=cmd_rank)
+
+    video = commands.add_parser(
+        "video", help="a policy's real and imagined episodes side by side from the same start (.mp4 or .gif)"
+    )
+    video.add_argument("--model", required=True, help="model folder (its task gives the real episode)")
+    video.add_argument("--policy", required=True, help="policy file, Dreamer folder or spec")
+    video.add_argument("--out", required=True, help="rollout.mp4 or rollout.gif")
+    video.add_argument("--steps", type=int, help="at most this many steps (default: the task's time limit)")
+    video.add_argument("--seed", type=int, default=0, help="seed of the real reset both episodes start from")
+    video.add_argument("--size", type=int, default=256, help="pixels of each square panel")
+    video.add_argument("--fps", type=int, default=30)
+    video.add_argument(
+        "--allow-code", action="store_true", help="accept py:MODULE:FUNCTION policies (runs their code)"
+    )
+    video.set_defaults(func=cmd_video)
 
     tasks = commands.add_parser("tasks", help="list the real-task suite")
     tasks.set_defaults(func=cmd_tasks)

@@ -239,6 +239,7 @@ def _rollout_gifs(result: dict[str, Any], model_dir: Path, count: int, steps: in
     from imaginarium.envs.render import offscreen
     from imaginarium.envs.suite import get_task
     from imaginarium.errors import ImaginariumError
+    from imaginarium.video import episode_frames
 
     offscreen()
     settings = result["settings"]
@@ -259,9 +260,9 @@ def _rollout_gifs(result: dict[str, Any], model_dir: Path, count: int, steps: in
             )
             start, _ = real_env.reset(seed=settings["seed"])
             frames = {
-                "real": _episode_frames(real_env, policy, steps, {"seed": settings["seed"]}),
-                "imagined": _episode_frames(
-                    imagined_env, policy, steps, {"options": {"start_observation": start}}
+                "real": episode_frames(real_env, policy, steps, {"seed": settings["seed"]}, stride=2),
+                "imagined": episode_frames(
+                    imagined_env, policy, steps, {"options": {"start_observation": start}}, stride=2
                 ),
             }
             animations.append(
@@ -275,21 +276,6 @@ def _rollout_gifs(result: dict[str, Any], model_dir: Path, count: int, steps: in
             real_env.close()
             imagined_env.close()
     return animations
-
-
-def _episode_frames(env, policy, steps: int, reset: dict[str, Any], stride: int = 2) -> list[np.ndarray]:
-    """Frames of one episode (every ``stride``-th step), the env reset with ``reset``."""
-    observation, _ = env.reset(**reset)
-    policy.reset(np.ones(1, dtype=bool))
-    frames = [env.render()]
-    for step in range(steps):
-        action = np.asarray(policy.act(np.asarray(observation)[None]))[0]
-        observation, _, terminated, truncated, _ = env.step(action)
-        if step % stride == stride - 1:
-            frames.append(env.render())
-        if terminated or truncated:
-            break
-    return frames
 
 
 def _gif(frames: list[np.ndarray], size: int = 200) -> str:
