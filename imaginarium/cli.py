@@ -146,6 +146,7 @@ def cmd_evaluate_model(args: argparse.Namespace) -> int:
         starts=args.starts,
         context=args.context,
         out=args.out,
+        visual=args.visual,
     )
     _print_summary(report["summary"])
     print(f"wrote {Path(args.out or args.model_dir) / 'fidelity.json'} and fidelity.png")
@@ -376,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--out", help="folder for fidelity.json and fidelity.png (default: the model folder)"
+    )
+    evaluate.add_argument(
+        "--visual",
+        action="store_true",
+        help="also draw real and imagined trajectories: PSNR and SSIM over the horizon",
     )
     evaluate.set_defaults(func=cmd_evaluate_model)
 

@@ -38,13 +38,12 @@ def held_out_episodes(model: WorldModel, dataset: Dataset) -> tuple[Dataset, str
 
 
 @torch.no_grad()
-def open_loop_errors(
+def open_loop_rollouts(
     model: WorldModel, dataset: Dataset, horizon: int = 50, starts: int = 256, context: int = 8, seed: int = 0
-) -> dict[str, Any]:
-    """Normalised MSE of open-loop predictions at each horizon, the repeat-last baseline, and uncertainty.
-
-    :return: lists indexed by ``h - 1``: ``nmse``, ``repeat_last_nmse``, ``nmse_per_dim`` (H × D),
-        ``uncertainty``, and ``count`` (starts that reach each horizon).
+) -> dict[str, np.ndarray]:
+    """Open-loop predictions from ``starts`` random real states (each filtered through ``context`` real
+    steps), fed the real actions: ``predicted`` and ``real`` ``(H, N, D)`` observations (``real`` NaN
+    past the episode's end), ``repeat`` ``(N, D)`` (the last real observation), ``uncertainty`` ``(H, N)``.
     """
     rng = np.random.default_rng(seed)
     lengths = dataset.episode_lengths
@@ -56,7 +55,6 @@ def open_loop_errors(
     chosen = [
         candidates[i] for i in rng.choice(len(candidates), size=min(starts, len(candidates)), replace=False)
     ]
-    variance = np.concatenate([dataset.observations, dataset.next_observations]).var(0).clip(min=1e-8)
     device = model.device
     count = len(chosen)
     obs_dim = dataset.observations.shape[1]
@@ -88,6 +86,23 @@ def open_loop_errors(
         state = out.state
         predicted[h] = model.decode(state).cpu().numpy()
         uncertainty[h] = out.uncertainty.cpu().numpy()
+    return {"predicted": predicted, "real": real, "repeat": repeat, "uncertainty": uncertainty}
+
+
+def open_loop_errors(
+    model: WorldModel, dataset: Dataset, horizon: int = 50, starts: int = 256, context: int = 8, seed: int = 0
+) -> dict[str, Any]:
+    """Normalised MSE of open-loop predictions at each horizon, the repeat-last baseline, and uncertainty.
+
+    :return: lists indexed by ``h - 1``: ``nmse``, ``repeat_last_nmse``, ``nmse_per_dim`` (H × D),
+        ``uncertainty``, and ``count`` (starts that reach each horizon).
+    """
+    rollouts = open_loop_rollouts(model, dataset, horizon, starts, context, seed)
+    predicted, real, repeat, uncertainty = (
+        rollouts[key] for key in ("predicted", "real", "repeat", "uncertainty")
+    )
+    obs_dim = predicted.shape[-1]
+    variance = np.concatenate([dataset.observations, dataset.next_observations]).var(0).clip(min=1e-8)
     reached = ~np.isnan(real[..., 0])  # (H, N)
     squared = (predicted - real) ** 2 / variance
     repeat_squared = (repeat[None] - real) ** 2 / variance
@@ -110,6 +125,62 @@ def open_loop_errors(
         ],
         "count": reached.sum(1).tolist(),
     }
+
+
+def visual_fidelity(
+    model: WorldModel,
+    dataset: Dataset,
+    horizon: int = 50,
+    starts: int = 8,
+    context: int = 8,
+    seed: int = 0,
+    size: int = 64,
+) -> dict[str, Any]:
+    """PSNR and SSIM of imagined frames against real ones at each open-loop horizon.
+
+    Both trajectories of :func:`open_loop_rollouts` are drawn by the task's own renderer (the real
+    observations and the model's decoded ones), resized to ``size`` pixels square, and compared with
+    scikit-image's metrics; averaged over the starts that reach each horizon.
+
+    :raises ImaginariumError: a dataset without a suite task, or a task the renderer cannot draw.
+    """
+    from PIL import Image
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from imaginarium.envs.render import StateRenderer
+
+    if dataset.task is None:
+        raise ImaginariumError("visual fidelity draws the suite's tasks; this dataset names no task")
+    renderer = StateRenderer(dataset.task)
+    rollouts = open_loop_rollouts(model, dataset, horizon, starts, context, seed)
+
+    def frame(observation: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(renderer.render(observation)).resize((size, size)))
+
+    psnr, ssim = [], []
+    try:
+        for h in range(horizon):
+            pairs = [
+                (frame(real), frame(imagined))
+                for real, imagined in zip(rollouts["real"][h], rollouts["predicted"][h], strict=True)
+                if np.isfinite(real).all() and np.isfinite(imagined).all()
+            ]
+            # identical frames have infinite PSNR: capped at 100 dB, far above any real difference
+            psnr.append(
+                float(np.mean([min(peak_signal_noise_ratio(a, b, data_range=255), 100.0) for a, b in pairs]))
+                if pairs
+                else float("nan")
+            )
+            ssim.append(
+                float(
+                    np.mean([structural_similarity(a, b, channel_axis=-1, data_range=255) for a, b in pairs])
+                )
+                if pairs
+                else float("nan")
+            )
+    finally:
+        renderer.close()
+    return {"psnr": psnr, "ssim": ssim, "size": size, "starts": int(rollouts["real"].shape[1])}
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -159,11 +230,14 @@ def evaluate_model(
     context: int = 8,
     seed: int = 0,
     out: str | Path | None = None,
+    visual: bool = False,
 ) -> dict[str, Any]:
     """Measure fidelity on held-out episodes; write ``fidelity.json`` and ``fidelity.png`` to ``out``.
 
     :param model: a model or a model folder (then ``out`` defaults to it, and its card gets the summary).
     :param dataset: the model's dataset (its held-out split is used) or another dataset of the same task.
+    :param visual: also draw real and imagined trajectories and report PSNR and SSIM over the horizon
+        (:func:`visual_fidelity`).
     """
     for name, value in (("horizon", horizon), ("starts", starts), ("context", context)):
         if value < 1:
@@ -200,6 +274,12 @@ def evaluate_model(
         **figures,
     }
     report = {"summary": summary, "horizon": horizon, "context": context, "open_loop": errors}
+    if visual:
+        report["visual"] = visual_fidelity(model, held_out, horizon, context=context, seed=seed)
+        for h in (1, 10, 25, 50):
+            if h <= horizon:
+                summary[f"psnr_at_{h}"] = report["visual"]["psnr"][h - 1]
+                summary[f"ssim_at_{h}"] = report["visual"]["ssim"][h - 1]
     out_dir = Path(out) if out is not None else model_dir
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

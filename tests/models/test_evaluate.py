@@ -66,3 +66,18 @@ def test_non_positive_evaluation_options_are_refused(
 
     with pytest.raises(ImaginariumError, match=f"{option} must be a positive integer"):
         evaluate_model(ensemble_dir, pendulum_dataset_path, **{option: 0})
+
+
+def test_visual_fidelity_compares_drawn_frames_and_degrades_with_the_horizon(
+    ensemble_dir: Path, pendulum_dataset_path: Path, tmp_path: Path
+) -> None:
+    report = evaluate_model(
+        ensemble_dir, pendulum_dataset_path, horizon=20, starts=32, visual=True, out=tmp_path
+    )
+    visual = report["visual"]
+    assert len(visual["psnr"]) == 20 and len(visual["ssim"]) == 20 and visual["size"] == 64
+    assert all(10 < psnr <= 100 for psnr in visual["psnr"]) and all(-1 <= s <= 1 for s in visual["ssim"])
+    assert visual["ssim"][0] > 0.9  # one step ahead the pendulum is drawn almost where it really is
+    assert np.mean(visual["psnr"][:3]) > np.mean(visual["psnr"][-3:])  # open-loop error grows
+    assert report["summary"]["psnr_at_1"] == visual["psnr"][0]
+    assert json.loads((tmp_path / "fidelity.json").read_text())["visual"]["ssim"] == visual["ssim"]
