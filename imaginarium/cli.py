@@ -50,6 +50,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         data_format=args.format,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        pixels=args.pixels,
     )
     if result.interrupted:
         if result.path is None:
@@ -337,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--format", choices=("hdf5", "arrow"), default="hdf5", help="Minari storage format")
     collect.add_argument("--max-episode-steps", type=int, help="override the task's time limit")
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    collect.add_argument(
+        "--pixels", type=int, help="also store each observation's rendered frame, N x N RGB (e.g. 64)"
+    )
     collect.add_argument("--no-progress", action="store_true", help="no progress bar")
     collect.set_defaults(func=cmd_collect)
 

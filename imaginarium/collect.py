@@ -20,7 +20,7 @@ import numpy as np
 
 from imaginarium.dataset import DatasetWriter, Episode, deferred_interrupts
 from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task, get_task
-from imaginarium.errors import ImaginariumError
+from imaginarium.errors import ImaginariumError, TaskError
 from imaginarium.policy import Policy, parse_policy
 
 
@@ -66,10 +66,20 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 class _EpisodeBuilder:
     """Accumulates one episode's steps as Python lists; cheap per step, one stack per episode."""
 
-    __slots__ = ("observations", "actions", "rewards", "terminated", "truncated", "info_success", "seed")
+    __slots__ = (
+        "observations",
+        "actions",
+        "rewards",
+        "terminated",
+        "truncated",
+        "info_success",
+        "seed",
+        "images",
+    )
 
-    def __init__(self, observation: np.ndarray, seed: int) -> None:
+    def __init__(self, observation: np.ndarray, seed: int, image: np.ndarray | None = None) -> None:
         self.observations = [observation]
+        self.images = None if image is None else [image]
         self.actions: list = []
         self.rewards: list[float] = []
         self.terminated: list[bool] = []
@@ -95,6 +105,7 @@ class _EpisodeBuilder:
             truncated,
             success,
             self.seed,
+            None if self.images is None else np.stack(self.images),
         )
 
 
@@ -109,6 +120,7 @@ def collect(
     data_format: str = "hdf5",
     overwrite: bool = False,
     progress: bool = True,
+    pixels: int | None = None,
 ) -> CollectResult:
     """Roll ``policy`` in ``task`` and write the complete episodes as a Minari dataset at ``out``.
 
@@ -121,6 +133,8 @@ def collect(
     :param seed: seeds the episode resets and the policy's randomness.
     :param num_envs: environment copies stepped side by side; the policy acts on all at once.
     :param data_format: ``hdf5`` (Minari's default) or ``arrow``.
+    :param pixels: also store each observation's rendered frame, ``pixels`` × ``pixels`` RGB, beside
+        the state (offscreen: MuJoCo through EGL, classic control through SDL's dummy driver).
     :return: what was written. On Ctrl-C or SIGTERM the complete episodes so far are kept and the
         result says ``interrupted``; if none was complete, nothing is written.
     """
@@ -132,6 +146,8 @@ def collect(
         raise ImaginariumError(f"the amount to collect must be a positive integer, got {target}")
     if num_envs < 1:
         raise ImaginariumError(f"num_envs must be a positive integer, got {num_envs}")
+    if pixels is not None and not 8 <= pixels <= 1024:
+        raise ImaginariumError(f"pixels must be between 8 and 1024, got {pixels}")
     observation_space, action_space = task.spaces
     policy_spec = policy if isinstance(policy, str) else type(policy).__name__
     if isinstance(policy, str):
@@ -141,15 +157,19 @@ def collect(
         out,
         task,
         data_format,
-        metadata={"policy": policy_spec, "seed": seed, "num_envs": num_envs},
+        metadata={"policy": policy_spec, "seed": seed, "num_envs": num_envs, "pixels": pixels},
         overwrite=overwrite,
+        image_shape=None if pixels is None else (pixels, pixels, 3),
     )
     envs: list[gym.Env] = []
     started = time.perf_counter()
     try:
-        envs = [task.make() for _ in range(num_envs if episodes is None else min(num_envs, episodes))]
+        copies = num_envs if episodes is None else min(num_envs, episodes)
+        envs = [_make_env(task, pixels) for _ in range(copies)]
         with _sigterm_as_interrupt(), _progress(progress, task, target, episodes is None) as advance:
-            interrupted, dropped_steps = _run(task, envs, policy, writer, episodes, steps, seed, advance)
+            interrupted, dropped_steps = _run(
+                task, envs, policy, writer, episodes, steps, seed, advance, pixels
+            )
         # A signal during the commit must not undo it once begun: hold it, then report it.
         with deferred_interrupts(replay=False) as late_signals:
             path = writer.commit() if writer.episodes else None
@@ -172,6 +192,29 @@ def collect(
     )
 
 
+def _make_env(task: Task, pixels: int | None) -> gym.Env:
+    """The task's env; with ``pixels``, one that renders offscreen (MuJoCo at that size directly)."""
+    if pixels is None:
+        return task.make()
+    from imaginarium.envs.render import offscreen
+
+    offscreen()
+    try:
+        return task.make(render_mode="rgb_array", width=pixels, height=pixels)
+    except TaskError:  # classic control draws at its own size; frames are resized
+        return task.make(render_mode="rgb_array")
+
+
+def _frame(env: gym.Env, pixels: int) -> np.ndarray:
+    """The env's current frame as ``(pixels, pixels, 3)`` uint8."""
+    frame = np.asarray(env.render())[..., :3]
+    if frame.shape[:2] != (pixels, pixels):
+        from PIL import Image
+
+        frame = np.asarray(Image.fromarray(frame).resize((pixels, pixels), Image.Resampling.BILINEAR))
+    return frame.astype(np.uint8, copy=False)
+
+
 def _run(
     task: Task,
     envs: list[gym.Env],
@@ -181,6 +224,7 @@ def _run(
     steps: int | None,
     seed: int,
     advance: Callable[[int, int], None],
+    pixels: int | None = None,
 ) -> tuple[bool, int]:
     """Step all envs until the target is met or Ctrl-C; returns ``(interrupted, unfinished_steps)``."""
     action_space = envs[0].action_space
@@ -200,7 +244,8 @@ def _run(
         nonlocal next_episode
         episode_seed = seed + next_episode
         observation, _ = envs[slot].reset(seed=episode_seed)
-        builders[slot] = _EpisodeBuilder(observation, episode_seed)
+        image = None if pixels is None else _frame(envs[slot], pixels)
+        builders[slot] = _EpisodeBuilder(observation, episode_seed, image)
         next_episode += 1
         return observation
 
@@ -218,6 +263,8 @@ def _run(
                 action = actions[slot]
                 observation, reward, terminated, truncated, info = env.step(action)
                 builder.observations.append(observation)
+                if builder.images is not None:
+                    builder.images.append(_frame(env, pixels))
                 builder.actions.append(action)
                 builder.rewards.append(reward)
                 builder.terminated.append(terminated)

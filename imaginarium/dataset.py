@@ -29,6 +29,8 @@ from imaginarium.errors import DatasetError, ImaginariumError
 
 DATA_FORMATS = ("hdf5", "arrow")
 METADATA_KEY = "imaginarium"
+#: keys of a dataset's observation Dict when it holds rendered frames beside the state
+STATE_KEY, PIXELS_KEY = "state", "pixels"
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Episode:
     :param success: ``(T,)`` bool, the task's success label of the state reached by each step, or
         ``None`` when the task has no success signal.
     :param seed: the reset seed, when known.
+    :param images: ``(T + 1, H, W, 3)`` uint8, the rendered frame of each observation, or ``None``.
     """
 
     observations: np.ndarray
@@ -52,6 +55,7 @@ class Episode:
     truncated: np.ndarray
     success: np.ndarray | None = None
     seed: int | None = None
+    images: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -72,6 +76,9 @@ class Dataset:
     Row ``i`` is one transition: ``observations[i]`` -> ``actions[i]`` -> ``next_observations[i]``
     with ``rewards[i]``, ``terminated[i]``, ``truncated[i]`` and ``success[i]``. Episode ``e`` owns
     rows ``episode_starts[e]:episode_starts[e + 1]``.
+
+    A dataset collected with pixels also has ``frames``: each episode's ``T + 1`` rendered frames laid
+    end to end, read per row with :meth:`images` and :meth:`next_images`.
     """
 
     observations: np.ndarray  # (N, *obs_shape) float32
@@ -88,6 +95,7 @@ class Dataset:
     has_success: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    frames: np.ndarray | None = None  # (N + E, H, W, 3) uint8
 
     @property
     def num_episodes(self) -> int:
@@ -112,6 +120,29 @@ class Dataset:
     def discrete_actions(self) -> bool:
         return isinstance(self.action_space, gym.spaces.Discrete)
 
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        """``(H, W, 3)`` of the frames, or ``None`` for a dataset of states only."""
+        return None if self.frames is None else tuple(self.frames.shape[1:])
+
+    def images(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
+        """``(len(rows), H, W, 3)`` uint8 frames of ``observations[rows]``."""
+        return self._frames()[self._frame_index(rows)]
+
+    def next_images(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
+        """``(len(rows), H, W, 3)`` uint8 frames of ``next_observations[rows]``."""
+        return self._frames()[self._frame_index(rows) + 1]
+
+    def _frames(self) -> np.ndarray:
+        if self.frames is None:
+            raise DatasetError("this dataset holds no frames; collect it with pixels")
+        return self.frames
+
+    def _frame_index(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
+        # episode e's frames start e places after its rows: each episode has one more frame than rows
+        rows = np.asarray(rows, dtype=np.int64)
+        return rows + np.searchsorted(self.episode_starts, rows, side="right") - 1
+
     def episode_returns(self) -> np.ndarray:
         """``(E,)`` undiscounted return of each episode."""
         return np.add.reduceat(self.rewards.astype(np.float64), self.episode_starts[:-1])
@@ -133,6 +164,7 @@ class Dataset:
             self.terminated[start:stop],
             self.truncated[start:stop],
             self.success[start:stop] if self.has_success else None,
+            images=None if self.frames is None else self.frames[start + index : stop + index + 1],
         )
 
     def subset(self, episode_indices: Sequence[int] | np.ndarray) -> Dataset:
@@ -143,6 +175,13 @@ class Dataset:
             [np.arange(self.episode_starts[e], self.episode_starts[e + 1]) for e in episode_indices]
             or [np.zeros(0, dtype=np.int64)]
         )
+        frames = None
+        if self.frames is not None:
+            frame_rows = [
+                np.arange(self.episode_starts[e] + e, self.episode_starts[e + 1] + e + 1)
+                for e in episode_indices
+            ]
+            frames = self.frames[np.concatenate(frame_rows or [np.zeros(0, dtype=np.int64)])]
         return Dataset(
             self.observations[rows],
             self.next_observations[rows],
@@ -158,6 +197,7 @@ class Dataset:
             self.has_success,
             dict(self.metadata),
             self.path,
+            frames,
         )
 
     def split(self, validation_fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -192,6 +232,7 @@ class Dataset:
             "env_id": self.task.env_id if self.task else self.metadata.get("env_id"),
             "data_format": self.metadata.get("data_format"),
             "observation_space": str(self.observation_space),
+            "image_shape": list(self.image_shape) if self.image_shape else None,
             "action_space": str(self.action_space),
             "episodes": self.num_episodes,
             "steps": self.num_steps,
@@ -260,6 +301,8 @@ class DatasetWriter:
     :param task: the task the experience comes from.
     :param data_format: ``hdf5`` (Minari's default) or ``arrow``.
     :param metadata: extra fields stored under ``metadata["imaginarium"]``.
+    :param image_shape: ``(H, W, 3)`` when every episode carries rendered frames: the observations are
+        then stored as a Dict of the state and the frames (``state``, ``pixels``).
     """
 
     def __init__(
@@ -270,6 +313,7 @@ class DatasetWriter:
         metadata: dict[str, Any] | None = None,
         flush_every: int = 100,
         overwrite: bool = False,
+        image_shape: tuple[int, ...] | None = None,
     ) -> None:
         from minari.dataset.minari_storage import MinariStorage
 
@@ -296,6 +340,16 @@ class DatasetWriter:
             )
         finally:
             env.close()
+        self.image_shape = None if image_shape is None else tuple(int(size) for size in image_shape)
+        if self.image_shape is not None:
+            if len(self.image_shape) != 3 or self.image_shape[2] != 3 or min(self.image_shape) < 1:
+                raise DatasetError(f"frames must be (height, width, 3) RGB, got shape {self.image_shape}")
+            self.observation_space = gym.spaces.Dict(
+                {
+                    STATE_KEY: self.observation_space,
+                    PIXELS_KEY: gym.spaces.Box(0, 255, self.image_shape, np.uint8),
+                }
+            )
         self.stale_staging_removed = self.staging.exists()  # left by a killed run: never a dataset
         shutil.rmtree(self.staging, ignore_errors=True)
         (self.staging / "data").mkdir(parents=True)
@@ -310,7 +364,9 @@ class DatasetWriter:
 
     def add(self, episode: Episode) -> None:
         """Queue one complete episode; it is written with the next batch."""
-        _check_episode(episode, f"episode {self.written_episodes + len(self.pending)}")
+        name = f"episode {self.written_episodes + len(self.pending)}"
+        _check_episode(episode, name)
+        _check_frames(episode, self.image_shape, name)
         self.pending.append(episode)
         if len(self.pending) >= self.flush_every:
             self.flush()
@@ -332,7 +388,11 @@ class DatasetWriter:
                 EpisodeBuffer(
                     id=self.written_episodes + offset,
                     seed=episode.seed,
-                    observations=episode.observations,
+                    observations=(
+                        episode.observations
+                        if self.image_shape is None
+                        else {STATE_KEY: episode.observations, PIXELS_KEY: episode.images}
+                    ),
                     actions=episode.actions,
                     rewards=episode.rewards.astype(np.float64),
                     terminations=episode.terminated,
@@ -403,8 +463,14 @@ def write_dataset(
     metadata: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write complete episodes as a new Minari dataset; nothing is left at ``path`` if it fails."""
-    writer = DatasetWriter(path, task, data_format, metadata, overwrite=overwrite)
+    """Write complete episodes as a new Minari dataset; nothing is left at ``path`` if it fails.
+
+    Episodes with frames (``Episode.images``) make a dataset with pixels; the first one sets the size.
+    """
+    episodes = list(episodes)
+    first = episodes[0].images if episodes else None
+    image_shape = None if first is None else tuple(np.shape(first)[1:])
+    writer = DatasetWriter(path, task, data_format, metadata, overwrite=overwrite, image_shape=image_shape)
     try:
         for episode in episodes:
             writer.add(episode)
@@ -428,6 +494,26 @@ def _check_episode(episode: Episode, name: str) -> None:
         if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
             step = int(np.argwhere(~np.isfinite(values.reshape(len(values), -1)))[0, 0])
             raise DatasetError(f"{name} has non-finite {key} at step {step}")
+
+
+def _check_frames(episode: Episode, image_shape: tuple[int, ...] | None, name: str) -> None:
+    """An episode's frames fit the dataset's: one per observation, all of its size, RGB uint8."""
+    images = episode.images
+    if image_shape is None:
+        if images is not None:
+            raise DatasetError(f"{name} has frames, but this dataset holds states only")
+        return
+    if images is None:
+        raise DatasetError(f"{name} has no frames, but this dataset holds one per observation")
+    images = np.asarray(images)
+    if images.shape[1:] != image_shape:
+        raise DatasetError(
+            f"{name} has frames of shape {images.shape[1:]}; this dataset's frames are {image_shape}"
+        )
+    if len(images) != len(episode.observations):
+        raise DatasetError(f"{name} has {len(images)} frames for {len(episode.observations)} observations")
+    if images.dtype != np.uint8:
+        raise DatasetError(f"{name} has {images.dtype} frames; expected uint8 RGB")
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -479,12 +565,29 @@ def load_dataset(ref: str | Path, task: str | Task | None = None) -> Dataset:
     if not raw_episodes:
         raise DatasetError(f"dataset {str(ref)!r} holds no episodes")
 
+    observation_space, pixel_space = _split_pixels(observation_space)
     resolved_task = _resolve_task(task, metadata)
     if resolved_task is not None:
         resolved_task.check_spaces(observation_space, action_space, source=f"dataset {str(ref)!r}")
     return _assemble(
-        raw_episodes, observation_space, action_space, resolved_task, metadata, data_path, str(ref)
+        raw_episodes,
+        observation_space,
+        action_space,
+        resolved_task,
+        metadata,
+        data_path,
+        str(ref),
+        pixel_space,
     )
+
+
+def _split_pixels(space: gym.Space) -> tuple[gym.Space, gym.Space | None]:
+    """``(state space, frame space or None)`` of a dataset's observation space."""
+    if not (isinstance(space, gym.spaces.Dict) and PIXELS_KEY in space.spaces):
+        return space, None
+    rest = {key: value for key, value in space.spaces.items() if key != PIXELS_KEY}
+    state = rest[STATE_KEY] if list(rest) == [STATE_KEY] else gym.spaces.Dict(rest)
+    return state, space.spaces[PIXELS_KEY]
 
 
 def _read_minari(data_path: Path, name: str) -> tuple[list[dict], gym.Space, gym.Space]:
@@ -557,8 +660,10 @@ def _assemble(
     metadata: dict[str, Any],
     data_path: Path,
     name: str,
+    pixel_space: gym.Space | None = None,
 ) -> Dataset:
     flat_space = _flat_space(observation_space, name)
+    frames: list[np.ndarray] = []
     if not isinstance(action_space, gym.spaces.Box | gym.spaces.Discrete):
         raise DatasetError(f"dataset {name!r} has action space {action_space}; expected a Box or Discrete")
     columns: dict[str, list[np.ndarray]] = {
@@ -567,7 +672,15 @@ def _assemble(
     lengths = []
     has_success = True
     for index, raw in enumerate(raw_episodes):
-        observations = _flat_observations(raw["observations"], observation_space).astype(np.float32)
+        raw_observations = raw["observations"]
+        if pixel_space is not None:
+            frames.append(_episode_frames(raw_observations, pixel_space, f"dataset {name!r} episode {index}"))
+            raw_observations = (
+                raw_observations[STATE_KEY]
+                if STATE_KEY in raw_observations
+                else {key: value for key, value in raw_observations.items() if key != PIXELS_KEY}
+            )
+        observations = _flat_observations(raw_observations, observation_space).astype(np.float32)
         episode = Episode(
             observations,
             np.asarray(raw["actions"]),
@@ -609,4 +722,17 @@ def _assemble(
         has_success,
         metadata,
         data_path.parent if data_path.name == "data" else data_path,
+        np.concatenate(frames) if pixel_space is not None else None,
     )
+
+
+def _episode_frames(raw_observations: Any, pixel_space: gym.Space, name: str) -> np.ndarray:
+    """One stored episode's frames, checked against the dataset's frame space."""
+    frames = np.asarray(raw_observations[PIXELS_KEY])
+    if frames.shape[1:] != pixel_space.shape:
+        raise DatasetError(
+            f"{name} has frames of shape {frames.shape[1:]}; the dataset declares {pixel_space.shape}"
+        )
+    if frames.dtype != np.uint8:
+        raise DatasetError(f"{name} has {frames.dtype} frames; expected uint8 RGB")
+    return frames

@@ -110,3 +110,26 @@ def test_collect_refuses_an_existing_dataset_and_bad_amounts(
     with pytest.raises(ImaginariumError, match="positive integer"):
         collect("pendulum", tmp_path / "x", episodes=0, progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_collecting_pixels_stores_the_frame_of_each_observation(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from imaginarium.envs.render import StateRenderer
+
+    task = get_task("pendulum", max_episode_steps=20)
+    dataset = load_dataset(collect(task, tmp_path / "px", episodes=2, pixels=32, progress=False).path)
+    assert dataset.image_shape == (32, 32, 3) and dataset.frames.shape[0] == dataset.num_steps + 2
+    renderer = StateRenderer(task)
+
+    def drawn(observation: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(renderer.render(observation)).resize((32, 32))).astype(float)
+
+    for row in (0, 7, 25):  # each frame shows its own state, not a neighbour's
+        stored = dataset.images([row])[0].astype(float)
+        assert (
+            np.abs(drawn(dataset.observations[row]) - stored).mean()
+            < np.abs(drawn(dataset.observations[row + 4]) - stored).mean()
+        )
+    with pytest.raises(ImaginariumError, match="pixels must be between 8 and 1024"):
+        collect(task, tmp_path / "bad", episodes=1, pixels=4, progress=False)

@@ -257,3 +257,40 @@ def test_a_dict_observation_dataset_opens_flattened(tmp_path: Path, monkeypatch)
     )
     dataset = load_dataset("test/goals-v0")
     assert dataset.observations.shape == (20, 6) and dataset.task is None and not dataset.has_success
+
+
+def _with_frames(episodes: list[Episode], size: int) -> list[Episode]:
+    rng = np.random.default_rng(0)
+    for episode in episodes:
+        episode.images = rng.integers(0, 256, (len(episode.observations), size, size, 3), dtype=np.uint8)
+    return episodes
+
+
+@pytest.mark.parametrize("data_format", ["hdf5", "arrow"])
+def test_frames_are_stored_beside_the_states_and_read_back_per_row(tmp_path: Path, data_format: str) -> None:
+    episodes = _with_frames(_episodes(3), 16)
+    dataset = load_dataset(write_dataset(tmp_path / "ds", episodes, PENDULUM, data_format))
+    assert dataset.image_shape == (16, 16, 3) and dataset.observations.shape == (90, 3)
+    row = dataset.episode_starts[2] + 4  # episode 2, step 4
+    assert np.array_equal(dataset.images([row])[0], episodes[2].images[4])
+    assert np.array_equal(dataset.next_images([row])[0], episodes[2].images[5])
+    _, validation = dataset.split(0.34, seed=1)
+    held = validation.episode(0)
+    assert np.array_equal(
+        held.images, next(e.images for e in episodes if np.allclose(e.observations, held.observations))
+    )
+    assert minari.MinariDataset(tmp_path / "ds" / "data").total_episodes == 3  # still a Minari dataset
+
+
+def test_frames_of_another_size_or_missing_frames_are_refused_naming_the_episode(tmp_path: Path) -> None:
+    episodes = _with_frames(_episodes(3), 16)
+    episodes[1].images = episodes[1].images[:, :8]
+    with pytest.raises(
+        DatasetError,
+        match=r"episode 1 has frames of shape \(8, 16, 3\); this dataset's frames are \(16, 16, 3\)",
+    ):
+        write_dataset(tmp_path / "ds", episodes, PENDULUM)
+    episodes[1].images = None
+    with pytest.raises(DatasetError, match="episode 1 has no frames"):
+        write_dataset(tmp_path / "ds", episodes, PENDULUM)
+    assert not (tmp_path / "ds").exists()
