@@ -18,6 +18,7 @@ validated parameter space (add ``"setup": TrialSetup(...)`` to it).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -316,6 +317,9 @@ def run_search(
     from imaginarium.ranking import keep_local_ray_on_loopback, rank_policies, start_ray
 
     keep_local_ray_on_loopback(address)  # before the first import of Ray, below and in search_space
+    # Only each trial's newest checkpoint is kept, which makes Tune snapshot the experiment at every
+    # report (cheap on local disk); it would warn about that each time.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
