@@ -29,7 +29,7 @@ from imaginarium.envs.suite import Task, get_task
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import State, WorldModel, load_world_model
 
-OBSERVATION_KINDS = ("decoded", "latent")
+OBSERVATION_KINDS = ("decoded", "latent", "pixels")
 TERMINATIONS = ("continue", "success", "both", "none")
 
 
@@ -63,6 +63,7 @@ class Imagination:
         time_limit: int | None = None,
         track_uncertainty: bool = True,
         device: str = "cpu",
+        pixels: int = 64,
     ) -> None:
         if observation not in OBSERVATION_KINDS:
             raise ImaginariumError(
@@ -102,8 +103,20 @@ class Imagination:
         self.generator = torch.Generator(self.device)
         self.action_space = self.model.action_space
         space = self.model.observation_space
+        self.renderer = None
         if observation == "decoded":
             self.observation_space = gym.spaces.Box(space.low, space.high, space.shape, np.float32)
+        elif observation == "pixels":
+            from imaginarium.envs.render import StateRenderer
+
+            if not 8 <= pixels <= 1024:
+                raise ImaginariumError(f"pixels must be between 8 and 1024, got {pixels}")
+            task_name = card.get("task") or card.get("env_id")
+            if task_name is None:
+                raise ImaginariumError("observation 'pixels' needs a model whose card names its task")
+            self.renderer = StateRenderer(get_task(task_name))
+            self.pixels = int(pixels)
+            self.observation_space = gym.spaces.Box(0, 255, (self.pixels, self.pixels, 3), np.uint8)
         else:
             with torch.inference_mode():
                 features = self.model.features(self.start(np.zeros(1, dtype=np.int64)))
@@ -125,11 +138,28 @@ class Imagination:
         return self.model.initial_state(torch.as_tensor(values[None], device=self.device))
 
     def observe(self, state: State) -> np.ndarray:
-        """``(N, *obs_shape)`` observations of the chosen kind; decoded ones are clipped to the space."""
+        """``(N, *obs_shape)`` observations of the chosen kind: decoded ones clipped to the space, or
+        the decoded states drawn by the real task's renderer (a state that is not finite draws black)."""
         if self.observation_kind == "latent":
             return self.model.features(state).float().cpu().numpy()
         decoded = self.model.decode(state).float().cpu().numpy()
-        return np.clip(decoded, self.observation_space.low, self.observation_space.high).astype(np.float32)
+        if self.observation_kind == "pixels":
+            return np.stack([self._draw(row) for row in decoded])
+        low, high = self.model.observation_space.low, self.model.observation_space.high
+        return np.clip(decoded, low, high).astype(np.float32)
+
+    def _draw(self, decoded: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        if not np.isfinite(decoded).all():
+            return np.zeros(self.observation_space.shape, np.uint8)
+        low, high = self.model.observation_space.low, self.model.observation_space.high
+        frame = Image.fromarray(self.renderer.render(np.clip(decoded, low, high)))
+        return np.asarray(frame.resize((self.pixels, self.pixels), Image.Resampling.BILINEAR), np.uint8)
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
 
     def check_actions(self, actions: Any, count: int) -> np.ndarray:
         """``count`` actions as the model takes them (see :func:`check_actions`)."""
@@ -147,6 +177,9 @@ class Imagination:
                 generator=self.generator,
             )
             observations = self.observe(out.state)
+            finite = True  # frames are always finite: whether the state is decides for pixels
+            if self.observation_kind == "pixels":
+                finite = torch.isfinite(self.model.decode(out.state)).all(-1).cpu().numpy()
         rewards = out.reward.float().cpu().numpy().astype(np.float64)
         if out.uncertainty is not None:
             uncertainty = out.uncertainty.float().cpu().numpy()
@@ -160,7 +193,7 @@ class Imagination:
             terminated |= rng.random(count) > continue_prob
         if self.termination in ("success", "both"):
             terminated |= success
-        diverged = ~(np.isfinite(rewards) & np.isfinite(observations.reshape(count, -1)).all(1))
+        diverged = ~(np.isfinite(rewards) & finite & np.isfinite(observations.reshape(count, -1)).all(1))
         limit_hit = np.zeros(count, dtype=bool)
         if self.uncertainty_limit is not None:
             limit_hit = uncertainty > self.uncertainty_limit
@@ -178,8 +211,10 @@ class ImaginedEnv(gym.Env):
     :param model: a model folder or a loaded :class:`WorldModel`.
     :param dataset: where real start states come from (default: the dataset named in the model card).
     :param task: check the model against this task (refused at make when it does not fit).
-    :param observation: ``decoded`` (the real observation space; clipped to its bounds) or
-        ``latent`` (the model's feature vector).
+    :param observation: ``decoded`` (the real observation space; clipped to its bounds),
+        ``latent`` (the model's feature vector), or ``pixels`` (the decoded state drawn by the real
+        task's renderer, ``pixels`` × ``pixels`` RGB uint8, for agents that see images).
+    :param pixels: the frame size of ``observation="pixels"``.
     :param termination: what ends an episode: the ``continue`` head (sampled), ``success``, ``both``,
         or ``none`` (only the time limit).
     :param uncertainty_penalty: reward is reduced by this times the model's uncertainty (MOPO).
@@ -246,6 +281,7 @@ class ImaginedEnv(gym.Env):
     def close(self) -> None:
         if self._renderer is not None:
             self._renderer.close()
+        self.imagination.close()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Advance the imagined episode by one action (Box actions outside the box are clipped)."""
@@ -290,7 +326,9 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self._state: State | None = None
-        self._observations = np.zeros((num_envs, *self.single_observation_space.shape), np.float32)
+        self._observations = np.zeros(
+            (num_envs, *self.single_observation_space.shape), self.single_observation_space.dtype
+        )
         self._steps = np.zeros(num_envs, dtype=np.int64)
 
     def _restart(self, mask: np.ndarray) -> np.ndarray:
@@ -353,6 +391,9 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
             )
             self._restart(done)
         return self._observations.copy(), result.rewards, result.terminated, truncated, info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.imagination.close()
 
 
 def check_actions(space: gym.Space, actions: Any, count: int) -> np.ndarray:

@@ -95,7 +95,7 @@ def test_a_model_of_another_task_is_refused_at_make(pendulum_model: Path) -> Non
 
 def test_unknown_options_are_refused(pendulum_model: Path) -> None:
     with pytest.raises(ImaginariumError, match="observation must be one of"):
-        gym.make("WAMImagined-v0", model=pendulum_model, observation="pixels")
+        gym.make("WAMImagined-v0", model=pendulum_model, observation="image")
     with pytest.raises(ImaginariumError, match="termination must be one of"):
         gym.make("WAMImagined-v0", model=pendulum_model, termination="never")
 
@@ -217,3 +217,36 @@ def test_rgb_array_refuses_tasks_whose_observations_it_does_not_know(tmp_path: P
     model = tiny_ensemble(data, tmp_path / "model", steps=20)
     with pytest.raises(ImaginariumError, match="observations are not known to determine a drawable state"):
         gym.make("WAMImagined-v0", model=model, render_mode="rgb_array")
+
+
+def test_pixel_observations_are_the_imagined_state_drawn_and_pass_both_checkers(pendulum_model: Path) -> None:
+    from PIL import Image
+
+    from imaginarium.envs.render import StateRenderer
+    from imaginarium.envs.suite import get_task
+
+    env = gym.make("WAMImagined-v0", model=str(pendulum_model), observation="pixels", pixels=48)
+    assert env.observation_space == gym.spaces.Box(0, 255, (48, 48, 3), np.uint8)
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=True)
+    env.reset(seed=0)
+    frame, *_ = env.step(np.array([1.0], np.float32))
+    state = env.unwrapped._state["observation"][0].numpy()
+    renderer = StateRenderer(get_task("pendulum"))
+    drawn = np.asarray(Image.fromarray(renderer.render(state)).resize((48, 48), Image.Resampling.BILINEAR))
+    assert frame.dtype == np.uint8 and np.abs(frame.astype(int) - drawn).max() <= 1
+    env.close()
+
+
+def test_an_sb3_cnn_agent_trains_on_imagined_frames(pendulum_model: Path) -> None:
+    from stable_baselines3 import PPO
+
+    from imaginarium.envs.sb3 import imagined_vec_env
+
+    venv = imagined_vec_env(pendulum_model, num_envs=2, observation="pixels", track_uncertainty=False)
+    agent = PPO("CnnPolicy", venv, n_steps=16, batch_size=16, n_epochs=1, seed=0)
+    agent.learn(32)
+    observations = venv.reset()
+    assert observations.shape == (2, 64, 64, 3) and agent.predict(observations)[0].shape == (2, 1)
+    with pytest.raises(ImaginariumError, match="pixels must be between 8 and 1024"):
+        imagined_vec_env(pendulum_model, num_envs=1, observation="pixels", pixels=4)
