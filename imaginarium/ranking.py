@@ -148,32 +148,29 @@ def rank_policies(
         raise ImaginariumError(f"starts and real episodes must be positive, got {starts} and {real_episodes}")
     if members not in ("each", "one"):
         raise ImaginariumError(f"members must be 'each' or 'one', got {members!r}")
+    world_model = load_world_model(model) if isinstance(model, str | Path) else model
+    world_model = world_model.cpu().eval()
+    card = getattr(world_model, "card", {}) or {}
+    data_path = dataset or (card.get("dataset") or {}).get("path")
+    if data_path is None:
+        raise ImaginariumError("the model card names no dataset; give dataset= for the start states")
+    time_limit = int(card.get("max_episode_steps") or 1000)
+    horizon = int(horizon or time_limit)
+    if horizon < 1:
+        raise ImaginariumError(f"horizon must be positive, got {horizon}")
+    real = None
+    if real_env is not None:
+        from imaginarium.envs.suite import get_task
+
+        get_task(real_env).check_spaces(world_model.observation_space, world_model.action_space, "the model")
+        real = {"env": real_env, "episodes": real_episodes}
     started_here = False
-    if workers != 0:  # Ray starts first, and its workers import while the data below loads
+    if workers != 0:  # Ray starts now, and its workers import while the data below loads
         started_here = start_ray(workers, address)
         _warm_workers()
     try:
-        world_model = load_world_model(model) if isinstance(model, str | Path) else model
-        world_model = world_model.cpu().eval()
-        card = getattr(world_model, "card", {}) or {}
-        data_path = dataset or (card.get("dataset") or {}).get("path")
-        if data_path is None:
-            raise ImaginariumError("the model card names no dataset; give dataset= for the start states")
         data = load_dataset(data_path)
-        initial = data.observations[data.episode_starts[:-1]]
-        start_observations = start_states(initial, starts, seed)
-        time_limit = int(card.get("max_episode_steps") or 1000)
-        horizon = int(horizon or time_limit)
-        if horizon < 1:
-            raise ImaginariumError(f"horizon must be positive, got {horizon}")
-        real = None
-        if real_env is not None:
-            from imaginarium.envs.suite import get_task
-
-            get_task(real_env).check_spaces(
-                world_model.observation_space, world_model.action_space, "the model"
-            )
-            real = {"env": real_env, "episodes": real_episodes}
+        start_observations = start_states(data.observations[data.episode_starts[:-1]], starts, seed)
         sources = [str(source) for source in policies]
         known = KnownStates(data.observations, seed=seed)
         started = time.perf_counter()
