@@ -212,8 +212,8 @@ def imagined_trainable(config: dict[str, Any]) -> None:
                 shutil.copytree(folder, work, dirs_exist_ok=True)
         done = int((work / "steps").read_text()) if (work / "steps").is_file() else 0
         resumed_from = done
-        trial = _DreamerTrial(setup, hyperparameters, work) if setup.algo == "dreamer" else None
-        trial = trial or _SB3Trial(setup, hyperparameters, work)
+        trial_class = _DreamerTrial if setup.algo == "dreamer" else _SB3Trial
+        trial = trial_class(setup, hyperparameters, work)
         chunk = max(1, setup.steps // setup.reports)
         while done < setup.steps:
             total = min(setup.steps, done + chunk)
