@@ -36,7 +36,8 @@ def train_in_imagination(
 ) -> Path:
     """Train an SB3 ``algo`` for ``steps`` imagined steps on ``num_envs`` envs; save it to ``out``.
 
-    :param env_options: options of ``WAMImagined-v0`` (``uncertainty_penalty``, ``termination``, ...).
+    :param env_options: options of ``WAMImagined-v0`` (``uncertainty_penalty``, ``termination``, ...);
+        ``observation="pixels"`` trains a ``CnnPolicy`` on imagined frames.
     :param algo_kwargs: keyword arguments for the SB3 algorithm's constructor.
     :raises ImaginariumError: unknown algorithm, or one that cannot act in the model's action space.
     """
@@ -47,7 +48,9 @@ def train_in_imagination(
         raise ImaginariumError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGORITHMS)}")
     if steps < 1:
         raise ImaginariumError(f"steps must be a positive integer, got {steps}")
-    options = {**(env_options or {}), "observation": "decoded"}
+    options = {"observation": "decoded", **(env_options or {})}
+    if options["observation"] not in ("decoded", "pixels"):
+        raise ImaginariumError("an agent for the real task sees decoded states or pixels, not latents")
     if not options.get("uncertainty_penalty") and options.get("uncertainty_limit") is None:
         options.setdefault("track_uncertainty", False)  # nothing reads it: the ensemble's fast path
     venv = imagined_vec_env(model_dir, num_envs=num_envs, **options)
@@ -56,7 +59,8 @@ def train_in_imagination(
         kind = "discrete" if discrete else "continuous"
         raise ImaginariumError(f"{algo} cannot act in the model's {kind} action space {venv.action_space}")
     agent_class = getattr(stable_baselines3, algo.upper())
-    agent = agent_class("MlpPolicy", venv, seed=seed, verbose=0, **(algo_kwargs or {}))
+    network = "CnnPolicy" if options["observation"] == "pixels" else "MlpPolicy"
+    agent = agent_class(network, venv, seed=seed, verbose=0, **(algo_kwargs or {}))
     agent.learn(steps, progress_bar=progress)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -65,10 +69,22 @@ def train_in_imagination(
 
 
 def real_return(
-    agent_path: str | Path, task: str | Task, episodes: int = 10, seed: int = 10_000
+    agent_path: str | Path,
+    task: str | Task,
+    episodes: int = 10,
+    seed: int = 10_000,
+    pixels: int | None = None,
 ) -> dict[str, float]:
-    """Mean and standard error of the agent's undiscounted return on the real task (deterministic actions)."""
-    env = (get_task(task) if isinstance(task, str) else task).make()
+    """Mean and standard error of the agent's undiscounted return on the real task (deterministic actions).
+
+    :param pixels: the agent sees frames: the real states are drawn as ``WAMImagined-v0`` draws them.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    env = task.make()
+    if pixels is not None:
+        from imaginarium.envs.render import PixelObservation
+
+        env = PixelObservation(env, task, pixels)
     try:
         return _mean_return(agent_path, env, episodes, seed)
     finally:
@@ -82,7 +98,7 @@ def imagined_return(
     from imaginarium.envs.imagined import ImaginedEnv
 
     return _mean_return(
-        agent_path, ImaginedEnv(model_dir, **{**env_options, "observation": "decoded"}), episodes, seed
+        agent_path, ImaginedEnv(model_dir, **{"observation": "decoded", **env_options}), episodes, seed
     )
 
 

@@ -149,13 +149,10 @@ class Imagination:
         return np.clip(decoded, low, high).astype(np.float32)
 
     def _draw(self, decoded: np.ndarray) -> np.ndarray:
-        from PIL import Image
-
         if not np.isfinite(decoded).all():
             return np.zeros(self.observation_space.shape, np.uint8)
         low, high = self.model.observation_space.low, self.model.observation_space.high
-        frame = Image.fromarray(self.renderer.render(np.clip(decoded, low, high)))
-        return np.asarray(frame.resize((self.pixels, self.pixels), Image.Resampling.BILINEAR), np.uint8)
+        return self.renderer.frame(np.clip(decoded, low, high), self.pixels)
 
     def close(self) -> None:
         if self.renderer is not None:

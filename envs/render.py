@@ -98,5 +98,33 @@ class StateRenderer:
         self.set_state(self.env.unwrapped, np.asarray(observation))
         return self.env.render()
 
+    def frame(self, observation: np.ndarray, pixels: int) -> np.ndarray:
+        """``(pixels, pixels, 3)`` uint8: the observation drawn and resized (bilinear)."""
+        from PIL import Image
+
+        image = Image.fromarray(self.render(observation))
+        return np.asarray(image.resize((pixels, pixels), Image.Resampling.BILINEAR), np.uint8)
+
     def close(self) -> None:
         self.env.close()
+
+
+class PixelObservation(gym.ObservationWrapper):
+    """A real suite env whose observations are its states drawn as ``pixels`` × ``pixels`` RGB frames,
+    exactly as ``WAMImagined-v0`` draws imagined states (``observation="pixels"``), so an agent trained
+    on imagined frames acts on real ones drawn the same way."""
+
+    def __init__(self, env: gym.Env, task: Task, pixels: int = 64) -> None:
+        super().__init__(env)
+        if not 8 <= pixels <= 1024:
+            raise ImaginariumError(f"pixels must be between 8 and 1024, got {pixels}")
+        self.renderer = StateRenderer(task)
+        self.pixels = int(pixels)
+        self.observation_space = gym.spaces.Box(0, 255, (self.pixels, self.pixels, 3), np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return self.renderer.frame(np.asarray(observation), self.pixels)
+
+    def close(self) -> None:
+        self.renderer.close()
+        super().close()

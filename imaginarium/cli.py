@@ -159,6 +159,8 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
     from imaginarium.models.checkpoint import read_card
 
     env_options = {"uncertainty_penalty": args.uncertainty_penalty, "termination": args.termination}
+    if args.pixels:
+        env_options.update(observation="pixels", pixels=args.pixels)
     path = train_in_imagination(
         args.model,
         args.algo,
@@ -175,7 +177,7 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
         task = read_card(args.model).get("task")
         line = f"imagined return {imagined['mean']:.1f} ± {imagined['stderr']:.1f}"
         if task:
-            real = real_return(path, task, episodes=args.eval_episodes)
+            real = real_return(path, task, episodes=args.eval_episodes, pixels=args.pixels)
             line += f"   real return on {task} {real['mean']:.1f} ± {real['stderr']:.1f}"
         print(f"{line}   ({args.eval_episodes} episodes each)")
     return 0
@@ -402,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     imagine.add_argument("--termination", choices=("continue", "success", "both", "none"), default="continue")
     imagine.add_argument(
         "--eval-episodes", type=int, default=10, help="score in the model and on the real task"
+    )
+    imagine.add_argument(
+        "--pixels", type=int, help="train a CnnPolicy on imagined states drawn as N x N frames (e.g. 64)"
     )
     imagine.add_argument("--no-progress", action="store_true")
     imagine.set_defaults(func=cmd_imagine_train)

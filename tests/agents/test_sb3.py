@@ -35,3 +35,42 @@ def test_an_algorithm_that_cannot_act_in_the_space_is_refused(cartpole_model: Pa
 
     with pytest.raises(ImaginariumError, match="sac cannot act in the model's discrete action space"):
         train_in_imagination(cartpole_model, "sac", 10, tmp_path / "a.zip")
+
+
+def test_a_pixel_agent_trains_on_imagined_frames_and_acts_on_real_frames_drawn_the_same_way(
+    pendulum_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from imaginarium.envs.imagined import ImaginedEnv
+    from imaginarium.envs.render import PixelObservation
+    from imaginarium.envs.suite import get_task
+
+    out = tmp_path / "ppo_pixels.zip"
+    argv = [
+        "imagine-train",
+        "--model",
+        str(pendulum_model),
+        "--algo",
+        "ppo",
+        "--steps",
+        "64",
+        "--out",
+        str(out),
+    ]
+    code = main([*argv, "--pixels", "40", "--num-envs", "2", "--eval-episodes", "1", "--no-progress"])
+    assert code == 0 and "real return on pendulum" in capsys.readouterr().out
+    task = get_task("pendulum")
+    real = PixelObservation(task.make(), task, pixels=40)
+    imagined = ImaginedEnv(pendulum_model, observation="pixels", pixels=40)
+    real_frame, _ = real.reset(seed=3)
+    imagined_frame, _ = imagined.reset(options={"start_observation": real.unwrapped._get_obs()})
+    assert real_frame.shape == (40, 40, 3) and np.array_equal(real_frame, imagined_frame)
+    with pytest.raises(ImaginariumError, match="decoded states or pixels"):
+        from imaginarium.agents.sb3 import train_in_imagination
+
+        train_in_imagination(
+            pendulum_model, "ppo", 8, tmp_path / "a.zip", env_options={"observation": "latent"}
+        )
+    real.close()
+    imagined.close()
