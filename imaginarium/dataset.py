@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import shutil
 import signal
@@ -467,12 +468,12 @@ def write_dataset(
 
     Episodes with frames (``Episode.images``) make a dataset with pixels; the first one sets the size.
     """
-    episodes = list(episodes)
-    first = episodes[0].images if episodes else None
-    image_shape = None if first is None else tuple(np.shape(first)[1:])
+    episodes = iter(episodes)
+    first = next(episodes, None)
+    image_shape = None if first is None or first.images is None else tuple(np.shape(first.images)[1:])
     writer = DatasetWriter(path, task, data_format, metadata, overwrite=overwrite, image_shape=image_shape)
     try:
-        for episode in episodes:
+        for episode in itertools.chain([first] if first is not None else [], episodes):
             writer.add(episode)
         return writer.commit()
     except BaseException:
