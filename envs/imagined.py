@@ -107,15 +107,13 @@ class Imagination:
         if observation == "decoded":
             self.observation_space = gym.spaces.Box(space.low, space.high, space.shape, np.float32)
         elif observation == "pixels":
-            from imaginarium.envs.render import StateRenderer
+            from imaginarium.envs.render import StateRenderer, check_pixels
 
-            if not 8 <= pixels <= 1024:
-                raise ImaginariumError(f"pixels must be between 8 and 1024, got {pixels}")
+            self.pixels = check_pixels(pixels)
             task_name = card.get("task") or card.get("env_id")
             if task_name is None:
                 raise ImaginariumError("observation 'pixels' needs a model whose card names its task")
             self.renderer = StateRenderer(get_task(task_name))
-            self.pixels = int(pixels)
             self.observation_space = gym.spaces.Box(0, 255, (self.pixels, self.pixels, 3), np.uint8)
         else:
             with torch.inference_mode():

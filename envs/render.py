@@ -72,6 +72,16 @@ STATE_SETTERS: dict[str, Callable[[gym.Env, np.ndarray], None]] = {
 }
 
 
+def check_pixels(pixels: int) -> int:
+    """A frame size that can be drawn and learned from, as an int.
+
+    :raises ImaginariumError: outside 8..1024.
+    """
+    if not 8 <= pixels <= 1024:
+        raise ImaginariumError(f"pixels must be between 8 and 1024, got {pixels}")
+    return int(pixels)
+
+
 def offscreen() -> None:
     """Draw without a screen: MuJoCo through EGL, pygame (classic control) with SDL's dummy video
     driver; a choice already in the environment is kept."""
@@ -116,10 +126,8 @@ class PixelObservation(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env, task: Task, pixels: int = 64) -> None:
         super().__init__(env)
-        if not 8 <= pixels <= 1024:
-            raise ImaginariumError(f"pixels must be between 8 and 1024, got {pixels}")
+        self.pixels = check_pixels(pixels)
         self.renderer = StateRenderer(task)
-        self.pixels = int(pixels)
         self.observation_space = gym.spaces.Box(0, 255, (self.pixels, self.pixels, 3), np.uint8)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:

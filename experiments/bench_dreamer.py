@@ -11,11 +11,10 @@ and critic steps) is timed too.
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common import machine, parse_config, write_report
+from common import calls_per_second, machine, parse_config, write_report
 
 from imaginarium.agents.dreamer import DreamerConfig, DreamerLearner, start_sampler, start_states
 from imaginarium.collect import collect
@@ -31,16 +30,6 @@ class Config:
     out: str = "experiments/results/bench_dreamer.json"
 
 
-def rate(call, seconds: float) -> float:
-    """Calls per second of ``call`` over about ``seconds``, after one warm-up call."""
-    call()
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        call()
-        count += 1
-    return count / (time.perf_counter() - started)
-
-
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     with tempfile.TemporaryDirectory() as scratch:
@@ -54,8 +43,12 @@ def main() -> None:
         learner = DreamerLearner(model, dreamer)
         sampler = start_sampler(model, dataset, dreamer)
         state = start_states(model, sampler)
-        imagine_rate = rate(lambda learner=learner, state=state: learner.imagine(state), config.seconds)
-        update_rate = rate(lambda learner=learner, state=state: learner.update(state), config.seconds)
+        imagine_rate = calls_per_second(
+            lambda learner=learner, state=state: learner.imagine(state), config.seconds, 1
+        )
+        update_rate = calls_per_second(
+            lambda learner=learner, state=state: learner.update(state), config.seconds, 1
+        )
         row = {
             "family": family,
             "preset": preset,

@@ -11,11 +11,10 @@ beside it. Speed does not depend on training, so the models are fresh.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import torch
-from common import machine, parse_config, write_report
+from common import calls_per_second, machine, parse_config, write_report
 from torch.utils.flop_counter import FlopCounterMode
 
 from imaginarium.envs.suite import get_task
@@ -31,21 +30,10 @@ class Config:
     out: str = "experiments/results/bench_flops.json"
 
 
-def rate(call, seconds: float) -> float:
-    """Calls per second of ``call`` over about ``seconds``, after a warm-up."""
-    for _ in range(5):
-        call()
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        call()
-        calls += 1
-    return calls / (time.perf_counter() - started)
-
-
 def matmul_flops(size: int, seconds: float, device: str) -> float:
     """FLOP/s of a square fp32 matmul: the best of three runs (the machine is shared)."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    return max(2 * size**3 * rate(lambda: a @ b, seconds / 3) for _ in range(3))
+    return max(2 * size**3 * calls_per_second(lambda: a @ b, seconds / 3, 5) for _ in range(3))
 
 
 def step_flops(family: str, preset: str, config: Config) -> dict:
@@ -62,7 +50,7 @@ def step_flops(family: str, preset: str, config: Config) -> dict:
         with counter:
             model.step(state, actions, uncertainty=uncertainty, generator=generator)
         flops = counter.get_total_flops()
-        steps_per_s = rate(
+        steps_per_s = calls_per_second(
             lambda: model.step(state, actions, uncertainty=uncertainty, generator=generator), config.seconds
         )
     by_module["(outside these layers: the ensemble's members, batched by hand)"] = flops - sum(

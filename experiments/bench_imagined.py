@@ -13,13 +13,12 @@ The ensemble is measured with the uncertainty tracked (every elite runs on every
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine, parse_config, write_report
+from common import calls_per_second, machine, parse_config, write_report
 
 from imaginarium.collect import collect
 from imaginarium.dataset import load_dataset
@@ -36,17 +35,6 @@ class Config:
     out: str = "experiments/results/bench_imagined.json"
 
 
-def timed(step, seconds: float, per_call: int) -> float:
-    """Calls ``step`` for about ``seconds`` after a warm-up; returns items per second."""
-    for _ in range(3):
-        step()
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        step()
-        calls += 1
-    return calls * per_call / (time.perf_counter() - started)
-
-
 def real_hopper_steps_per_second(seconds: float) -> float:
     env = get_task("hopper").make()
     env.reset(seed=0)
@@ -59,7 +47,7 @@ def real_hopper_steps_per_second(seconds: float) -> float:
         if terminated or truncated:
             env.reset()
 
-    return timed(step, seconds, 1)
+    return calls_per_second(step, seconds)
 
 
 def measure(model, dataset, size: int, tracked: bool, config: Config) -> dict:
@@ -69,7 +57,7 @@ def measure(model, dataset, size: int, tracked: bool, config: Config) -> dict:
     )
     envs.reset(seed=0)
     actions = np.random.default_rng(0).uniform(-1, 1, (size, 3)).astype(np.float32)
-    env_rate = timed(lambda: envs.step(actions), config.seconds, size)
+    env_rate = size * calls_per_second(lambda: envs.step(actions), config.seconds)
     state, action_tensor = envs._state, torch.as_tensor(actions, device=config.device)
     generator = torch.Generator(config.device)
 
@@ -77,7 +65,7 @@ def measure(model, dataset, size: int, tracked: bool, config: Config) -> dict:
         with torch.inference_mode():
             model.step(state, action_tensor, sample=True, uncertainty=tracked, generator=generator)
 
-    bare_rate = timed(bare, config.seconds, size)
+    bare_rate = size * calls_per_second(bare, config.seconds)
     return {
         "num_envs": size,
         "uncertainty": tracked,

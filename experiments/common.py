@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,3 +40,14 @@ def write_report(path: str | Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
     print(f"wrote {path}")
+
+
+def calls_per_second(call: Callable[[], object], seconds: float, warmup: int = 3) -> float:
+    """How many times a second ``call`` runs, timed for about ``seconds`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        call()
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        call()
+        calls += 1
+    return calls / (time.perf_counter() - started)

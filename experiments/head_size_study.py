@@ -10,12 +10,11 @@ success/continue AUC and Brier score beside the bare ``model.step`` rate at 1024
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from common import machine, parse_config, write_report
+from common import calls_per_second, machine, parse_config, write_report
 
 from imaginarium.models import load_world_model
 from imaginarium.models.evaluate import evaluate_model
@@ -37,13 +36,9 @@ def step_rate(model_dir: Path, batch: int = 1024, seconds: float = 3.0) -> float
     with torch.inference_mode():
         state = model.initial_state(torch.randn(batch, model.obs_dim))
         actions = torch.rand(batch, model.action_dim) * 2 - 1
-        for _ in range(10):
-            model.step(state, actions, uncertainty=False, generator=generator)
-        calls, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            model.step(state, actions, uncertainty=False, generator=generator)
-            calls += 1
-    return calls * batch / (time.perf_counter() - started)
+        return batch * calls_per_second(
+            lambda: model.step(state, actions, uncertainty=False, generator=generator), seconds, 10
+        )
 
 
 def main() -> None:

@@ -146,8 +146,10 @@ def collect(
         raise ImaginariumError(f"the amount to collect must be a positive integer, got {target}")
     if num_envs < 1:
         raise ImaginariumError(f"num_envs must be a positive integer, got {num_envs}")
-    if pixels is not None and not 8 <= pixels <= 1024:
-        raise ImaginariumError(f"pixels must be between 8 and 1024, got {pixels}")
+    if pixels is not None:
+        from imaginarium.envs.render import check_pixels
+
+        pixels = check_pixels(pixels)
     observation_space, action_space = task.spaces
     policy_spec = policy if isinstance(policy, str) else type(policy).__name__
     if isinstance(policy, str):

@@ -122,6 +122,16 @@ def _check_policy_actions(space: gym.Space, actions: Any, count: int) -> np.ndar
         raise ImaginariumError(f"the policy returned bad actions: {error}") from None
 
 
+#: how a ranking rolls an ensemble: every member from each start, or one drawn each step
+MEMBER_MODES = ("each", "one")
+
+
+def check_members(members: str) -> None:
+    """:raises ImaginariumError: ``members`` is not one of :data:`MEMBER_MODES`."""
+    if members not in MEMBER_MODES:
+        raise ImaginariumError(f"members must be 'each' or 'one', got {members!r}")
+
+
 @torch.inference_mode()
 def imagined_rollouts(
     model: WorldModel,
@@ -147,8 +157,7 @@ def imagined_rollouts(
         in feature units; the family's own uncertainty with one member), ``length`` (expected
         steps), ``per_start`` returns, and ``diverged`` (rollouts whose state became non-finite).
     """
-    if members not in ("each", "one"):
-        raise ImaginariumError(f"members must be 'each' or 'one', got {members!r}")
+    check_members(members)
     device = model.device
     each = members == "each"
     members = model.rollout_members if each else 1

@@ -139,15 +139,14 @@ def rank_policies(
         imagined return (failed ones last).
     """
     from imaginarium.dataset import load_dataset
-    from imaginarium.evaluation import KnownStates, start_states
+    from imaginarium.evaluation import KnownStates, check_members, start_states
     from imaginarium.models import load_world_model
 
     if not policies:
         raise ImaginariumError("no policies to rank")
     if starts < 1 or real_episodes < 1:
         raise ImaginariumError(f"starts and real episodes must be positive, got {starts} and {real_episodes}")
-    if members not in ("each", "one"):
-        raise ImaginariumError(f"members must be 'each' or 'one', got {members!r}")
+    check_members(members)
     world_model = load_world_model(model) if isinstance(model, str | Path) else model
     world_model = world_model.cpu().eval()
     card = getattr(world_model, "card", {}) or {}
