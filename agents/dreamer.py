@@ -119,7 +119,7 @@ class Critic(TwoHotRewardHead):
 
 def feature_size(model: WorldModel) -> int:
     """Length of ``model.features`` vectors."""
-    observation = torch.zeros(1, model.obs_dim, device=model.device)
+    observation = torch.zeros(1, *model.input_space.shape, device=model.device)
     with torch.no_grad():
         return int(model.features(model.initial_state(observation)).shape[-1])
 
@@ -308,7 +308,10 @@ class DreamerLearner:
 def start_sampler(model: WorldModel, dataset: Dataset, config: DreamerConfig) -> SequenceSampler:
     """Windows of real history to filter into start states (one step for models without memory)."""
     context = config.context if model.family == "rssm" else 1
-    return SequenceSampler.capped(dataset, config.batch_size, context, model.device, config.seed, True)
+    model.check_frames(dataset)
+    return SequenceSampler.capped(
+        dataset, config.batch_size, context, model.device, config.seed, True, model.observes_pixels
+    )
 
 
 def start_states(model: WorldModel, sampler: SequenceSampler) -> dict[str, torch.Tensor]:
@@ -457,8 +460,10 @@ class DreamerPolicy:
         self.actor = Actor(feature_size(self.model), self.model.action_space, self.config).to(device)
         self.actor.load_state_dict(weights["actor"])
         self.actor.eval()
-        self.observation_space = self.model.observation_space
+        self.observation_space = self.model.input_space
         self.action_space = self.model.action_space
+        #: the frame size the agent sees on the real task, when its model learned from frames
+        self.pixels = self.observation_space.shape[0] if self.model.observes_pixels else None
         self.deterministic = deterministic
         self._state: dict[str, torch.Tensor] | None = None
         self._last_actions: torch.Tensor | None = None

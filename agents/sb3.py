@@ -37,7 +37,7 @@ def train_in_imagination(
     """Train an SB3 ``algo`` for ``steps`` imagined steps on ``num_envs`` envs; save it to ``out``.
 
     :param env_options: options of ``WAMImagined-v0`` (``uncertainty_penalty``, ``termination``, ...);
-        ``observation="pixels"`` trains a ``CnnPolicy`` on imagined frames.
+        ``observation="pixels"`` (or a model that sees images) trains a ``CnnPolicy`` on imagined frames.
     :param algo_kwargs: keyword arguments for the SB3 algorithm's constructor.
     :raises ImaginariumError: unknown algorithm, or one that cannot act in the model's action space.
     """
@@ -59,7 +59,7 @@ def train_in_imagination(
         kind = "discrete" if discrete else "continuous"
         raise ImaginariumError(f"{algo} cannot act in the model's {kind} action space {venv.action_space}")
     agent_class = getattr(stable_baselines3, algo.upper())
-    network = "CnnPolicy" if options["observation"] == "pixels" else "MlpPolicy"
+    network = "CnnPolicy" if len(venv.observation_space.shape) == 3 else "MlpPolicy"
     agent = agent_class(network, venv, seed=seed, verbose=0, **(algo_kwargs or {}))
     agent.learn(steps, progress_bar=progress)
     out = Path(out)
@@ -74,17 +74,21 @@ def real_return(
     episodes: int = 10,
     seed: int = 10_000,
     pixels: int | None = None,
+    rendered: bool = False,
 ) -> dict[str, float]:
     """Mean and standard error of the agent's undiscounted return on the real task (deterministic actions).
 
     :param pixels: the agent sees frames: the real states are drawn as ``WAMImagined-v0`` draws them.
+    :param rendered: the frames are instead the env's own, as ``collect --pixels`` stores them (the
+        agent of a model that learned from frames).
     """
-    task = get_task(task) if isinstance(task, str) else task
-    env = task.make()
-    if pixels is not None:
-        from imaginarium.envs.render import PixelObservation
+    from imaginarium.envs.render import FrameObservation, PixelObservation
 
-        env = PixelObservation(env, task, pixels)
+    task = get_task(task) if isinstance(task, str) else task
+    if pixels is not None and rendered:
+        env = FrameObservation(task, pixels)
+    else:
+        env = task.make() if pixels is None else PixelObservation(task.make(), task, pixels)
     try:
         return _mean_return(agent_path, env, episodes, seed)
     finally:

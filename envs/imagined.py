@@ -87,11 +87,11 @@ class Imagination:
         else:
             self.model = load_world_model(model, task=task, device=device)
         card = getattr(self.model, "card", {}) or {}
-        self.start_observations = _start_observations(dataset, card)
-        if self.start_observations.shape[1:] != self.model.observation_space.shape:
+        self.start_observations = _start_observations(self.model, dataset, card)
+        if self.start_observations.shape[1:] != self.model.input_space.shape:
             raise ImaginariumError(
                 f"start states have shape {self.start_observations.shape[1:]}, the model observes "
-                f"{self.model.observation_space.shape}"
+                f"{self.model.input_space.shape}"
             )
         self.observation_kind = observation
         self.termination = termination
@@ -102,11 +102,19 @@ class Imagination:
         self.device = torch.device(device)
         self.generator = torch.Generator(self.device)
         self.action_space = self.model.action_space
-        space = self.model.observation_space
+        space = self.model.input_space
         self.renderer = None
-        if observation == "decoded":
+        if self.model.observes_pixels:
+            if observation == "pixels" and pixels != space.shape[0]:
+                raise ImaginariumError(
+                    f"the model sees {space.shape[0]}×{space.shape[0]} frames; pixels={pixels} cannot be served"
+                )
+            if observation != "latent":
+                self.observation_kind = "decoded"  # the model's own frames are its decoded observations
+                self.observation_space = space
+        if self.observation_kind == "decoded" and not self.model.observes_pixels:
             self.observation_space = gym.spaces.Box(space.low, space.high, space.shape, np.float32)
-        elif observation == "pixels":
+        elif self.observation_kind == "pixels":
             from imaginarium.envs.render import StateRenderer, check_pixels
 
             self.pixels = check_pixels(pixels)
@@ -115,7 +123,7 @@ class Imagination:
                 raise ImaginariumError("observation 'pixels' needs a model whose card names its task")
             self.renderer = StateRenderer(get_task(task_name))
             self.observation_space = gym.spaces.Box(0, 255, (self.pixels, self.pixels, 3), np.uint8)
-        else:
+        elif self.observation_kind == "latent":
             with torch.inference_mode():
                 features = self.model.features(self.start(np.zeros(1, dtype=np.int64)))
             self.observation_space = gym.spaces.Box(-np.inf, np.inf, (features.shape[-1],), np.float32)
@@ -128,9 +136,9 @@ class Imagination:
     def start_from(self, observation: Any) -> State:
         """The model state of one given real observation."""
         values = np.asarray(observation, dtype=np.float32)
-        if values.shape != self.model.observation_space.shape or not np.isfinite(values).all():
+        if values.shape != self.model.input_space.shape or not np.isfinite(values).all():
             raise ValueError(
-                f"start_observation must be a finite array of shape {self.model.observation_space.shape}, "
+                f"start_observation must be a finite array of shape {self.model.input_space.shape}, "
                 f"got shape {values.shape}"
             )
         return self.model.initial_state(torch.as_tensor(values[None], device=self.device))
@@ -140,6 +148,8 @@ class Imagination:
         the decoded states drawn by the real task's renderer (a state that is not finite draws black)."""
         if self.observation_kind == "latent":
             return self.model.features(state).float().cpu().numpy()
+        if self.model.observes_pixels:
+            return self.model.decode(state).cpu().numpy()
         decoded = self.model.decode(state).float().cpu().numpy()
         if self.observation_kind == "pixels":
             return np.stack([self._draw(row) for row in decoded])
@@ -172,8 +182,10 @@ class Imagination:
                 generator=self.generator,
             )
             observations = self.observe(out.state)
-            finite = True  # frames are always finite: whether the state is decides for pixels
-            if self.observation_kind == "pixels":
+            finite = True  # frames are always finite: whether the state is decides for them
+            if self.model.observes_pixels:
+                finite = torch.isfinite(self.model.features(out.state)).all(-1).cpu().numpy()
+            elif self.observation_kind == "pixels":
                 finite = torch.isfinite(self.model.decode(out.state)).all(-1).cpu().numpy()
         rewards = out.reward.float().cpu().numpy().astype(np.float64)
         if out.uncertainty is not None:
@@ -208,7 +220,8 @@ class ImaginedEnv(gym.Env):
     :param task: check the model against this task (refused at make when it does not fit).
     :param observation: ``decoded`` (the real observation space; clipped to its bounds),
         ``latent`` (the model's feature vector), or ``pixels`` (the decoded state drawn by the real
-        task's renderer, ``pixels`` × ``pixels`` RGB uint8, for agents that see images).
+        task's renderer, ``pixels`` × ``pixels`` RGB uint8, for agents that see images). A model that
+        sees images serves its decoded frames for ``decoded`` and ``pixels`` alike.
     :param pixels: the frame size of ``observation="pixels"``.
     :param termination: what ends an episode: the ``continue`` head (sampled), ``success``, ``both``,
         or ``none`` (only the time limit).
@@ -232,7 +245,7 @@ class ImaginedEnv(gym.Env):
         self.imagination = Imagination(model, **options)
         self.render_mode = render_mode
         self._renderer = None
-        if render_mode == "rgb_array":
+        if render_mode == "rgb_array" and not self.imagination.model.observes_pixels:
             from imaginarium.envs.render import StateRenderer
 
             env_id = (getattr(self.imagination.model, "card", {}) or {}).get("env_id")
@@ -266,9 +279,13 @@ class ImaginedEnv(gym.Env):
         return observation, {"start_index": int(index[0])}
 
     def render(self) -> np.ndarray | None:
-        """The current imagined state drawn by the real task's renderer (``rgb_array`` mode)."""
-        if self._renderer is None or self._state is None:
+        """The current imagined state drawn by the real task's renderer (``rgb_array`` mode), or the
+        frame a model that sees images decodes from it."""
+        if self.render_mode is None or self._state is None:
             return None
+        if self.imagination.model.observes_pixels:
+            with torch.inference_mode():
+                return self.imagination.model.decode(self._state)[0].cpu().numpy()
         with torch.inference_mode():
             decoded = self.imagination.model.decode(self._state)[0].float().cpu().numpy()
         return self._renderer.render(decoded)
@@ -425,11 +442,13 @@ def _first(values: np.ndarray, bad: np.ndarray) -> str:
     return f"{first!r}" if count == 1 else f"{first!r} (and {count - 1} more)"
 
 
-def _start_observations(dataset: str | Path | Dataset | None, card: dict[str, Any]) -> np.ndarray:
-    """``(E, D)`` real initial observations: the first observation of every episode of the dataset."""
+def _start_observations(
+    model: WorldModel, dataset: str | Path | Dataset | None, card: dict[str, Any]
+) -> np.ndarray:
+    """``(E, ...)`` what the model observes at the start of every episode of the dataset."""
     if dataset is None:
         dataset = (card.get("dataset") or {}).get("path")
         if dataset is None:
             raise ImaginariumError("the model card names no dataset; give dataset= for the start states")
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
-    return data.observations[data.episode_starts[:-1]]
+    return model.inputs(data, data.episode_starts[:-1])

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from imaginarium.envs.suite import Task
-from imaginarium.errors import ImaginariumError
+from imaginarium.errors import ImaginariumError, TaskError
 
 
 def _set_state(unwrapped: gym.Env, state: np.ndarray) -> None:
@@ -136,3 +136,42 @@ class PixelObservation(gym.ObservationWrapper):
     def close(self) -> None:
         self.renderer.close()
         super().close()
+
+
+def rendering_env(task: Task, pixels: int, **make_options: object) -> gym.Env:
+    """The task's env drawing offscreen: MuJoCo at ``pixels`` × ``pixels`` directly, classic control at
+    its own size (:func:`rendered_frame` resizes)."""
+    offscreen()
+    try:
+        return task.make(render_mode="rgb_array", width=pixels, height=pixels, **make_options)
+    except TaskError:  # classic control takes no size
+        return task.make(render_mode="rgb_array", **make_options)
+
+
+def rendered_frame(env: gym.Env, pixels: int) -> np.ndarray:
+    """The env's current frame as ``(pixels, pixels, 3)`` uint8 (bilinear resize where needed)."""
+    frame = np.asarray(env.render())[..., :3]
+    if frame.shape[:2] != (pixels, pixels):
+        from PIL import Image
+
+        frame = np.asarray(Image.fromarray(frame).resize((pixels, pixels), Image.Resampling.BILINEAR))
+    return frame.astype(np.uint8, copy=False)
+
+
+class FrameObservation(gym.Wrapper):
+    """A real suite env whose observations are its own rendered frames, exactly as ``collect --pixels``
+    stores them, for agents of a world model that learned from those frames. ``info["state"]`` keeps
+    the state the frame shows, so the task's success rule can still be applied."""
+
+    def __init__(self, task: Task, pixels: int = 64, **make_options: object) -> None:
+        self.pixels = check_pixels(pixels)
+        super().__init__(rendering_env(task, self.pixels, **make_options))
+        self.observation_space = gym.spaces.Box(0, 255, (self.pixels, self.pixels, 3), np.uint8)
+
+    def reset(self, **kwargs: object) -> tuple[np.ndarray, dict]:
+        state, info = self.env.reset(**kwargs)
+        return rendered_frame(self.env, self.pixels), {**info, "state": state}
+
+    def step(self, action: object) -> tuple[np.ndarray, float, bool, bool, dict]:
+        state, reward, terminated, truncated, info = self.env.step(action)
+        return rendered_frame(self.env, self.pixels), reward, terminated, truncated, {**info, "state": state}

@@ -112,6 +112,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"section {section!r} of {args.config} must be a mapping of keys to values"
             )
     model_overrides = {**(file_config.get("model") or {}), **_parse_overrides(args.set)}
+    if args.pixels is not None:
+        if args.model != "rssm":
+            raise ImaginariumError("only the rssm family learns from frames: use --model rssm with --pixels")
+        model_overrides["image_size"] = args.pixels
     train_config = dict(file_config.get("train") or {})
     for key in ("steps", "seed", "patience", "eval_every"):
         if getattr(args, key) is not None:
@@ -174,10 +178,17 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
     print(f"trained {args.algo} for {args.steps} imagined steps; wrote {path}")
     if args.eval_episodes > 0:
         imagined = imagined_return(path, args.model, episodes=args.eval_episodes, **env_options)
-        task = read_card(args.model).get("task")
+        card = read_card(args.model)
+        task, image_size = card.get("task"), (card.get("config") or {}).get("image_size")
         line = f"imagined return {imagined['mean']:.1f} ± {imagined['stderr']:.1f}"
         if task:
-            real = real_return(path, task, episodes=args.eval_episodes, pixels=args.pixels)
+            real = real_return(
+                path,
+                task,
+                episodes=args.eval_episodes,
+                pixels=image_size or args.pixels,
+                rendered=bool(image_size),
+            )
             line += f"   real return on {task} {real['mean']:.1f} ± {real['stderr']:.1f}"
         print(f"{line}   ({args.eval_episodes} episodes each)")
     return 0
@@ -357,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", choices=("ensemble", "rssm"), default="ensemble", help="world-model family")
     train.add_argument("--preset", choices=("xs", "s", "m"), default="s", help="model size")
     train.add_argument("--out", required=True, help="model folder to write")
+    train.add_argument(
+        "--pixels", type=int, metavar="N", help="learn from the dataset's N x N frames, not its states (rssm)"
+    )
     train.add_argument("--steps", type=int, help="gradient steps (default 20000)")
     train.add_argument("--eval-every", type=int, help="steps between validation checks (default 250)")
     train.add_argument("--patience", type=int, help="validation checks without improvement before stopping")

@@ -19,8 +19,9 @@ import gymnasium as gym
 import numpy as np
 
 from imaginarium.dataset import DatasetWriter, Episode, deferred_interrupts
+from imaginarium.envs.render import rendered_frame, rendering_env
 from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task, get_task
-from imaginarium.errors import ImaginariumError, TaskError
+from imaginarium.errors import ImaginariumError
 from imaginarium.policy import Policy, parse_policy
 
 
@@ -195,26 +196,8 @@ def collect(
 
 
 def _make_env(task: Task, pixels: int | None) -> gym.Env:
-    """The task's env; with ``pixels``, one that renders offscreen (MuJoCo at that size directly)."""
-    if pixels is None:
-        return task.make()
-    from imaginarium.envs.render import offscreen
-
-    offscreen()
-    try:
-        return task.make(render_mode="rgb_array", width=pixels, height=pixels)
-    except TaskError:  # classic control draws at its own size; frames are resized
-        return task.make(render_mode="rgb_array")
-
-
-def _frame(env: gym.Env, pixels: int) -> np.ndarray:
-    """The env's current frame as ``(pixels, pixels, 3)`` uint8."""
-    frame = np.asarray(env.render())[..., :3]
-    if frame.shape[:2] != (pixels, pixels):
-        from PIL import Image
-
-        frame = np.asarray(Image.fromarray(frame).resize((pixels, pixels), Image.Resampling.BILINEAR))
-    return frame.astype(np.uint8, copy=False)
+    """The task's env; with ``pixels``, one that renders offscreen."""
+    return task.make() if pixels is None else rendering_env(task, pixels)
 
 
 def _run(
@@ -246,7 +229,7 @@ def _run(
         nonlocal next_episode
         episode_seed = seed + next_episode
         observation, _ = envs[slot].reset(seed=episode_seed)
-        image = None if pixels is None else _frame(envs[slot], pixels)
+        image = None if pixels is None else rendered_frame(envs[slot], pixels)
         builders[slot] = _EpisodeBuilder(observation, episode_seed, image)
         next_episode += 1
         return observation
@@ -266,7 +249,7 @@ def _run(
                 observation, reward, terminated, truncated, info = env.step(action)
                 builder.observations.append(observation)
                 if builder.images is not None:
-                    builder.images.append(_frame(env, pixels))
+                    builder.images.append(rendered_frame(env, pixels))
                 builder.actions.append(action)
                 builder.rewards.append(reward)
                 builder.terminated.append(terminated)

@@ -128,18 +128,19 @@ class Dataset:
 
     def images(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
         """``(len(rows), H, W, 3)`` uint8 frames of ``observations[rows]``."""
-        return self._frames()[self._frame_index(rows)]
+        return self._frames()[self.frame_index(rows)]
 
     def next_images(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
         """``(len(rows), H, W, 3)`` uint8 frames of ``next_observations[rows]``."""
-        return self._frames()[self._frame_index(rows) + 1]
+        return self._frames()[self.frame_index(rows) + 1]
 
     def _frames(self) -> np.ndarray:
         if self.frames is None:
             raise DatasetError("this dataset holds no frames; collect it with pixels")
         return self.frames
 
-    def _frame_index(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
+    def frame_index(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Where the frame of ``observations[rows]`` is in ``frames`` (the next one follows it)."""
         # episode e's frames start e places after its rows: each episode has one more frame than rows
         rows = np.asarray(rows, dtype=np.int64)
         return rows + np.searchsorted(self.episode_starts, rows, side="right") - 1

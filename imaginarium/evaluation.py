@@ -239,9 +239,18 @@ def _episode_success(task: Task, steps: list[tuple[np.ndarray, bool, bool, Any]]
 
 
 def real_rollouts(
-    task: Task, policy: Policy, episodes: int, seed: int = 0, max_episode_steps: int | None = None
+    task: Task,
+    policy: Policy,
+    episodes: int,
+    seed: int = 0,
+    max_episode_steps: int | None = None,
+    pixels: int | None = None,
 ) -> dict[str, Any]:
     """Run ``episodes`` real episodes side by side (one batched ``act`` per step), seeds ``seed + i``.
+
+    :param pixels: the policy sees the env's own rendered frames, as ``collect --pixels`` stores them
+        (the policy of a world model that learned from frames); default the policy's own ``pixels``
+        attribute, which a Dreamer agent of such a model has.
 
     :returns: ``return`` (bootstrap CI over episodes), ``per_episode`` returns, ``success`` (fraction of
         episodes whose last step succeeds; None when the task defines no success) and mean ``length``.
@@ -249,7 +258,13 @@ def real_rollouts(
     if episodes < 1:
         raise ImaginariumError(f"episodes must be a positive integer, got {episodes}")
     options = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-    envs = [task.make(**options) for _ in range(episodes)]
+    pixels = pixels if pixels is not None else getattr(policy, "pixels", None)
+    if pixels is None:
+        envs = [task.make(**options) for _ in range(episodes)]
+    else:
+        from imaginarium.envs.render import FrameObservation
+
+        envs = [FrameObservation(task, pixels, **options) for _ in range(episodes)]
     try:
         observations = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
         returns = np.zeros(episodes)
@@ -266,7 +281,8 @@ def real_rollouts(
                 observations[i] = observation
                 returns[i] += float(reward)
                 label = next((info[key] for key in INFO_SUCCESS_KEYS if key in info), None)
-                history[i].append((np.asarray(observation), bool(terminated), bool(truncated), label))
+                state = info.get("state", observation)  # a frame's state, for the task's success rule
+                history[i].append((np.asarray(state), bool(terminated), bool(truncated), label))
                 running[i] = not (terminated or truncated)
         successes = [_episode_success(task, steps) for steps in history]
         known = [value for value in successes if value is not None]

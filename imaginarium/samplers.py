@@ -33,12 +33,22 @@ class Batch:
 
 
 class _DeviceTransitions:
-    """The dataset's transition arrays as tensors on one device."""
+    """The dataset's transition arrays as tensors on one device.
 
-    def __init__(self, dataset: Dataset, device: str | torch.device) -> None:
+    With ``pixels``, ``observations`` and ``next_observations`` are the frames ``(..., H, W, 3)``
+    uint8 instead of the states: the frames are stored once, and each row indexes its two.
+    """
+
+    def __init__(self, dataset: Dataset, device: str | torch.device, pixels: bool = False) -> None:
         def put(array: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.ascontiguousarray(array)).to(device)
 
+        self.frames = self.frame_index = None
+        if pixels:
+            if dataset.frames is None:
+                raise DatasetError("pixels were asked for, but this dataset holds no frames")
+            self.frames = put(dataset.frames)
+            self.frame_index = put(dataset.frame_index(np.arange(dataset.num_steps)))
         self.columns = {
             "observations": put(dataset.observations),
             "actions": put(dataset.actions),
@@ -51,7 +61,11 @@ class _DeviceTransitions:
         }
 
     def gather(self, index: torch.Tensor) -> Batch:
-        return Batch(**{name: column[index] for name, column in self.columns.items()})
+        columns = {name: column[index] for name, column in self.columns.items()}
+        if self.frames is not None:
+            frames = self.frame_index[index]
+            columns.update(observations=self.frames[frames], next_observations=self.frames[frames + 1])
+        return Batch(**columns)
 
 
 class TransitionSampler:
@@ -98,6 +112,7 @@ class SequenceSampler:
     :param length: transitions per window.
     :param within_episodes: windows never cross an episode boundary (episodes shorter than
         ``length`` are skipped); otherwise windows run across boundaries, which ``firsts`` marks.
+    :param pixels: observations are the dataset's frames (for models that see images).
     :raises DatasetError: when no window of this length fits, or fewer windows than ``batch_size``.
     """
 
@@ -109,6 +124,7 @@ class SequenceSampler:
         device: str | torch.device = "cpu",
         seed: int = 0,
         within_episodes: bool = True,
+        pixels: bool = False,
     ) -> None:
         if batch_size < 1 or length < 1:
             raise DatasetError(f"batch_size and length must be positive, got {batch_size} and {length}")
@@ -135,7 +151,7 @@ class SequenceSampler:
         self.device = torch.device(device)
         self.starts = torch.as_tensor(valid, dtype=torch.int64)
         self.offsets = torch.arange(length, dtype=torch.int64)
-        self.data = _DeviceTransitions(dataset, self.device)
+        self.data = _DeviceTransitions(dataset, self.device, pixels)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
     @classmethod
@@ -147,10 +163,11 @@ class SequenceSampler:
         device: str | torch.device = "cpu",
         seed: int = 0,
         within_episodes: bool = True,
+        pixels: bool = False,
     ) -> SequenceSampler:
         """A sampler whose batch is ``batch_size`` or, for a small (held-out) dataset, all its windows."""
         probe = cls(dataset, 1, length, "cpu", seed, within_episodes)
-        return cls(dataset, min(batch_size, probe.num_windows), length, device, seed, within_episodes)
+        return cls(dataset, min(batch_size, probe.num_windows), length, device, seed, within_episodes, pixels)
 
     @property
     def num_windows(self) -> int:

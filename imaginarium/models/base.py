@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from imaginarium.dataset import Dataset
-from imaginarium.errors import ImaginariumError
+from imaginarium.errors import DatasetError, ImaginariumError
 from imaginarium.samplers import Batch, SequenceSampler
 
 State = dict[str, torch.Tensor]
@@ -97,6 +97,42 @@ class WorldModel(nn.Module, ABC):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def input_space(self) -> gym.spaces.Box:
+        """What ``observe`` and ``initial_state`` take and ``decode`` gives: the real observation
+        space, or RGB frames for a model that sees images."""
+        return self.observation_space
+
+    @property
+    def observes_pixels(self) -> bool:
+        """Whether the model sees frames (``dataset.images``) rather than state vectors."""
+        return len(self.input_space.shape) == 3
+
+    def inputs(self, dataset: Dataset, rows: np.ndarray) -> np.ndarray:
+        """What the model observes at ``dataset.observations[rows]``: those states, or their frames."""
+        if self.observes_pixels:
+            self.check_frames(dataset)
+            return dataset.images(rows)
+        return dataset.observations[rows]
+
+    def check_frames(self, dataset: Dataset) -> None:
+        """Refuse a dataset whose frames this model cannot see (none, or another size).
+
+        :raises DatasetError: naming the sizes.
+        """
+        if not self.observes_pixels:
+            return
+        expected = tuple(self.input_space.shape)
+        if dataset.image_shape is None:
+            raise DatasetError(
+                f"the model sees {expected[0]}×{expected[1]} frames, but the dataset holds none; "
+                f"collect it with --pixels {expected[0]}"
+            )
+        if tuple(dataset.image_shape) != expected:
+            raise DatasetError(
+                f"the model sees frames of shape {expected}, the dataset's are {tuple(dataset.image_shape)}"
+            )
 
     @property
     def draws_per_step(self) -> int:
@@ -193,8 +229,9 @@ def teacher_forced_predictions(
     Keys: ``reward``, ``reward_prediction``, ``success``, ``success_prob``, ``continue``,
     ``continue_prob``, and ``head_features`` ``(N, F)`` (what the probability heads read).
     """
+    model.check_frames(dataset)
     sampler = SequenceSampler.capped(
-        dataset, 64, model.sequence_length, model.device, seed, model.within_episodes
+        dataset, 64, model.sequence_length, model.device, seed, model.within_episodes, model.observes_pixels
     )
     parts: dict[str, list[torch.Tensor]] = {}
     for _ in range(max(1, windows // sampler.batch_size)):

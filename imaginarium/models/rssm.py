@@ -1,10 +1,12 @@
-"""Dreamer-style recurrent state-space model (DreamerV3's RSSM, for vector observations).
+"""Dreamer-style recurrent state-space model (DreamerV3's RSSM, for vectors or RGB frames).
 
 The state is a deterministic GRU state ``deter (B, H)`` and a stochastic state of ``stoch``
 categorical latents with ``classes`` classes each, ``stoch (B, S·C)`` one-hot. The prior predicts
 the stochastic state from ``deter`` alone (imagination); the posterior also sees the encoded
-observation (filtering). Observations enter and leave in symlog space; reward is a two-hot symlog
-head; KL balancing with free bits keeps the prior close to the posterior.
+observation (filtering). Vector observations enter and leave in symlog space; with ``image_size``
+the model sees ``image_size`` × ``image_size`` RGB frames through a convolutional encoder and
+decoder instead. Reward is a two-hot symlog head; KL balancing with free bits keeps the prior close
+to the posterior.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -20,6 +24,7 @@ from imaginarium.config import config_from_dict
 from imaginarium.dataset import Dataset
 from imaginarium.errors import ImaginariumError
 from imaginarium.models.base import State, StepOutput, TransitionPredictions, WorldModel
+from imaginarium.models.vision import ConvDecoder, ConvEncoder, check_image_size, to_frames
 from imaginarium.rewards.heads import BernoulliHead, TwoHotRewardHead, mlp, symexp, symlog
 from imaginarium.samplers import Batch
 
@@ -44,10 +49,22 @@ class RSSMConfig:
     learning_rate: float = 3e-4
     weight_decay: float = 0.0
     reward_bins: int = 255
+    #: 0: the model sees state vectors; N: it sees N × N RGB frames (``dataset.images``)
+    image_size: int = 0
+    #: channels of the first convolution; they double at every halving of the frame
+    cnn_depth: int = 32
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "xs": {"deter": 64, "stoch": 8, "classes": 8, "hidden": 64, "layers": 1, "sequence_length": 16},
+    "xs": {
+        "deter": 64,
+        "stoch": 8,
+        "classes": 8,
+        "hidden": 64,
+        "layers": 1,
+        "sequence_length": 16,
+        "cnn_depth": 8,
+    },
     "s": {},
     "m": {"deter": 512, "stoch": 32, "classes": 32, "hidden": 512},
 }
@@ -73,19 +90,34 @@ class RSSMModel(WorldModel):
         self.sequence_length = config.sequence_length
         latent = config.stoch * config.classes
         self.feature_dim = config.deter + latent
-        self.encoder = mlp(self.obs_dim, config.hidden, config.layers, config.hidden)
+        self.image_shape: tuple[int, int, int] | None = None
+        if config.image_size:
+            size = check_image_size(config.image_size)
+            self.image_shape = (size, size, 3)
+            self.encoder = ConvEncoder(size, config.cnn_depth, config.hidden)
+        else:
+            self.encoder = mlp(self.obs_dim, config.hidden, config.layers, config.hidden)
         self.image_in = nn.Sequential(
             nn.Linear(latent + self.action_dim, config.hidden), nn.LayerNorm(config.hidden), nn.SiLU()
         )
         self.gru = nn.GRUCell(config.hidden, config.deter)
         self.prior_net = mlp(config.deter, config.hidden, 1, latent)
         self.posterior_net = mlp(config.deter + config.hidden, config.hidden, 1, latent)
-        self.decoder = mlp(self.feature_dim, config.hidden, config.layers, self.obs_dim)
+        if self.image_shape:
+            self.decoder = ConvDecoder(self.feature_dim, self.image_shape[0], config.cnn_depth)
+        else:
+            self.decoder = mlp(self.feature_dim, config.hidden, config.layers, self.obs_dim)
         self.reward_head = TwoHotRewardHead(
             self.feature_dim, config.hidden, config.layers, config.reward_bins
         )
         self.success_head = BernoulliHead(self.feature_dim, config.hidden, config.layers)
         self.continue_head = BernoulliHead(self.feature_dim, config.hidden, config.layers)
+
+    @property
+    def input_space(self) -> gym.spaces.Box:
+        if self.image_shape is None:
+            return self.observation_space
+        return gym.spaces.Box(0, 255, self.image_shape, np.uint8)
 
     # ------------------------------------------------------------------------ latent machinery
 
@@ -116,7 +148,15 @@ class RSSMModel(WorldModel):
         return self._probs(self.posterior_net(torch.cat([deter, embed], -1)))
 
     def _embed(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.encoder(symlog(observations))
+        if self.image_shape:
+            return self.encoder(observations)
+        return self.encoder(symlog(observations.float()))
+
+    def _reconstruction(self, features: torch.Tensor, observations: torch.Tensor) -> torch.Tensor:
+        """Squared error of the decoded observations, summed over an observation, averaged over the rest."""
+        if self.image_shape:
+            return self.decoder.loss(features, observations)
+        return ((self.decoder(features) - symlog(observations)) ** 2).sum(-1).mean()
 
     @staticmethod
     def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -126,7 +166,11 @@ class RSSMModel(WorldModel):
     # -------------------------------------------------------------------------------- training
 
     def fit_normalizers(self, dataset: Dataset) -> None:
-        """Nothing to fit: symlog takes the place of normalisation."""
+        """Frames: the decoder starts from the average training frame. Vectors: nothing to fit,
+        symlog takes the place of normalisation."""
+        if self.image_shape:
+            self.check_frames(dataset)
+            self.decoder.fit(dataset.frames)
 
     def _filter(self, batch: Batch, sample: bool) -> dict[str, torch.Tensor]:
         """Run the posterior along the windows; rows flagged ``firsts`` restart from the observation.
@@ -168,10 +212,11 @@ class RSSMModel(WorldModel):
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         filtered = self._filter(batch, sample=True)
         features = torch.cat([filtered["deter"], filtered["stoch"]], -1)  # (B, L, F)
-        reconstruction = ((self.decoder(features) - symlog(batch.next_observations)) ** 2).sum(-1).mean()
-        start_reconstruction = (
-            ((self.decoder(filtered["start"]) - symlog(batch.observations)) ** 2).sum(-1).mean()
-        )
+        reconstruction = self._reconstruction(features, batch.next_observations)
+        if self.image_shape:  # decoding frames is costly: the windows' first starts teach the encoder alone
+            start_reconstruction = self._reconstruction(filtered["start"][:, 0], batch.observations[:, 0])
+        else:
+            start_reconstruction = self._reconstruction(filtered["start"], batch.observations)
         reward_loss = self.reward_head.loss(features, batch.rewards)
         continue_loss = self.continue_head.loss(features, ~batch.terminated)
         success_loss = self.success_head.loss(features, batch.success)
@@ -209,8 +254,8 @@ class RSSMModel(WorldModel):
     # ------------------------------------------------------------------------------- inference
 
     def initial_state(self, observations: torch.Tensor) -> State:
-        deter = observations.new_zeros(observations.shape[0], self.config.deter)
-        stoch = self._latent(self._posterior(deter, self._embed(observations.float())), sample=False)
+        deter = torch.zeros(observations.shape[0], self.config.deter, device=observations.device)
+        stoch = self._latent(self._posterior(deter, self._embed(observations)), sample=False)
         return {"deter": deter, "stoch": stoch}
 
     def observe(self, observations: torch.Tensor, actions: torch.Tensor) -> State:
@@ -219,14 +264,12 @@ class RSSMModel(WorldModel):
         encoded = self.encode_actions(actions)
         for t in range(1, observations.shape[1]):
             deter = self._transition(deter, stoch, encoded[:, t - 1])
-            stoch = self._latent(
-                self._posterior(deter, self._embed(observations[:, t].float())), sample=False
-            )
+            stoch = self._latent(self._posterior(deter, self._embed(observations[:, t])), sample=False)
         return {"deter": deter, "stoch": stoch}
 
     def update(self, state: State, actions: torch.Tensor, observations: torch.Tensor) -> State:
         deter = self._transition(state["deter"], state["stoch"], self.encode_actions(actions))
-        stoch = self._latent(self._posterior(deter, self._embed(observations.float())), sample=False)
+        stoch = self._latent(self._posterior(deter, self._embed(observations)), sample=False)
         return {"deter": deter, "stoch": stoch}
 
     def step(
@@ -253,6 +296,9 @@ class RSSMModel(WorldModel):
         )
 
     def decode(self, state: State) -> torch.Tensor:
+        """Decoded observations: state vectors, or ``(B, H, W, 3)`` uint8 frames."""
+        if self.image_shape:
+            return to_frames(self.decoder(self.features(state)))
         return symexp(self.decoder(self.features(state)))
 
     def features(self, state: State) -> torch.Tensor:

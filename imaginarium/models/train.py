@@ -119,10 +119,17 @@ def train_world_model(
     torch.manual_seed(config.seed)
     train, validation = dataset.split(config.validation_fraction, seed=config.seed)
     model = build_model(family, dataset.observation_space, dataset.action_space, preset, model_overrides)
+    model.check_frames(dataset)
     model.fit_normalizers(train)
     model.to(device)
     sampler = SequenceSampler(
-        train, model.config.batch_size, model.sequence_length, device, config.seed, model.within_episodes
+        train,
+        model.config.batch_size,
+        model.sequence_length,
+        device,
+        config.seed,
+        model.within_episodes,
+        model.observes_pixels,
     )
     windows_per_step = model.config.batch_size * model.draws_per_step
     validation_batches = _validation_batches(model, validation, config, device)
@@ -216,6 +223,7 @@ def _validation_batches(
             device,
             config.seed + 1,
             model.within_episodes,
+            model.observes_pixels,
         )
     except DatasetError as error:
         raise DatasetError(f"validation episodes are too few or too short: {error}") from None
