@@ -131,6 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        action_free=args.action_free,
     )
     training = result.card["training"]
     stop = "stopped early" if result.stopped_early else "ran all steps"
@@ -370,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="model folder to write")
     train.add_argument(
         "--pixels", type=int, metavar="N", help="learn from the dataset's N x N frames, not its states (rssm)"
+    )
+    train.add_argument(
+        "--action-free",
+        choices=("refuse", "drop", "label"),
+        default="refuse",
+        help="episodes with observations only (video): refuse them, drop them, or label their actions "
+        "with an inverse-dynamics model learned from the others",
     )
     train.add_argument("--steps", type=int, help="gradient steps (default 20000)")
     train.add_argument("--eval-every", type=int, help="steps between validation checks (default 250)")

@@ -32,6 +32,8 @@ DATA_FORMATS = ("hdf5", "arrow")
 METADATA_KEY = "imaginarium"
 #: keys of a dataset's observation Dict when it holds rendered frames beside the state
 STATE_KEY, PIXELS_KEY = "state", "pixels"
+#: the infos key that marks an episode recorded without actions or rewards
+ACTION_FREE_KEY = "action_free"
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Episode:
         ``None`` when the task has no success signal.
     :param seed: the reset seed, when known.
     :param images: ``(T + 1, H, W, 3)`` uint8, the rendered frame of each observation, or ``None``.
+    :param action_free: only the observations were recorded (e.g. video): ``actions`` and ``rewards``
+        are placeholders that nothing learns from (see :meth:`observations_only`).
     """
 
     observations: np.ndarray
@@ -57,6 +61,39 @@ class Episode:
     success: np.ndarray | None = None
     seed: int | None = None
     images: np.ndarray | None = None
+    action_free: bool = False
+
+    @classmethod
+    def observations_only(
+        cls,
+        observations: np.ndarray,
+        action_space: gym.Space,
+        images: np.ndarray | None = None,
+        terminated: bool = False,
+    ) -> Episode:
+        """An episode of observations with no actions or rewards: placeholders fill them (the middle
+        of the action box, zero reward), and it ends truncated unless ``terminated``."""
+        steps = len(observations) - 1
+        if isinstance(action_space, gym.spaces.Discrete):
+            actions = np.full(steps, int(action_space.start), dtype=np.int64)
+        else:
+            middle = np.where(
+                np.isfinite(action_space.low) & np.isfinite(action_space.high),
+                (action_space.low + action_space.high) / 2,
+                0.0,
+            )
+            actions = np.broadcast_to(middle, (steps, *action_space.shape)).astype(np.float32)
+        ends = np.zeros(steps, dtype=bool)
+        ends[-1:] = True
+        return cls(
+            np.asarray(observations),
+            actions,
+            np.zeros(steps, dtype=np.float32),
+            ends & terminated,
+            ends & (not terminated),
+            images=images,
+            action_free=True,
+        )
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -80,6 +117,10 @@ class Dataset:
 
     A dataset collected with pixels also has ``frames``: each episode's ``T + 1`` rendered frames laid
     end to end, read per row with :meth:`images` and :meth:`next_images`.
+
+    ``action_free`` marks the rows of episodes whose actions and rewards were never recorded (video);
+    their ``actions`` are placeholders until a labeller fills them in (see ``imaginarium.labeller``),
+    and their ``rewards`` are never learned from.
     """
 
     observations: np.ndarray  # (N, *obs_shape) float32
@@ -97,6 +138,20 @@ class Dataset:
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     frames: np.ndarray | None = None  # (N + E, H, W, 3) uint8
+    action_free: np.ndarray | None = None  # (N,) bool; None: every row has its actions
+
+    def __post_init__(self) -> None:
+        if self.action_free is None:
+            self.action_free = np.zeros(len(self.rewards), dtype=bool)
+
+    @property
+    def has_action_free(self) -> bool:
+        """Whether some episodes hold observations only."""
+        return bool(self.action_free.any())
+
+    def episode_action_free(self) -> np.ndarray:
+        """``(E,)`` whether each episode holds observations only."""
+        return self.action_free[self.episode_starts[:-1]]
 
     @property
     def num_episodes(self) -> int:
@@ -167,6 +222,7 @@ class Dataset:
             self.truncated[start:stop],
             self.success[start:stop] if self.has_success else None,
             images=None if self.frames is None else self.frames[start + index : stop + index + 1],
+            action_free=bool(self.action_free[start]),
         )
 
     def subset(self, episode_indices: Sequence[int] | np.ndarray) -> Dataset:
@@ -200,6 +256,7 @@ class Dataset:
             dict(self.metadata),
             self.path,
             frames,
+            self.action_free[rows],
         )
 
     def split(self, validation_fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -221,6 +278,8 @@ class Dataset:
         columns = (self.observations, self.next_observations, self.actions, self.rewards)
         for array in (*columns, self.terminated, self.truncated, self.success, self.episode_starts):
             digest.update(np.ascontiguousarray(array).tobytes())
+        if self.has_action_free:  # datasets without such episodes keep their fingerprints
+            digest.update(np.ascontiguousarray(self.action_free).tobytes())
         return digest.hexdigest()[:16]
 
     def summary(self) -> dict[str, Any]:
@@ -237,6 +296,7 @@ class Dataset:
             "image_shape": list(self.image_shape) if self.image_shape else None,
             "action_space": str(self.action_space),
             "episodes": self.num_episodes,
+            "action_free_episodes": int(self.episode_action_free().sum()),
             "steps": self.num_steps,
             "episode_length": _stats(lengths),
             "return": _stats(returns),
@@ -383,9 +443,11 @@ class DatasetWriter:
         for offset, episode in enumerate(self.pending):
             # Minari's infos hold one entry per observation (reset info first); success of the reset
             # state is never counted, so it is False. Shape (T + 1, 1) stores in both formats.
-            infos = None
+            infos = {}
             if episode.success is not None:
-                infos = {"success": np.concatenate([[False], episode.success]).reshape(-1, 1)}
+                infos["success"] = np.concatenate([[False], episode.success]).reshape(-1, 1)
+            if episode.action_free:
+                infos[ACTION_FREE_KEY] = np.ones((len(episode) + 1, 1), dtype=bool)
             buffers.append(
                 EpisodeBuffer(
                     id=self.written_episodes + offset,
@@ -399,7 +461,7 @@ class DatasetWriter:
                     rewards=episode.rewards.astype(np.float64),
                     terminations=episode.terminated,
                     truncations=episode.truncated,
-                    infos=infos,
+                    infos=infos or None,
                 )
             )
         # The bookkeeping shares the guarded block, so an interrupt can never make an episode
@@ -672,6 +734,7 @@ def _assemble(
         k: [] for k in ("obs", "next", "act", "rew", "term", "trunc", "succ")
     }
     lengths = []
+    action_free: list[np.ndarray] = []
     has_success = True
     for index, raw in enumerate(raw_episodes):
         raw_observations = raw["observations"]
@@ -703,6 +766,8 @@ def _assemble(
         columns["trunc"].append(episode.truncated)
         columns["succ"].append(episode.success)
         lengths.append(len(episode))
+        marks = (raw.get("infos") or {}).get(ACTION_FREE_KEY)
+        action_free.append(np.full(len(episode), marks is not None and bool(np.asarray(marks).any())))
     actions = np.concatenate(columns["act"])
     actions = (
         actions.astype(np.int64)
@@ -725,6 +790,7 @@ def _assemble(
         metadata,
         data_path.parent if data_path.name == "data" else data_path,
         np.concatenate(frames) if pixel_space is not None else None,
+        np.concatenate(action_free),
     )
 
 

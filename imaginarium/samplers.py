@@ -30,6 +30,8 @@ class Batch:
     truncated: torch.Tensor  # (...) bool
     success: torch.Tensor  # (...) bool
     firsts: torch.Tensor  # (...) bool
+    #: rows whose actions and rewards were never recorded: their rewards are not learned from
+    action_free: torch.Tensor | None = None  # (...) bool
 
 
 class _DeviceTransitions:
@@ -58,6 +60,7 @@ class _DeviceTransitions:
             "truncated": put(dataset.truncated),
             "success": put(dataset.success),
             "firsts": put(dataset.firsts),
+            "action_free": put(dataset.action_free),
         }
 
     def gather(self, index: torch.Tensor) -> Batch:

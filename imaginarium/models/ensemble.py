@@ -192,12 +192,20 @@ class EnsembleModel(WorldModel):
         actions, rewards = self.encode_actions(split(batch.actions)), split(batch.rewards)
         current = observations[:, :, 0]
         nll = observations.new_zeros(())
+        # rows whose rewards were never recorded (action-free episodes) teach the dynamics only
+        free = batch.action_free
+        weights = None
+        if free is not None and bool(free.any()):
+            weights = torch.ones(*free.shape, self.obs_dim + 1, device=free.device)
+            weights[..., -1] = (~free).float()
+            weights = split(weights)
         for h in range(observations.shape[2]):
             mean, logvar = self._predict(current, actions[:, :, h])
             target = self.target_norm(
                 torch.cat([next_observations[:, :, h] - current, rewards[:, :, h, None]], dim=-1)
             )
-            nll = nll + (((mean - target) ** 2) * torch.exp(-logvar) + logvar).mean()
+            terms = ((mean - target) ** 2) * torch.exp(-logvar) + logvar
+            nll = nll + (terms if weights is None else terms * weights[:, :, h]).mean()
             current = current + self.target_norm.inverse(mean)[..., : self.obs_dim]
         nll = nll / observations.shape[2]
         bound_penalty = 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())

@@ -179,8 +179,13 @@ class RSSMModel(WorldModel):
         action, and the posterior that also sees ``next_observations[t]``.
         """
         batch_size, length = batch.rewards.shape
-        embed_now = self._embed(batch.observations)  # (B, L, E)
         embed_next = self._embed(batch.next_observations)  # (B, L, E)
+        # observations[t] is next_observations[t - 1] except where an episode starts: encode those alone
+        embed_now = torch.cat([self._embed(batch.observations[:, :1]), embed_next[:, :-1]], 1)
+        starts = batch.firsts.clone()
+        starts[:, 0] = False
+        if starts.any():
+            embed_now = embed_now.index_put((starts,), self._embed(batch.observations[starts]))
         actions = self.encode_actions(batch.actions)  # (B, L, A)
         # Everything that does not depend on the recurrence runs batched over (B, L), outside the loop.
         zeros = embed_now.new_zeros(batch_size, length, self.config.deter)
@@ -217,7 +222,12 @@ class RSSMModel(WorldModel):
             start_reconstruction = self._reconstruction(filtered["start"][:, 0], batch.observations[:, 0])
         else:
             start_reconstruction = self._reconstruction(filtered["start"], batch.observations)
-        reward_loss = self.reward_head.loss(features, batch.rewards)
+        if batch.action_free is not None and bool(batch.action_free.any()):
+            recorded = (~batch.action_free).float()  # rewards of action-free rows were never recorded
+            nll = self.reward_head.nll(features, batch.rewards)
+            reward_loss = (nll * recorded).sum() / recorded.sum().clamp_min(1.0)
+        else:
+            reward_loss = self.reward_head.loss(features, batch.rewards)
         continue_loss = self.continue_head.loss(features, ~batch.terminated)
         success_loss = self.success_head.loss(features, batch.success)
         prior, posterior = filtered["prior"], filtered["post"]

@@ -35,7 +35,10 @@ from imaginarium.models.checkpoint import (
     save_tensors,
     spaces_to_card,
 )
+from imaginarium.models.labeller import LabellerConfig, label_actions, train_labeller
 from imaginarium.samplers import Batch, SequenceSampler
+
+ACTION_FREE_MODES = ("refuse", "drop", "label")
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ def train_world_model(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    action_free: str = "refuse",
+    labeller: LabellerConfig | dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a world model of ``family`` on ``dataset`` and write it to ``out``.
 
@@ -98,7 +103,12 @@ def train_world_model(
     :param device: ``cpu`` or ``cuda``.
     :param resume: continue from ``out``'s last checkpoint (same family, config and dataset).
     :param overwrite: discard a model already in ``out``.
+    :param action_free: what to do with episodes that hold observations only: ``refuse`` them,
+        ``drop`` them, or ``label`` them: an inverse-dynamics labeller learned from the episodes with
+        actions infers theirs, and the model learns its dynamics from every episode (rewards only
+        from recorded ones). ``labeller`` configures it (:class:`LabellerConfig`).
     :raises TrainingError: when the loss becomes non-finite (the last good checkpoint is kept).
+    :raises DatasetError: action-free episodes with ``action_free="refuse"``.
     """
     started = time.perf_counter()
     config = (
@@ -116,10 +126,15 @@ def train_world_model(
         shutil.rmtree(out / "tb", ignore_errors=True)
     device = check_device(device)
 
+    if action_free not in ACTION_FREE_MODES:
+        raise ImaginariumError(
+            f"action_free must be one of {', '.join(ACTION_FREE_MODES)}, got {action_free!r}"
+        )
     torch.manual_seed(config.seed)
-    train, validation = dataset.split(config.validation_fraction, seed=config.seed)
     model = build_model(family, dataset.observation_space, dataset.action_space, preset, model_overrides)
     model.check_frames(dataset)
+    dataset, labelling = _action_free_episodes(dataset, model, action_free, labeller, device)
+    train, validation = dataset.split(config.validation_fraction, seed=config.seed)
     model.fit_normalizers(train)
     model.to(device)
     sampler = SequenceSampler(
@@ -137,6 +152,8 @@ def train_world_model(
         model.parameters(), lr=model.config.learning_rate, weight_decay=model.config.weight_decay
     )
     card = _card(model, dataset, preset, config, device)
+    if labelling is not None:
+        card["action_free"] = labelling
     progress_state = {"step": 0, "best_loss": float("inf"), "best_step": 0, "bad_evals": 0, "curve": []}
     if resuming:
         progress_state = _restore(out, model, optimizer, sampler, card)
@@ -198,6 +215,32 @@ def train_world_model(
     save_world_model(model, out, card)
     model.card = card
     return TrainResult(model, out, card, progress_state["step"], stopped_early, seconds)
+
+
+def _action_free_episodes(
+    dataset: Dataset,
+    model: WorldModel,
+    mode: str,
+    labeller: LabellerConfig | dict[str, Any] | None,
+    device: str,
+) -> tuple[Dataset, dict[str, Any] | None]:
+    """The dataset the model learns from, and what was done with its action-free episodes."""
+    if not dataset.has_action_free:
+        return dataset, None
+    free = dataset.episode_action_free()
+    if mode == "refuse":
+        raise DatasetError(
+            f"{int(free.sum())} of the dataset's {dataset.num_episodes} episodes hold observations only; "
+            "label their actions with an inverse-dynamics labeller learned from the others "
+            "(action_free='label', CLI --action-free label) or leave them out ('drop')"
+        )
+    if mode == "drop":
+        return dataset.subset(np.flatnonzero(~free)), {"mode": "drop", "episodes": int(free.sum())}
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the model's own seeding stays as it was
+        inverse, figures = train_labeller(dataset, model.observes_pixels, labeller, device)
+    labelled = label_actions(dataset, inverse, device)
+    return labelled, {"mode": "label", "episodes": int(free.sum()), "labeller": figures}
 
 
 def calibrate_heads(
