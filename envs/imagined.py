@@ -451,4 +451,7 @@ def _start_observations(
         if dataset is None:
             raise ImaginariumError("the model card names no dataset; give dataset= for the start states")
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
-    return model.inputs(data, data.episode_starts[:-1])
+    starts = data.episode_starts[:-1]
+    if not model.observes_pixels:  # imported videos have frames but no states to start from
+        starts = starts[data.episode_has_states()]
+    return model.inputs(data, starts)

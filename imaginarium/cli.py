@@ -159,6 +159,19 @@ def cmd_evaluate_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_video(args: argparse.Namespace) -> int:
+    from imaginarium.dataset import load_dataset
+    from imaginarium.video_import import import_videos
+
+    path = import_videos(args.videos, args.into, args.out, resize=args.resize, overwrite=args.overwrite)
+    summary = load_dataset(path).summary()
+    print(
+        f"wrote {path}: {summary['episodes']} episodes, {summary['action_free_episodes']} of them "
+        "observations only (train with --pixels N --action-free label)"
+    )
+    return 0
+
+
 def cmd_imagine_train(args: argparse.Namespace) -> int:
     from imaginarium.agents.sb3 import imagined_return, real_return, train_in_imagination
     from imaginarium.models.checkpoint import read_card
@@ -363,6 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--task", help="check the dataset against this task")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=cmd_info)
+
+    videos = commands.add_parser(
+        "import-video", help="add a folder of video files to a dataset with frames, as observation-only episodes"
+    )
+    videos.add_argument("--videos", required=True, help="folder of .mp4/.webm/.avi/.mov/.mkv/.gif files")
+    videos.add_argument("--into", required=True, help="dataset with frames (collect --pixels N)")
+    videos.add_argument("--out", required=True, help="new dataset folder: its episodes, then the videos")
+    videos.add_argument("--resize", action="store_true", help="scale frames of another size to the dataset's")
+    videos.add_argument("--overwrite", action="store_true")
+    videos.set_defaults(func=cmd_import_video)
 
     train = commands.add_parser("train", help="fit a world model to a dataset")
     train.add_argument("--data", required=True, help="dataset folder or Minari dataset id")

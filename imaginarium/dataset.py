@@ -50,7 +50,8 @@ class Episode:
     :param seed: the reset seed, when known.
     :param images: ``(T + 1, H, W, 3)`` uint8, the rendered frame of each observation, or ``None``.
     :param action_free: only the observations were recorded (e.g. video): ``actions`` and ``rewards``
-        are placeholders that nothing learns from (see :meth:`observations_only`).
+        are placeholders that nothing learns from (see :meth:`observations_only`). Such an episode
+        with frames may leave its states unknown (all NaN): an imported video.
     """
 
     observations: np.ndarray
@@ -152,6 +153,11 @@ class Dataset:
     def episode_action_free(self) -> np.ndarray:
         """``(E,)`` whether each episode holds observations only."""
         return self.action_free[self.episode_starts[:-1]]
+
+    def episode_has_states(self) -> np.ndarray:
+        """``(E,)`` whether each episode recorded its states (an imported video has frames only)."""
+        starts = self.episode_starts[:-1]
+        return np.isfinite(self.observations[starts].reshape(len(starts), -1)).all(1)
 
     @property
     def num_episodes(self) -> int:
@@ -553,7 +559,8 @@ def _check_episode(episode: Episode, name: str) -> None:
     for key in ("actions", "terminated", "truncated", "success"):
         if getattr(episode, key) is not None and len(getattr(episode, key)) != steps:
             raise DatasetError(f"{name} has {len(getattr(episode, key))} {key}, expected {steps}")
-    for key in ("observations", "actions", "rewards"):
+    stateless = episode.action_free and episode.images is not None and np.isnan(episode.observations).all()
+    for key in ("actions", "rewards") if stateless else ("observations", "actions", "rewards"):
         values = getattr(episode, key)
         if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
             step = int(np.argwhere(~np.isfinite(values.reshape(len(values), -1)))[0, 0])
@@ -746,6 +753,8 @@ def _assemble(
                 else {key: value for key, value in raw_observations.items() if key != PIXELS_KEY}
             )
         observations = _flat_observations(raw_observations, observation_space).astype(np.float32)
+        marks = (raw.get("infos") or {}).get(ACTION_FREE_KEY)
+        free = marks is not None and bool(np.asarray(marks).any())
         episode = Episode(
             observations,
             np.asarray(raw["actions"]),
@@ -753,6 +762,8 @@ def _assemble(
             np.asarray(raw["terminations"], dtype=bool),
             np.asarray(raw["truncations"], dtype=bool),
             _success_labels(raw, observations[1:], task),
+            images=frames[-1] if pixel_space is not None else None,
+            action_free=free,
         )
         _check_episode(episode, f"dataset {name!r} episode {index}")
         if episode.success is None:
@@ -766,8 +777,7 @@ def _assemble(
         columns["trunc"].append(episode.truncated)
         columns["succ"].append(episode.success)
         lengths.append(len(episode))
-        marks = (raw.get("infos") or {}).get(ACTION_FREE_KEY)
-        action_free.append(np.full(len(episode), marks is not None and bool(np.asarray(marks).any())))
+        action_free.append(np.full(len(episode), free))
     actions = np.concatenate(columns["act"])
     actions = (
         actions.astype(np.int64)

@@ -228,6 +228,12 @@ def _action_free_episodes(
     if not dataset.has_action_free:
         return dataset, None
     free = dataset.episode_action_free()
+    stateless = ~dataset.episode_has_states()
+    if mode != "refuse" and stateless.any() and not model.observes_pixels:
+        # imported videos have frames only: a model of states cannot learn from them
+        dataset, free = dataset.subset(np.flatnonzero(~stateless)), free[~stateless]
+        if not free.any():
+            return dataset, {"mode": mode, "episodes": 0, "without_states_dropped": int(stateless.sum())}
     if mode == "refuse":
         raise DatasetError(
             f"{int(free.sum())} of the dataset's {dataset.num_episodes} episodes hold observations only; "
