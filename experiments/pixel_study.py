@@ -16,6 +16,7 @@ agent beats it.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,6 +98,7 @@ def study_task(task: str, config: Config) -> dict[str, Any]:
         )
         real = real_rollouts(get_task(task), DreamerPolicy(agent), config.episodes, seed=10_000)
         result[kind] = {
+            "settings": {"model_steps": config.model_steps, "dreamer_updates": config.dreamer_updates},
             "model_steps": read_card(model)["training"]["steps_done"],
             "model_seconds": round(model_seconds, 1),
             "best_validation_loss": read_card(model)["training"]["best_validation_loss"],
@@ -121,6 +123,8 @@ def study_task(task: str, config: Config) -> dict[str, Any]:
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     report: dict[str, Any] = {"config": asdict(config), "machine": machine(), "tasks": {}}
+    if Path(config.out).exists():  # tasks run one at a time (each with its own settings) add up
+        report["tasks"] = json.loads(Path(config.out).read_text()).get("tasks", {})
     for task in filter(None, config.tasks.split(",")):
         report["tasks"][task] = study_task(task, config)
         write_report(config.out, report)

@@ -378,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_info)
 
     videos = commands.add_parser(
-        "import-video", help="add a folder of video files to a dataset with frames, as observation-only episodes"
+        "import-video",
+        help="add a folder of video files to a dataset with frames, as observation-only episodes",
     )
     videos.add_argument("--videos", required=True, help="folder of .mp4/.webm/.avi/.mov/.mkv/.gif files")
     videos.add_argument("--into", required=True, help="dataset with frames (collect --pixels N)")

@@ -164,8 +164,8 @@ def imagined_rollouts(
     measured = each or model.rollout_members == 1  # one member of an ensemble measures no uncertainty
     count = len(starts)
     batch = members * count
-    observations = torch.as_tensor(np.repeat(starts[None], members, 0).reshape(batch, -1), device=device)
-    state = model.initial_state(observations.float())
+    repeated = np.repeat(starts[None], members, 0).reshape(batch, *starts.shape[1:])
+    state = model.initial_state(torch.as_tensor(repeated, device=device).float())
     if members > 1:
         state = model.pin_members(state, torch.arange(members, device=device).repeat_interleave(count))
     initial = state
@@ -179,10 +179,9 @@ def imagined_rollouts(
     watched = torch.randperm(batch, generator=torch.Generator().manual_seed(seed))[:256].to(device)
     diverged = torch.zeros(batch, dtype=torch.bool, device=device)
     policy.reset(np.ones(batch, dtype=bool))
-    low, high = model.observation_low, model.observation_high
     success_prob = torch.zeros(batch, device=device)
     for _ in range(horizon):
-        decoded = torch.clamp(model.decode(state), low, high).float().cpu().numpy()
+        decoded = _policy_view(model, state)
         actions = _check_policy_actions(model.action_space, policy.act(decoded), batch)
         out = model.step(
             state,
@@ -190,7 +189,7 @@ def imagined_rollouts(
             uncertainty=members == 1 and measured,
             generator=generator,
         )
-        finite = torch.isfinite(out.reward) & torch.isfinite(model.decode(out.state)).all(-1)
+        finite = torch.isfinite(out.reward) & _finite_states(model, out.state)
         diverged |= ~finite & (alive > 0)
         alive = torch.where(finite, alive, torch.zeros_like(alive))
         returns += (alive * torch.nan_to_num(out.reward)).double()
@@ -225,6 +224,21 @@ def imagined_rollouts(
         "diverged": int(diverged.sum()),
         "horizon": horizon,
     }
+
+
+def _policy_view(model: WorldModel, state: dict[str, torch.Tensor]) -> np.ndarray:
+    """What a policy sees of imagined states: decoded frames, or decoded states clipped to the space."""
+    if model.observes_pixels:
+        return model.decode(state).cpu().numpy()
+    return (
+        torch.clamp(model.decode(state), model.observation_low, model.observation_high).float().cpu().numpy()
+    )
+
+
+def _finite_states(model: WorldModel, state: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(B,)`` whether each state is finite (frames always are: the model's features decide)."""
+    values = model.features(state) if model.observes_pixels else model.decode(state)
+    return torch.isfinite(values).all(-1)
 
 
 def _episode_success(task: Task, steps: list[tuple[np.ndarray, bool, bool, Any]]) -> bool | None:

@@ -127,7 +127,15 @@ class SB3Policy:
 
     @property
     def observation_space(self) -> gym.Space:
-        return self.model.observation_space
+        """What the agent acts on: frames channel-last, as envs give them (SB3 keeps them channel-first
+        inside a ``CnnPolicy`` and transposes what it is given)."""
+        from stable_baselines3.common.preprocessing import is_image_space
+
+        space = self.model.observation_space
+        if is_image_space(space, check_channels=True) and space.shape[0] in (1, 3, 4):
+            channels, height, width = space.shape
+            return gym.spaces.Box(0, 255, (height, width, channels), space.dtype)
+        return space
 
     @property
     def action_space(self) -> gym.Space:

@@ -51,9 +51,7 @@ def _evaluate_policy(
     entry: dict[str, Any] = {"name": policy_name(source), "path": str(source), "error": None}
     started = time.perf_counter()
     try:
-        policy = load_policy(
-            source, model.observation_space, model.action_space, seed=seed, allow_code=allow_code
-        )
+        policy = load_policy(source, model.input_space, model.action_space, seed=seed, allow_code=allow_code)
         imagined = imagined_rollouts(
             model, policy, starts, horizon, seed=seed, known_states=known_states, members=members
         )
@@ -70,7 +68,9 @@ def _evaluate_policy(
             real_success=None,
         )
         if real is not None:
-            outcome = real_rollouts(get_task(real["env"]), policy, real["episodes"], seed=seed)
+            outcome = real_rollouts(
+                get_task(real["env"]), policy, real["episodes"], seed=seed, pixels=real.get("pixels")
+            )
             entry.update(real_return=outcome["return"], real_success=outcome["success"])
     except Exception as error:  # a user's policy can fail in any way; the ranking goes on without it
         entry["error"] = f"{type(error).__name__}: {error}"
@@ -163,15 +163,21 @@ def rank_policies(
 
         get_task(real_env).check_spaces(world_model.observation_space, world_model.action_space, "the model")
         real = {"env": real_env, "episodes": real_episodes}
+        if world_model.observes_pixels:  # the policies see frames: the real env's own, as collected
+            real["pixels"] = world_model.input_space.shape[0]
     started_here = False
     if workers != 0:  # Ray starts now, and its workers import while the data below loads
         started_here = start_ray(workers, address)
         _warm_workers()
     try:
         data = load_dataset(data_path)
-        start_observations = start_states(data.observations[data.episode_starts[:-1]], starts, seed)
+        firsts = data.episode_starts[:-1]
+        if not world_model.observes_pixels:  # imported videos have no states to start from
+            firsts = firsts[data.episode_has_states()]
+        start_observations = start_states(world_model.inputs(data, firsts), starts, seed)
         sources = [str(source) for source in policies]
-        known = KnownStates(data.observations, seed=seed)
+        # how far imagined states leave the data is measured in state space: not for frame models
+        known = None if world_model.observes_pixels else KnownStates(data.observations, seed=seed)
         started = time.perf_counter()
         if workers == 0:
             entries = [
@@ -190,7 +196,7 @@ def rank_policies(
             import ray
 
             ray.shutdown()
-    result = _assemble(entries, known.threshold)
+    result = _assemble(entries, None if known is None else known.threshold)
     result["settings"] = {
         "starts": starts,
         "horizon": horizon,

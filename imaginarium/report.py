@@ -239,7 +239,7 @@ def _rollout_gifs(result: dict[str, Any], model_dir: Path, count: int, steps: in
     from imaginarium.envs.render import offscreen
     from imaginarium.envs.suite import get_task
     from imaginarium.errors import ImaginariumError
-    from imaginarium.video import episode_frames
+    from imaginarium.video import episode_frames, real_env_for
 
     offscreen()
     settings = result["settings"]
@@ -250,7 +250,7 @@ def _rollout_gifs(result: dict[str, Any], model_dir: Path, count: int, steps: in
             imagined_env = ImaginedEnv(model_dir, render_mode="rgb_array", track_uncertainty=False)
         except ImaginariumError:
             return animations  # a task the renderer cannot draw: the report goes on without videos
-        real_env = task.make(render_mode="rgb_array")
+        real_env = real_env_for(model_dir, task)
         try:
             policy = load_policy(
                 entry["path"],

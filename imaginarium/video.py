@@ -40,6 +40,16 @@ def episode_frames(
     return frames
 
 
+def real_env_for(model: str | Path, task: Any) -> Any:
+    """The real env a model's policies act in, drawing frames: one that observes its own rendered
+    frames for a model learned from frames, else the task's env."""
+    from imaginarium.envs.render import FrameObservation
+    from imaginarium.models.checkpoint import read_card
+
+    image_size = (read_card(model).get("config") or {}).get("image_size")
+    return FrameObservation(task, image_size) if image_size else task.make(render_mode="rgb_array")
+
+
 def side_by_side(real: list[np.ndarray], imagined: list[np.ndarray], size: int = 256) -> list[np.ndarray]:
     """Frames with the real episode left and the imagined one right, each ``size`` pixels square and
     labelled; the shorter episode holds its last frame while the longer goes on."""
@@ -95,7 +105,7 @@ def write_rollout_video(
     offscreen()
     task = get_task(task_name)
     imagined_env = ImaginedEnv(model, render_mode="rgb_array", track_uncertainty=False)
-    real_env = task.make(render_mode="rgb_array")
+    real_env = real_env_for(model, task)
     try:
         acting = load_policy(policy, real_env.observation_space, real_env.action_space, allow_code=allow_code)
         limit = steps or task.max_episode_steps

@@ -116,3 +116,48 @@ def test_dreamer_learns_on_the_pixel_model_and_acts_on_real_frames(pixel_model, 
     assert policy.pixels == SIZE
     outcome = real_rollouts(get_task("pendulum", max_episode_steps=20), policy, episodes=2, seed=0)
     assert len(outcome["per_episode"]) == 2 and outcome["length"] == 20
+
+
+def test_pixel_agents_are_ranked_in_the_pixel_model_and_on_real_frames(pixel_model, tmp_path: Path) -> None:
+    from imaginarium.ranking import rank_policies
+    from imaginarium.video import write_rollout_video
+
+    train_dreamer(pixel_model.directory, tmp_path / "agent", {"steps": 2, "batch_size": 8}, progress=False)
+    result = rank_policies(
+        pixel_model.directory,
+        ["random", str(tmp_path / "agent")],
+        starts=4,
+        horizon=10,
+        real_env="pendulum",
+        real_episodes=2,
+        workers=0,
+        progress=False,
+    )
+    assert [entry["error"] for entry in result["policies"]] == [None, None]
+    assert all(entry["real_return"] is not None for entry in result["policies"])
+    assert result["outside_threshold"] is None  # measured in state space, which a frame model lacks
+    video = write_rollout_video(
+        pixel_model.directory, tmp_path / "agent", tmp_path / "v.gif", steps=5, size=32
+    )
+    assert video["real_steps"] == video["imagined_steps"] == 5
+
+
+def test_an_sb3_cnn_policy_trains_on_decoded_frames_and_acts_on_real_ones(tmp_path: Path) -> None:
+    from imaginarium.agents.sb3 import real_return, train_in_imagination
+
+    collect(
+        get_task("pendulum", max_episode_steps=20), tmp_path / "data", episodes=3, pixels=64, progress=False
+    )
+    model = tmp_path / "model"
+    overrides = {**TINY, "image_size": 64, "cnn_depth": 4}
+    train_world_model(
+        tmp_path / "data", model, "rssm", "xs", overrides, {"steps": 2, "eval_every": 1}, progress=False
+    )
+    agent = train_in_imagination(
+        model, "ppo", 32, tmp_path / "ppo", num_envs=2, algo_kwargs={"n_steps": 16, "batch_size": 16}
+    )
+    from stable_baselines3 import PPO
+
+    assert type(PPO.load(agent).policy).__name__ == "ActorCriticCnnPolicy"
+    figures = real_return(agent, "pendulum", episodes=1, pixels=64, rendered=True)
+    assert np.isfinite(figures["mean"])
