@@ -116,6 +116,13 @@ class WorldModel(nn.Module, ABC):
             return dataset.images(rows)
         return dataset.observations[rows]
 
+    def next_inputs(self, dataset: Dataset, rows: np.ndarray) -> np.ndarray:
+        """What the model observes at ``dataset.next_observations[rows]``."""
+        if self.observes_pixels:
+            self.check_frames(dataset)
+            return dataset.next_images(rows)
+        return dataset.next_observations[rows]
+
     def check_frames(self, dataset: Dataset) -> None:
         """Refuse a dataset whose frames this model cannot see (none, or another size).
 

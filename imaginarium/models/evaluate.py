@@ -42,8 +42,9 @@ def open_loop_rollouts(
     model: WorldModel, dataset: Dataset, horizon: int = 50, starts: int = 256, context: int = 8, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Open-loop predictions from ``starts`` random real states (each filtered through ``context`` real
-    steps), fed the real actions: ``predicted`` and ``real`` ``(H, N, D)`` observations (``real`` NaN
-    past the episode's end), ``repeat`` ``(N, D)`` (the last real observation), ``uncertainty`` ``(H, N)``.
+    steps), fed the real actions: ``predicted`` and ``real`` ``(H, N, *obs)`` observations (``real`` NaN
+    past the episode's end), ``repeat`` ``(N, *obs)`` (the last real observation), ``uncertainty``
+    ``(H, N)``. Observations are what the model sees: states, or frames (then at most 32 starts).
     """
     rng = np.random.default_rng(seed)
     lengths = dataset.episode_lengths
@@ -55,27 +56,29 @@ def open_loop_rollouts(
     chosen = [
         candidates[i] for i in rng.choice(len(candidates), size=min(starts, len(candidates)), replace=False)
     ]
+    if model.observes_pixels:  # frames are large: a few starts show how they drift
+        chosen = chosen[:32]
     device = model.device
     count = len(chosen)
-    obs_dim = dataset.observations.shape[1]
-    predicted = np.full((horizon, count, obs_dim), np.nan)
-    real = np.full((horizon, count, obs_dim), np.nan)
-    repeat = np.zeros((count, obs_dim))
+    shape = model.input_space.shape
+    predicted = np.full((horizon, count, *shape), np.nan, np.float32)
+    real = np.full((horizon, count, *shape), np.nan, np.float32)
+    repeat = np.zeros((count, *shape), np.float32)
     uncertainty = np.full((horizon, count), np.nan)
     history_obs, history_actions, future_actions = [], [], []
     for index, (episode, t0) in enumerate(chosen):
         base = dataset.episode_starts[episode]
         rows = np.arange(base + t0 - context + 1, base + t0 + 1)
-        history_obs.append(dataset.observations[rows])
+        history_obs.append(model.inputs(dataset, rows))
         history_actions.append(dataset.actions[rows[:-1]])
         steps = min(horizon, int(lengths[episode]) - t0)
         future = np.arange(base + t0, base + t0 + steps)
-        real[:steps, index] = dataset.next_observations[future]
+        real[:steps, index] = model.next_inputs(dataset, future)
         padded = np.concatenate(
             [dataset.actions[future], np.repeat(dataset.actions[future[-1:]], horizon - steps, 0)]
         )
         future_actions.append(padded)
-        repeat[index] = dataset.observations[base + t0]
+        repeat[index] = model.inputs(dataset, np.array([base + t0]))[0]
     state = model.observe(
         torch.as_tensor(np.stack(history_obs), device=device),
         torch.as_tensor(np.stack(history_actions), device=device),
@@ -101,11 +104,20 @@ def open_loop_errors(
     predicted, real, repeat, uncertainty = (
         rollouts[key] for key in ("predicted", "real", "repeat", "uncertainty")
     )
-    obs_dim = predicted.shape[-1]
-    variance = np.concatenate([dataset.observations, dataset.next_observations]).var(0).clip(min=1e-8)
-    reached = ~np.isnan(real[..., 0])  # (H, N)
-    squared = (predicted - real) ** 2 / variance
-    repeat_squared = (repeat[None] - real) ** 2 / variance
+    obs_dim = predicted.shape[-1]  # a state's dimensions, or a frame's channels
+    if model.observes_pixels:
+        sample = np.random.default_rng(seed).choice(len(dataset.frames), min(1024, len(dataset.frames)))
+        variance = dataset.frames[sample].reshape(-1, obs_dim).astype(np.float64).var(0).clip(min=1e-8)
+    else:
+        variance = np.concatenate([dataset.observations, dataset.next_observations]).var(0).clip(min=1e-8)
+    count = predicted.shape[1]
+    reached = ~np.isnan(real.reshape(horizon, count, -1)[..., 0])  # (H, N)
+
+    def per_dimension(values: np.ndarray) -> np.ndarray:  # (H, N, *obs) -> (H, N, D): pixels averaged
+        return values.reshape(*values.shape[:2], -1, obs_dim).mean(2)
+
+    squared = per_dimension((predicted - real) ** 2 / variance)
+    repeat_squared = per_dimension((repeat[None] - real) ** 2 / variance)
     per_dim = np.array(
         [
             squared[h][reached[h]].mean(0) if reached[h].any() else np.full(obs_dim, np.nan)
@@ -139,8 +151,9 @@ def visual_fidelity(
     """PSNR and SSIM of imagined frames against real ones at each open-loop horizon.
 
     Both trajectories of :func:`open_loop_rollouts` are drawn by the task's own renderer (the real
-    observations and the model's decoded ones), resized to ``size`` pixels square, and compared with
-    scikit-image's metrics; averaged over the starts that reach each horizon.
+    observations and the model's decoded ones) or, for a model that sees frames, are its decoded
+    frames and the real ones; resized to ``size`` pixels square, and compared with scikit-image's
+    metrics; averaged over the starts that reach each horizon.
 
     :raises ImaginariumError: a dataset without a suite task, or a task the renderer cannot draw.
     """
@@ -149,13 +162,16 @@ def visual_fidelity(
 
     from imaginarium.envs.render import StateRenderer
 
-    if dataset.task is None:
-        raise ImaginariumError("visual fidelity draws the suite's tasks; this dataset names no task")
-    renderer = StateRenderer(dataset.task)
+    renderer = None
+    if not model.observes_pixels:
+        if dataset.task is None:
+            raise ImaginariumError("visual fidelity draws the suite's tasks; this dataset names no task")
+        renderer = StateRenderer(dataset.task)
     rollouts = open_loop_rollouts(model, dataset, horizon, starts, context, seed)
 
     def frame(observation: np.ndarray) -> np.ndarray:
-        return np.asarray(Image.fromarray(renderer.render(observation)).resize((size, size)))
+        drawn = observation.astype(np.uint8) if renderer is None else renderer.render(observation)
+        return np.asarray(Image.fromarray(drawn).resize((size, size)))
 
     psnr, ssim = [], []
     try:
@@ -179,7 +195,8 @@ def visual_fidelity(
                 else float("nan")
             )
     finally:
-        renderer.close()
+        if renderer is not None:
+            renderer.close()
     return {"psnr": psnr, "ssim": ssim, "size": size, "starts": int(rollouts["real"].shape[1])}
 
 

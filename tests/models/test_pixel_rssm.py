@@ -161,3 +161,17 @@ def test_an_sb3_cnn_policy_trains_on_decoded_frames_and_acts_on_real_ones(tmp_pa
     assert type(PPO.load(agent).policy).__name__ == "ActorCriticCnnPolicy"
     figures = real_return(agent, "pendulum", episodes=1, pixels=64, rendered=True)
     assert np.isfinite(figures["mean"])
+
+
+def test_evaluate_model_measures_a_pixel_model_on_frames(
+    pixel_model, pixel_data: Path, tmp_path: Path
+) -> None:
+    from imaginarium.models.evaluate import evaluate_model
+
+    report = evaluate_model(
+        pixel_model.directory, pixel_data, horizon=5, context=2, out=tmp_path, visual=True
+    )
+    summary = report["summary"]
+    assert len(report["open_loop"]["nmse_per_dim"][0]) == 3  # one figure per colour channel
+    assert np.isfinite(summary["nmse_at_1"]) and np.isfinite(summary["repeat_last_nmse_at_1"])
+    assert 0 < summary["psnr_at_1"] <= 100 and 0 < summary["ssim_at_1"] <= 1
