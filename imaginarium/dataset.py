@@ -290,7 +290,7 @@ class Dataset:
 
     def summary(self) -> dict[str, Any]:
         """What the dataset holds, as plain JSON-ready values (``imaginarium info`` prints this)."""
-        returns = self.episode_returns()
+        returns = self.episode_returns()[~self.episode_action_free()]  # only where rewards were recorded
         lengths = self.episode_lengths
         ours = self.metadata.get(METADATA_KEY, {})
         return {
@@ -314,8 +314,10 @@ class Dataset:
         }
 
 
-def _stats(values: np.ndarray) -> dict[str, float]:
+def _stats(values: np.ndarray) -> dict[str, float] | None:
     values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return None
     return {
         "mean": float(values.mean()),
         "std": float(values.std()),
