@@ -158,9 +158,13 @@ def rendered_frame(env: gym.Env, pixels: int) -> np.ndarray:
     return frame.astype(np.uint8, copy=False)
 
 
+#: the ``info`` key under which :class:`FrameObservation` keeps the state its frame shows
+FRAME_STATE_KEY = "frame_state"
+
+
 class FrameObservation(gym.Wrapper):
     """A real suite env whose observations are its own rendered frames, exactly as ``collect --pixels``
-    stores them, for agents of a world model that learned from those frames. ``info["state"]`` keeps
+    stores them, for agents of a world model that learned from those frames. ``info[FRAME_STATE_KEY]`` keeps
     the state the frame shows, so the task's success rule can still be applied."""
 
     def __init__(self, task: Task, pixels: int = 64, **make_options: object) -> None:
@@ -170,8 +174,14 @@ class FrameObservation(gym.Wrapper):
 
     def reset(self, **kwargs: object) -> tuple[np.ndarray, dict]:
         state, info = self.env.reset(**kwargs)
-        return rendered_frame(self.env, self.pixels), {**info, "state": state}
+        return rendered_frame(self.env, self.pixels), {**info, FRAME_STATE_KEY: state}
 
     def step(self, action: object) -> tuple[np.ndarray, float, bool, bool, dict]:
         state, reward, terminated, truncated, info = self.env.step(action)
-        return rendered_frame(self.env, self.pixels), reward, terminated, truncated, {**info, "state": state}
+        return (
+            rendered_frame(self.env, self.pixels),
+            reward,
+            terminated,
+            truncated,
+            {**info, FRAME_STATE_KEY: state},
+        )

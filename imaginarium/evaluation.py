@@ -273,11 +273,11 @@ def real_rollouts(
         raise ImaginariumError(f"episodes must be a positive integer, got {episodes}")
     options = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     pixels = pixels if pixels is not None else getattr(policy, "pixels", None)
+    from imaginarium.envs.render import FRAME_STATE_KEY, FrameObservation
+
     if pixels is None:
         envs = [task.make(**options) for _ in range(episodes)]
     else:
-        from imaginarium.envs.render import FrameObservation
-
         envs = [FrameObservation(task, pixels, **options) for _ in range(episodes)]
     try:
         observations = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
@@ -295,7 +295,7 @@ def real_rollouts(
                 observations[i] = observation
                 returns[i] += float(reward)
                 label = next((info[key] for key in INFO_SUCCESS_KEYS if key in info), None)
-                state = info.get("state", observation)  # a frame's state, for the task's success rule
+                state = info.get(FRAME_STATE_KEY, observation)  # a frame's state, for the success rule
                 history[i].append((np.asarray(state), bool(terminated), bool(truncated), label))
                 running[i] = not (terminated or truncated)
         successes = [_episode_success(task, steps) for steps in history]
