@@ -72,6 +72,16 @@ STATE_SETTERS: dict[str, Callable[[gym.Env, np.ndarray], None]] = {
 }
 
 
+def resize_frame(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``frame`` as ``(height, width, 3)`` uint8, resized bilinearly."""
+    from PIL import Image
+
+    image = Image.fromarray(np.asarray(frame, dtype=np.uint8)).resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
+    return np.asarray(image, np.uint8)
+
+
 def check_pixels(pixels: int) -> int:
     """A frame size that can be drawn and learned from, as an int.
 
@@ -110,10 +120,7 @@ class StateRenderer:
 
     def frame(self, observation: np.ndarray, pixels: int) -> np.ndarray:
         """``(pixels, pixels, 3)`` uint8: the observation drawn and resized (bilinear)."""
-        from PIL import Image
-
-        image = Image.fromarray(self.render(observation))
-        return np.asarray(image.resize((pixels, pixels), Image.Resampling.BILINEAR), np.uint8)
+        return resize_frame(self.render(observation), pixels, pixels)
 
     def close(self) -> None:
         self.env.close()
@@ -152,9 +159,7 @@ def rendered_frame(env: gym.Env, pixels: int) -> np.ndarray:
     """The env's current frame as ``(pixels, pixels, 3)`` uint8 (bilinear resize where needed)."""
     frame = np.asarray(env.render())[..., :3]
     if frame.shape[:2] != (pixels, pixels):
-        from PIL import Image
-
-        frame = np.asarray(Image.fromarray(frame).resize((pixels, pixels), Image.Resampling.BILINEAR))
+        frame = resize_frame(frame, pixels, pixels)
     return frame.astype(np.uint8, copy=False)
 
 

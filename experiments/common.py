@@ -51,3 +51,10 @@ def calls_per_second(call: Callable[[], object], seconds: float, warmup: int = 3
         call()
         calls += 1
     return calls / (time.perf_counter() - started)
+
+
+def is_trained(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a model whose training finished (studies reuse it instead of retraining)."""
+    from imaginarium.models.checkpoint import read_card
+
+    return (Path(folder) / "model_card.json").exists() and read_card(folder).get("status") == "trained"

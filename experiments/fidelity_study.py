@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from common import machine, parse_config, write_report
+from common import is_trained, machine, parse_config, write_report
 from experts import expert
 
 from imaginarium.collect import collect
@@ -69,7 +69,7 @@ def study_task(task: str, config: Config) -> dict[str, Any]:
         ("rssm", config.rssm_preset, config.rssm_steps),
     ):
         model_dir = folder / family
-        trained = (model_dir / "model_card.json").exists() and read_card(model_dir).get("status") == "trained"
+        trained = is_trained(model_dir)
         if not trained:
             train_world_model(
                 data,

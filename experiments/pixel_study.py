@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from common import machine, parse_config, write_report
+from common import is_trained, machine, parse_config, write_report
 from fidelity_study import mixed_policy
 
 from imaginarium.agents.dreamer import DreamerPolicy, train_dreamer
@@ -51,10 +51,6 @@ class Config:
     out: str = "experiments/results/pixel_study.json"
 
 
-def _trained(folder: Path) -> bool:
-    return (folder / "model_card.json").exists() and read_card(folder).get("status") == "trained"
-
-
 def study_task(task: str, config: Config) -> dict[str, Any]:
     folder = Path(config.workdir) / task
     data = folder / "data"
@@ -80,7 +76,7 @@ def study_task(task: str, config: Config) -> dict[str, Any]:
     for kind, model_overrides in overrides.items():
         model = folder / f"rssm_{kind}"
         started = time.perf_counter()
-        if not _trained(model):
+        if not is_trained(model):
             train_world_model(
                 data,
                 model,

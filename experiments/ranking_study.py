@@ -19,12 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from common import machine, parse_config, write_report
+from common import is_trained, machine, parse_config, write_report
 from fidelity_study import mixed_policy
 from zoo import zoo
 
 from imaginarium.collect import collect
-from imaginarium.models.checkpoint import read_card
 from imaginarium.models.evaluate import evaluate_model
 from imaginarium.models.train import train_world_model
 from imaginarium.ranking import rank_policies
@@ -58,7 +57,7 @@ def model_for(task: str, config: Config) -> Path:
     data, model = folder / "data", folder / "ensemble"
     if not (data / "data" / "metadata.json").exists():
         collect(task, data, policy=mixed_policy(task), steps=config.dataset_steps, seed=config.seed)
-    if not ((model / "model_card.json").exists() and read_card(model).get("status") == "trained"):
+    if not is_trained(model):
         train_world_model(
             data,
             model,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import machine, parse_config, write_report
+from common import is_trained, machine, parse_config, write_report
 from fidelity_study import mixed_policy
 from zoo import zoo
 
@@ -127,7 +127,7 @@ def main() -> None:
     for name in ("labelled_only", "video_pretrained", "all_labelled"):
         model_dir = folder / f"model_{name}"
         started = time.perf_counter()
-        if not ((model_dir / "model_card.json").exists() and read_card(model_dir).get("status") == "trained"):
+        if not is_trained(model_dir):
             train_world_model(
                 paths[name],
                 model_dir,

@@ -48,14 +48,9 @@ def read_video(path: str | Path, size: tuple[int, int], resize: bool = False) ->
                 f"video {str(path)!r} has {frames.shape[2]}×{frames.shape[1]} frames; the dataset's are "
                 f"{size[1]}×{size[0]} (pass resize to scale them)"
             )
-        from PIL import Image
+        from imaginarium.envs.render import resize_frame
 
-        frames = np.stack(
-            [
-                np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.Resampling.BILINEAR))
-                for frame in frames
-            ]
-        )
+        frames = np.stack([resize_frame(frame, *size) for frame in frames])
     return frames.astype(np.uint8, copy=False)
 
 
