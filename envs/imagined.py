@@ -150,11 +150,10 @@ class Imagination:
             return self.model.features(state).float().cpu().numpy()
         if self.model.observes_pixels:
             return self.model.decode(state).cpu().numpy()
-        decoded = self.model.decode(state).float().cpu().numpy()
+        decoded = self.model.decode(state).float()
         if self.observation_kind == "pixels":
-            return np.stack([self._draw(row) for row in decoded])
-        low, high = self.model.observation_space.low, self.model.observation_space.high
-        return np.clip(decoded, low, high).astype(np.float32)
+            return np.stack([self._draw(row) for row in decoded.cpu().numpy()])
+        return torch.clamp(decoded, self.model.observation_low, self.model.observation_high).cpu().numpy()
 
     def _draw(self, decoded: np.ndarray) -> np.ndarray:
         if not np.isfinite(decoded).all():
@@ -383,13 +382,12 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
         self._steps += 1
         truncated = result.truncated | (self._steps >= self.imagination.time_limit)
         done = result.terminated | truncated
-        observations = np.where(
-            result.info["diverged"].reshape(-1, *([1] * (result.observations.ndim - 1))),
-            self._observations,
-            result.observations,
-        )
+        observations = result.observations  # a fresh array, this env's own
+        diverged = result.info["diverged"]
+        if diverged.any():  # a diverged env shows its last finite observation
+            observations[diverged] = self._observations[diverged]
         self._state = result.state
-        self._observations[:] = observations
+        self._observations = observations
         info: dict[str, Any] = {**result.info}
         info.update({f"_{key}": np.ones(self.num_envs, dtype=bool) for key in result.info})
         if done.any():

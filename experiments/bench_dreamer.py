@@ -39,6 +39,7 @@ def main() -> None:
     for family, preset in (("ensemble", "s"), ("ensemble", "m"), ("rssm", "s")):
         model = build_model(family, dataset.observation_space, dataset.action_space, preset)
         model.fit_normalizers(dataset)
+        model.fit_outcomes(dataset)
         dreamer = DreamerConfig(batch_size=config.starts, horizon=config.horizon)
         learner = DreamerLearner(model, dreamer)
         sampler = start_sampler(model, dataset, dreamer)

@@ -87,6 +87,7 @@ def main() -> None:
     for family, preset in (("ensemble", "m"), ("rssm", "s")):
         model = build_model(family, dataset.observation_space, dataset.action_space, preset)
         model.fit_normalizers(dataset)
+        model.fit_outcomes(dataset)
         model.to(config.device).eval()
         modes = (True, False) if family == "ensemble" else (True,)
         for size in sizes:

@@ -47,6 +47,7 @@ def main() -> None:
         dataset = load_dataset(Path(scratch) / "data")
     model = build_model("ensemble", dataset.observation_space, dataset.action_space, "m")
     model.fit_normalizers(dataset)
+    model.fit_outcomes(dataset)
     envs = ImaginedVectorEnv(config.num_envs, model.eval(), dataset=dataset, track_uncertainty=False)
     envs.reset(seed=0)
     rng = np.random.default_rng(0)

@@ -35,6 +35,7 @@ def measure(family: str, preset: str, dataset, config: Config) -> dict:
     torch.manual_seed(0)
     model = build_model(family, dataset.observation_space, dataset.action_space, preset)
     model.fit_normalizers(dataset)
+    model.fit_outcomes(dataset)
     model.to(config.device)
     sampler = SequenceSampler(
         dataset, model.config.batch_size, model.sequence_length, config.device, 0, model.within_episodes

@@ -226,6 +226,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         allow_code=args.allow_code,
         progress=not args.no_progress,
         members=args.members,
+        group=args.group,
     )
     paths = write_report(result, args.report, model_dir=args.model, videos=args.videos)
     print(markdown_report(result))
@@ -527,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="each",
         help="roll each start once per ensemble member, measuring their spread (each), or once with a "
         "member drawn every step, a 1/members of the work for screening many policies (one)",
+    )
+    rank.add_argument(
+        "--group",
+        type=int,
+        help="policies imagined together, one model call per step for all of them (default: spread "
+        "evenly over the workers, at most 16)",
     )
     rank.add_argument("--data", help="dataset for start states (default: the model's own)")
     rank.add_argument("--workers", type=int, help="local Ray CPUs (default all; 0 runs in this process)")

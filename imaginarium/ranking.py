@@ -29,9 +29,9 @@ from imaginarium.errors import ImaginariumError
 OUTSIDE_FRACTION_WARNING = 0.2
 
 
-def _evaluate_policy(
+def _evaluate_group(
     model: Any,
-    source: str,
+    sources: list[str],
     starts: np.ndarray,
     horizon: int,
     seed: int,
@@ -39,23 +39,49 @@ def _evaluate_policy(
     real: dict[str, Any] | None,
     known_states: Any = None,
     members: str = "each",
-) -> dict[str, Any]:
-    """One policy, imagined (and real): never raises, a failure is returned with its error."""
+) -> list[dict[str, Any]]:
+    """Some policies, imagined together in lockstep (and each on the real task): never raises, a
+    policy that fails is returned with its error while the others go on."""
     import torch
 
     from imaginarium.agents.policies import load_policy, policy_name
     from imaginarium.envs.suite import get_task
-    from imaginarium.evaluation import imagined_rollouts, real_rollouts
+    from imaginarium.evaluation import imagined_rollouts_lockstep, real_rollouts
 
     torch.set_num_threads(1)
-    entry: dict[str, Any] = {"name": policy_name(source), "path": str(source), "error": None}
+    entries = [{"name": policy_name(source), "path": str(source), "error": None} for source in sources]
+    loaded: dict[int, Any] = {}
+    seconds = [0.0] * len(sources)
+    for index, source in enumerate(sources):
+        started = time.perf_counter()
+        try:
+            loaded[index] = load_policy(
+                source, model.input_space, model.action_space, seed=seed, allow_code=allow_code
+            )
+        except Exception as error:  # a user's policy can fail in any way; the ranking goes on without it
+            _record_error(entries[index], error)
+        seconds[index] += time.perf_counter() - started
     started = time.perf_counter()
     try:
-        policy = load_policy(source, model.input_space, model.action_space, seed=seed, allow_code=allow_code)
-        imagined = imagined_rollouts(
-            model, policy, starts, horizon, seed=seed, known_states=known_states, members=members
+        outcomes = imagined_rollouts_lockstep(
+            model,
+            list(loaded.values()),
+            starts,
+            horizon,
+            seed=seed,
+            known_states=known_states,
+            members=members,
         )
-        entry.update(
+    except Exception as error:  # the model itself failed: every policy of the group fails with it
+        outcomes = [error] * len(loaded)
+    share = (time.perf_counter() - started) / max(1, len(loaded))
+    for index, imagined in zip(list(loaded), outcomes, strict=True):
+        seconds[index] += share
+        if isinstance(imagined, Exception):
+            _record_error(entries[index], imagined)
+            del loaded[index]
+            continue
+        entries[index].update(
             imagined_return=imagined["return"],
             imagined_success=imagined["success"],
             uncertainty=imagined["uncertainty"],
@@ -67,16 +93,26 @@ def _evaluate_policy(
             real_return=None,
             real_success=None,
         )
-        if real is not None:
+    for index, policy in loaded.items():
+        if real is None:
+            continue
+        started = time.perf_counter()
+        try:
             outcome = real_rollouts(
                 get_task(real["env"]), policy, real["episodes"], seed=seed, pixels=real.get("pixels")
             )
-            entry.update(real_return=outcome["return"], real_success=outcome["success"])
-    except Exception as error:  # a user's policy can fail in any way; the ranking goes on without it
-        entry["error"] = f"{type(error).__name__}: {error}"
-        entry["traceback"] = traceback.format_exc(limit=4)
-    entry["seconds"] = time.perf_counter() - started
-    return entry
+            entries[index].update(real_return=outcome["return"], real_success=outcome["success"])
+        except Exception as error:
+            _record_error(entries[index], error)
+        seconds[index] += time.perf_counter() - started
+    for entry, spent in zip(entries, seconds, strict=True):
+        entry["seconds"] = spent
+    return entries
+
+
+def _record_error(entry: dict[str, Any], error: Exception) -> None:
+    entry["error"] = f"{type(error).__name__}: {error}"
+    entry["traceback"] = "".join(traceback.format_exception(error, limit=4))
 
 
 def keep_local_ray_on_loopback(address: str | None) -> None:
@@ -125,6 +161,7 @@ def rank_policies(
     retries: int = 3,
     progress: bool = True,
     members: str = "each",
+    group: int | None = None,
 ) -> dict[str, Any]:
     """Rank ``policies`` by their imagined return in ``model`` (a model folder or object).
 
@@ -135,6 +172,9 @@ def rank_policies(
     :param address: join the Ray cluster at this address instead of starting one.
     :param members: ``"each"`` rolls every start once per ensemble member (their spread measured);
         ``"one"`` once, a member drawn each step: a ``1/members`` of the work, for screening.
+    :param group: policies imagined together in lockstep, one model call per step for all of them
+        (each still meets the noise it would alone); default the policies spread evenly over the
+        workers, at most 16 together.
     :returns: ``{"policies": [...], "metrics": {...} | None, "settings": {...}}``, policies ordered by
         imagined return (failed ones last).
     """
@@ -147,6 +187,8 @@ def rank_policies(
     if starts < 1 or real_episodes < 1:
         raise ImaginariumError(f"starts and real episodes must be positive, got {starts} and {real_episodes}")
     check_members(members)
+    if group is not None and group < 1:
+        raise ImaginariumError(f"group must be a positive number of policies, got {group}")
     world_model = load_world_model(model) if isinstance(model, str | Path) else model
     world_model = world_model.cpu().eval()
     card = getattr(world_model, "card", {}) or {}
@@ -179,16 +221,26 @@ def rank_policies(
         # how far imagined states leave the data is measured in state space: not for frame models
         known = None if world_model.observes_pixels else KnownStates(data.observations, seed=seed)
         started = time.perf_counter()
+        groups = _groups(len(sources), group, workers)
         if workers == 0:
             entries = [
-                _evaluate_policy(
-                    world_model, source, start_observations, horizon, seed, allow_code, real, known, members
-                )
-                for source in _progress(sources, progress)
+                entry
+                for rows in _progress(groups, progress)
+                for entry in _evaluate_group(
+                    world_model,
+                    [sources[row] for row in rows],
+                    start_observations,
+                    horizon,
+                    seed,
+                    allow_code,
+                    real,
+                    known,
+                    members,
+                )  # fmt: skip
             ]
         else:
             entries = _evaluate_on_ray(
-                world_model, sources, start_observations, horizon, seed, allow_code, real, known,
+                world_model, sources, groups, start_observations, horizon, seed, allow_code, real, known,
                 members, retries, progress,
             )  # fmt: skip
     finally:
@@ -215,18 +267,39 @@ def rank_policies(
     return result
 
 
-def _progress(items: Sequence[str], enabled: bool):
-    if not enabled:
-        yield from items
-        return
-    from rich.progress import track
+def _groups(count: int, size: int | None, workers: int | None) -> list[list[int]]:
+    """The policies' indices in consecutive groups of ``size`` (default: spread evenly over the
+    workers, at most 16 together)."""
+    if size is None:
+        if workers == 0:
+            cpus = 1
+        elif workers:
+            cpus = workers
+        else:
+            import ray
 
-    yield from track(items, description="policies", total=len(items))
+            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        size = min(16, -(-count // cpus))
+    return [list(range(start, min(count, start + size))) for start in range(0, count, size)]
+
+
+def _progress(groups: list[list[int]], enabled: bool):
+    if not enabled:
+        yield from groups
+        return
+    from rich.progress import Progress
+
+    with Progress() as bar:
+        task_id = bar.add_task("policies", total=sum(len(rows) for rows in groups))
+        for rows in groups:
+            yield rows
+            bar.advance(task_id, len(rows))
 
 
 def _evaluate_on_ray(
     model: Any,
     sources: list[str],
+    groups: list[list[int]],
     starts: np.ndarray,
     horizon: int,
     seed: int,
@@ -237,17 +310,20 @@ def _evaluate_on_ray(
     retries: int,
     progress: bool,
 ) -> list[dict[str, Any]]:
-    """Each policy one retried Ray task (Ray already started by :func:`rank_policies`)."""
+    """Each group of policies one retried Ray task (Ray already started by :func:`rank_policies`). A
+    group whose worker keeps dying is split, each policy run alone, so only the one to blame fails."""
     import ray
 
-    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_evaluate_policy)
+    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_evaluate_group)
     model_ref, starts_ref, known_ref = ray.put(model), ray.put(starts), ray.put(known)
-    pending = {
-        remote.remote(
-            model_ref, source, starts_ref, horizon, seed, allow_code, real, known_ref, members
-        ): index
-        for index, source in enumerate(sources)
-    }
+
+    def submit(rows: list[int]) -> Any:
+        group_sources = [sources[row] for row in rows]
+        return remote.remote(
+            model_ref, group_sources, starts_ref, horizon, seed, allow_code, real, known_ref, members
+        )
+
+    pending = {submit(rows): rows for rows in groups}
     entries: list[dict[str, Any] | None] = [None] * len(sources)
     bar = None
     if progress:
@@ -259,17 +335,24 @@ def _evaluate_on_ray(
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            index = pending.pop(done[0])
+            rows = pending.pop(done[0])
             try:
-                entries[index] = ray.get(done[0])
+                results = ray.get(done[0])
             except Exception as error:  # the worker died more often than Ray retries
-                entries[index] = {
-                    "name": sources[index],
-                    "path": sources[index],
-                    "error": f"worker failed after {retries} retries: {type(error).__name__}: {error}",
-                }
+                if len(rows) > 1:
+                    pending.update({submit([row]): [row] for row in rows})
+                    continue
+                results = [
+                    {
+                        "name": sources[rows[0]],
+                        "path": sources[rows[0]],
+                        "error": f"worker failed after {retries} retries: {type(error).__name__}: {error}",
+                    }
+                ]
+            for row, entry in zip(rows, results, strict=True):
+                entries[row] = entry
             if bar is not None:
-                bar.advance(task_id)
+                bar.advance(task_id, len(rows))
     finally:
         if bar is not None:
             bar.stop()

@@ -9,6 +9,10 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -38,6 +42,10 @@ def mlp(inputs: int, hidden: int, layers: int, outputs: int) -> nn.Sequential:
 class BernoulliHead(nn.Module):
     """Probability of a binary event (success, continue) given model features, with calibration.
 
+    When the training data holds one outcome only (a task without success labels, one whose episodes
+    never terminate), the head predicts that outcome without running its network
+    (:meth:`fit_outcomes`): it could learn nothing else, and imagination skips the work.
+
     :param features: size of the feature vector it reads.
     """
 
@@ -45,16 +53,46 @@ class BernoulliHead(nn.Module):
         super().__init__()
         self.net = mlp(features, hidden, layers, 1)
         self.register_buffer("log_temperature", torch.zeros(()))
+        #: the one outcome of the data, or NaN when the network predicts (mirrored in ``_constant``)
+        self.register_buffer("constant", torch.tensor(float("nan")))
+        self._constant: float | None = None
+
+    def fit_outcomes(self, targets: np.ndarray | torch.Tensor) -> None:
+        """Predict the data's only outcome when ``targets`` (0/1, one per training step) hold one."""
+        values = torch.as_tensor(np.asarray(targets)).float().reshape(-1)
+        only = len(values) > 0 and bool((values == values[0]).all())
+        self._constant = float(values[0]) if only else None
+        self.constant.fill_(float("nan") if self._constant is None else self._constant)
+
+    @property
+    def is_constant(self) -> bool:
+        return self._constant is not None
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # models saved before ``constant`` existed run their network, as they did
+        state_dict.setdefault(prefix + "constant", torch.tensor(float("nan")))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        value = float(self.constant)
+        self._constant = None if math.isnan(value) else value
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """``(..., F) -> (...)`` calibrated logits."""
+        if self._constant is not None:
+            return features.new_full(features.shape[:-1], math.inf if self._constant else -math.inf)
         return self.net(features).squeeze(-1) / self.log_temperature.exp()
 
     def prob(self, features: torch.Tensor) -> torch.Tensor:
+        if self._constant is not None:
+            return features.new_full(features.shape[:-1], self._constant)
         return torch.sigmoid(self.logits(features))
 
     def loss(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean binary cross-entropy of the raw (uncalibrated) logits against 0/1 targets."""
+        """Mean binary cross-entropy of the raw (uncalibrated) logits against 0/1 targets (zero for a
+        constant head)."""
+        if self._constant is not None:
+            return features.new_zeros(())
         return F.binary_cross_entropy_with_logits(self.net(features).squeeze(-1), targets.float())
 
     @torch.no_grad()

@@ -61,3 +61,30 @@ def test_rollouts_that_diverge_stop_counting_and_are_reported(pendulum_model, mo
     result = imagined_rollouts(model, RandomPolicy(model.action_space, seed=0), starts, horizon=6)
     assert result["diverged"] == 2 and np.isfinite(result["return"]["mean"])
     assert all(np.isfinite(result["per_start"])) and np.isfinite(result["success"])
+
+
+@pytest.mark.parametrize("members", ["each", "one"])
+def test_policies_in_lockstep_get_what_each_gets_alone_and_a_failing_one_harms_none(
+    pendulum_model, members: str
+) -> None:
+    from imaginarium.evaluation import imagined_rollouts, imagined_rollouts_lockstep
+    from imaginarium.models import load_world_model
+    from imaginarium.policy import CallablePolicy, RandomPolicy
+
+    model = load_world_model(pendulum_model)
+    starts = np.zeros((5, 3), np.float32)
+    starts[:, 0] = np.cos(np.linspace(0, 3, 5))
+    starts[:, 1] = np.sin(np.linspace(0, 3, 5))
+    policies = [
+        RandomPolicy(model.action_space, seed=0),
+        CallablePolicy("support.policies:raises"),
+        CallablePolicy("support.policies:push"),
+    ]
+    together = imagined_rollouts_lockstep(model, policies, starts, horizon=12, seed=3, members=members)
+    assert isinstance(together[1], RuntimeError) and "always fails" in str(together[1])
+    for index in (0, 2):
+        policy = RandomPolicy(model.action_space, seed=0) if index == 0 else policies[index]
+        alone = imagined_rollouts(model, policy, starts, horizon=12, seed=3, members=members)
+        assert together[index]["per_start"] == pytest.approx(alone["per_start"], rel=1e-6)
+        assert together[index]["member_returns"] == pytest.approx(alone["member_returns"], rel=1e-6)
+    assert together[0]["per_start"] != together[2]["per_start"]  # the blocks are not mixed up

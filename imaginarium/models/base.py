@@ -15,6 +15,7 @@ without knowing the family.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -163,6 +164,12 @@ class WorldModel(nn.Module, ABC):
     def fit_normalizers(self, dataset: Dataset) -> None:
         """Set input and target statistics from the training data, before the first step."""
 
+    def fit_outcomes(self, dataset: Dataset) -> None:
+        """Let the success and continue heads predict the training data's only outcome when it has one
+        (no success labels, no terminations), skipping their networks (see :class:`BernoulliHead`)."""
+        self.success_head.fit_outcomes(dataset.success)
+        self.continue_head.fit_outcomes(~dataset.terminated)
+
     @abstractmethod
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Training loss on a batch of windows ``(B, L)``, and named parts of it for logging."""
@@ -199,6 +206,7 @@ class WorldModel(nn.Module, ABC):
         *,
         uncertainty: bool = True,
         generator: torch.Generator | None = None,
+        tiles: int = 1,
     ) -> StepOutput:
         """Advance a batch of states by one action each.
 
@@ -206,6 +214,9 @@ class WorldModel(nn.Module, ABC):
         :param uncertainty: compute ``uncertainty``; a family may skip work without it (the ensemble
             then runs one member per sample instead of all of them) and return ``None``.
         :param generator: the source of randomness of the draws (default torch's global one).
+        :param tiles: the batch is this many equal blocks that share their random draws (common random
+            numbers): row ``r`` of every block draws what row ``r`` of a batch of one block would, so
+            several policies can share one call and each still sees the noise it would see alone.
         """
 
     @property
@@ -256,6 +267,18 @@ def teacher_forced_predictions(
             flat = value.reshape(-1, value.shape[-1]) if key == "head_features" else value.reshape(-1)
             parts.setdefault(key, []).append(flat)
     return {key: torch.cat(values) for key, values in parts.items()}
+
+
+def shared_draw(
+    draw: Callable[[tuple[int, ...]], torch.Tensor], shape: tuple[int, ...], tiles: int
+) -> torch.Tensor:
+    """``draw(shape)``; with ``tiles`` > 1 the batch (``shape[0]``) is that many equal blocks and one
+    block's draw is repeated over all of them (see ``tiles`` of :meth:`WorldModel.step`)."""
+    if tiles == 1:
+        return draw(shape)
+    if shape[0] % tiles:
+        raise ImaginariumError(f"a batch of {shape[0]} cannot be split into {tiles} equal tiles")
+    return draw((shape[0] // tiles, *shape[1:])).repeat(tiles, *[1] * (len(shape) - 1))
 
 
 def check_device(device: str | torch.device) -> str:

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from imaginarium.config import config_from_dict
 from imaginarium.dataset import Dataset
 from imaginarium.errors import ImaginariumError
-from imaginarium.models.base import State, StepOutput, TransitionPredictions, WorldModel
+from imaginarium.models.base import State, StepOutput, TransitionPredictions, WorldModel, shared_draw
 from imaginarium.models.vision import ConvDecoder, ConvEncoder, check_image_size, to_frames
 from imaginarium.rewards.heads import BernoulliHead, TwoHotRewardHead, mlp, symexp, symlog
 from imaginarium.samplers import Batch
@@ -127,11 +127,15 @@ class RSSMModel(WorldModel):
         return (1.0 - self.config.unimix) * probs + self.config.unimix / self.config.classes
 
     def _latent(
-        self, probs: torch.Tensor, sample: bool, generator: torch.Generator | None = None
+        self, probs: torch.Tensor, sample: bool, generator: torch.Generator | None = None, tiles: int = 1
     ) -> torch.Tensor:
         """A one-hot draw (straight-through gradients) or the mode; ``(B, S, C) -> (B, S·C)``."""
         if sample:  # Gumbel-max: a categorical draw for every latent in one vectorised op
-            uniform = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+            uniform = shared_draw(
+                lambda shape: torch.rand(shape, generator=generator, device=probs.device, dtype=probs.dtype),
+                tuple(probs.shape),
+                tiles,
+            )
             gumbel = -torch.log(-torch.log(uniform.clamp_(1e-20, 1.0)))
             index = (torch.log(probs) + gumbel).argmax(-1)
         else:
@@ -290,11 +294,12 @@ class RSSMModel(WorldModel):
         *,
         uncertainty: bool = True,
         generator: torch.Generator | None = None,
+        tiles: int = 1,
     ) -> StepOutput:
         """Imagine one step with the prior; uncertainty is the prior's entropy (nats, summed over latents)."""
         deter = self._transition(state["deter"], state["stoch"], self.encode_actions(actions))
         prior = self._probs(self.prior_net(deter))
-        stoch = self._latent(prior, sample, generator)
+        stoch = self._latent(prior, sample, generator, tiles)
         features = torch.cat([deter, stoch], -1)
         entropy = -(prior * torch.log(prior)).sum((-1, -2))
         return StepOutput(

@@ -136,6 +136,7 @@ def train_world_model(
     dataset, labelling = _action_free_episodes(dataset, model, action_free, labeller, device)
     train, validation = dataset.split(config.validation_fraction, seed=config.seed)
     model.fit_normalizers(train)
+    model.fit_outcomes(train)
     model.to(device)
     sampler = SequenceSampler(
         train,

@@ -45,3 +45,44 @@ def test_calibration_cools_an_overconfident_head() -> None:
     temperature = head.calibrate(features, targets)
     after = torch.mean((head.prob(features) - targets) ** 2)
     assert 4.0 < temperature < 6.5 and after < before
+
+
+def test_a_head_whose_data_has_one_outcome_predicts_it_without_its_network_and_keeps_it_saved() -> None:
+    import numpy as np
+
+    head = BernoulliHead(3, 8, 1)
+    head.fit_outcomes(np.ones(50, dtype=bool))  # e.g. continue, when no episode ever terminates
+
+    def never(features: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the network ran")
+
+    head.net.forward = never
+    features = torch.randn(4, 3)
+    assert torch.equal(head.prob(features), torch.ones(4))
+    assert float(head.loss(features, torch.ones(4))) == 0.0
+
+    saved = head.state_dict()
+    loaded = BernoulliHead(3, 8, 1)
+    loaded.load_state_dict(saved)
+    assert loaded.is_constant and torch.equal(loaded.prob(features), torch.ones(4))
+
+    old = {key: value for key, value in saved.items() if key != "constant"}  # saved before it existed
+    legacy = BernoulliHead(3, 8, 1)
+    legacy.load_state_dict(old)
+    assert not legacy.is_constant and 0 < float(legacy.prob(features)[0]) < 1
+
+    mixed = BernoulliHead(3, 8, 1)
+    mixed.fit_outcomes(np.array([0, 1, 1]))
+    assert not mixed.is_constant and 0 < float(mixed.prob(features)[0]) < 1
+
+
+def test_trained_models_learn_only_the_events_their_data_holds(pendulum_model, cartpole_model) -> None:
+    from imaginarium.models import load_world_model
+
+    pendulum, cartpole = load_world_model(pendulum_model), load_world_model(cartpole_model)
+    assert pendulum.continue_head.is_constant  # pendulum episodes never terminate
+    assert not cartpole.continue_head.is_constant  # the pole falls
+    with torch.inference_mode():
+        state = pendulum.initial_state(torch.tensor([[1.0, 0.0, 0.0]]))
+        out = pendulum.step(state, torch.zeros(1, 1))
+    assert float(out.continue_prob) == 1.0

@@ -31,6 +31,12 @@ def dies_once(observations: np.ndarray) -> np.ndarray:
     return push(observations)
 
 
+def always_dies(observations: np.ndarray) -> np.ndarray:
+    """Kills its own process every time (a policy that crashes its worker outright)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    return push(observations)
+
+
 def records_node_address(observations: np.ndarray) -> np.ndarray:
     """Writes the address of the Ray node it runs on (to the marker file), then acts like ``push``."""
     import ray
