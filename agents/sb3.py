@@ -61,6 +61,7 @@ def train_in_imagination(
     agent_class = getattr(stable_baselines3, algo.upper())
     network = "CnnPolicy" if len(venv.observation_space.shape) == 3 else "MlpPolicy"
     agent = agent_class(network, venv, seed=seed, verbose=0, **(algo_kwargs or {}))
+    agent.set_logger(silent_logger())
     agent.learn(steps, progress_bar=progress)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -124,3 +125,11 @@ def _mean_return(agent_path: str | Path, env: gym.Env, episodes: int, seed: int)
     values = np.asarray(returns)
     stderr = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
     return {"mean": float(values.mean()), "stderr": stderr}
+
+
+def silent_logger() -> Any:
+    """An SB3 logger that writes nothing: without one, every ``learn`` leaves an empty
+    ``SB3-<time>`` folder in the system's temporary directory."""
+    from stable_baselines3.common.logger import Logger
+
+    return Logger(folder=None, output_formats=[])

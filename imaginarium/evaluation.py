@@ -187,6 +187,8 @@ def imagined_rollouts_lockstep(
     that raises or returns bad actions is given back as its exception while the others go on.
     """
     check_members(members)
+    if not policies:
+        return []
     device = model.device
     each = members == "each"
     members = model.rollout_members if each else 1

@@ -240,6 +240,7 @@ class _SB3Trial:
     def __init__(self, setup: TrialSetup, hyperparameters: dict[str, Any], work: Path) -> None:
         import stable_baselines3
 
+        from imaginarium.agents.sb3 import silent_logger
         from imaginarium.envs.sb3 import imagined_vec_env
 
         venv = imagined_vec_env(
@@ -251,6 +252,7 @@ class _SB3Trial:
             self.agent = agent_class.load(self.path, env=venv)
         else:
             self.agent = agent_class("MlpPolicy", venv, seed=setup.seed, verbose=0, **hyperparameters)
+        self.agent.set_logger(silent_logger())
 
     def learn(self, steps: int, total: int) -> Any:
         from imaginarium.policy import SB3Policy

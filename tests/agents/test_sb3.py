@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,11 @@ def test_imagine_train_saves_an_agent_that_acts_on_the_real_task(
         "--out",
         str(out),
     ]
+    temporary = set(Path(tempfile.gettempdir()).glob("SB3-*"))
     code = main([*argv, "--num-envs", "8", "--eval-episodes", "2", "--no-progress"])
     stdout = capsys.readouterr().out
     assert code == 0 and out.exists() and detect_sb3_algorithm(out) == "PPO"
+    assert set(Path(tempfile.gettempdir()).glob("SB3-*")) == temporary  # SB3 left no log folder behind
     assert "imagined return" in stdout and "real return on cartpole" in stdout
 
 
