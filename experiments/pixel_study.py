@@ -5,7 +5,8 @@ For each task: collect one mixed-quality dataset with the rendered frame beside 
 the rssm twice on it (``--pixels``: from the frames alone; and from the states), learn a Dreamer
 actor-critic inside each model, and run each actor for ``--episodes`` real episodes (the pixel agent
 sees the real env's own rendered frames, filtered through its model). Stages are cached under
-``--workdir``, so a rerun only does what is missing; the JSON is written after every task.
+``--workdir``, so a rerun only does what is missing (a larger ``--model-steps`` resumes the cached
+models' training); the JSON is written after every task.
 
 Threshold: the pixel agent's real mean return within 20% of the state agent's. A random policy's
 real return is reported beside them, since the comparison means something only where the state
@@ -44,6 +45,8 @@ class Config:
     #: windows per step of the pixel model (the state model keeps its preset's)
     pixel_batch: int = 16
     model_steps: int = 1_500
+    #: training steps of the pixel model (0: ``model_steps``, the state model's)
+    pixel_model_steps: int = 0
     dreamer_updates: int = 800
     episodes: int = 20
     seed: int = 0
@@ -51,7 +54,9 @@ class Config:
     out: str = "experiments/results/pixel_study.json"
 
 
-def study_task(task: str, config: Config) -> dict[str, Any]:
+def study_task(task: str, config: Config, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One task's figures; ``previous`` (this task's last figures) spares an agent whose model is
+    unchanged from being trained and scored again."""
     folder = Path(config.workdir) / task
     data = folder / "data"
     if not (data / "data" / "metadata.json").exists():
@@ -76,15 +81,31 @@ def study_task(task: str, config: Config) -> dict[str, Any]:
     for kind, model_overrides in overrides.items():
         model = folder / f"rssm_{kind}"
         started = time.perf_counter()
-        if not is_trained(model):
+        steps = (
+            config.pixel_model_steps if kind == "pixels" and config.pixel_model_steps else config.model_steps
+        )
+        done = read_card(model)["training"]["steps_done"] if is_trained(model) else 0
+        earlier = (previous or {}).get(kind) or {}
+        if (
+            done >= steps
+            and earlier.get("model_steps") == done
+            and earlier.get("dreamer_updates") == config.dreamer_updates
+        ):
+            result[kind] = earlier
+            print(
+                f"{task} {kind}: model and agent unchanged, real return {earlier['real_return']['mean']:.1f}"
+            )
+            continue
+        if done < steps:  # a model trained for fewer steps goes on from where it stopped
             train_world_model(
                 data,
                 model,
                 "rssm",
                 config.preset,
                 model_overrides,
-                {"steps": config.model_steps, "seed": config.seed},
-                overwrite=True,
+                {"steps": steps, "seed": config.seed},
+                overwrite=not done,
+                resume=bool(done),
             )
         model_seconds = time.perf_counter() - started
         agent = folder / f"dreamer_{kind}"
@@ -94,7 +115,7 @@ def study_task(task: str, config: Config) -> dict[str, Any]:
         )
         real = real_rollouts(get_task(task), DreamerPolicy(agent), config.episodes, seed=10_000)
         result[kind] = {
-            "settings": {"model_steps": config.model_steps, "dreamer_updates": config.dreamer_updates},
+            "settings": {"model_steps": steps, "dreamer_updates": config.dreamer_updates},
             "model_steps": read_card(model)["training"]["steps_done"],
             "model_seconds": round(model_seconds, 1),
             "best_validation_loss": read_card(model)["training"]["best_validation_loss"],
@@ -122,7 +143,7 @@ def main() -> None:
     if Path(config.out).exists():  # tasks run one at a time (each with its own settings) add up
         report["tasks"] = json.loads(Path(config.out).read_text()).get("tasks", {})
     for task in filter(None, config.tasks.split(",")):
-        report["tasks"][task] = study_task(task, config)
+        report["tasks"][task] = study_task(task, config, report["tasks"].get(task))
         write_report(config.out, report)
     for task, figures in report["tasks"].items():
         print(

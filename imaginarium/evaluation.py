@@ -183,8 +183,9 @@ def imagined_rollouts_lockstep(
 
     Each policy has a block of the batch, and the blocks share the model's random draws (``tiles``),
     so every policy meets the same noise it would alone: its result is the one
-    :func:`imagined_rollouts` gives it, and policies are compared on common random numbers. A policy
-    that raises or returns bad actions is given back as its exception while the others go on.
+    :func:`imagined_rollouts` gives it (up to the last millionth of probability that a finished
+    block still carries), and policies are compared on common random numbers. A policy that raises
+    or returns bad actions is given back as its exception while the others go on.
     """
     check_members(members)
     if not policies:
@@ -219,13 +220,14 @@ def imagined_rollouts_lockstep(
             policy.reset(np.ones(block, dtype=bool))
         except Exception as error:  # a user's policy can fail in any way; the others go on
             errors[index] = error
+            alive[blocks[index]] = 0.0
     actions: np.ndarray | None = None
     success_prob = torch.zeros(batch, device=device)
+    running = [error is None for error in errors]  # a block whose episodes have all ended needs no actions
     for _ in range(horizon):
         decoded = _policy_view(model, state)
         for index, policy in enumerate(policies):
-            if errors[index] is not None:
-                alive[blocks[index]] = 0.0
+            if not running[index] or errors[index] is not None:
                 continue
             try:
                 chosen = _check_policy_actions(model.action_space, policy.act(decoded[blocks[index]]), block)
@@ -237,7 +239,7 @@ def imagined_rollouts_lockstep(
                 actions = np.zeros((batch, *chosen.shape[1:]), chosen.dtype)
             actions[blocks[index]] = chosen
         if actions is None or all(error is not None for error in errors):
-            break
+            break  # every policy failed
         out = model.step(
             state,
             torch.tensor(actions, device=device),
@@ -261,7 +263,8 @@ def imagined_rollouts_lockstep(
             success += ended * success_prob
             alive = alive * continue_prob
         state = _replace_rows(out.state, ~finite, initial)  # dead rows stay finite for the policy
-        if float(alive.max()) < 1e-6:
+        running = (alive.view(tiles, block).amax(1) >= 1e-6).tolist()
+        if not any(running):
             break
     success += alive * success_prob
     results: list[dict[str, Any] | Exception] = []
