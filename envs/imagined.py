@@ -63,7 +63,7 @@ class Imagination:
         time_limit: int | None = None,
         track_uncertainty: bool = True,
         device: str = "cpu",
-        pixels: int = 64,
+        pixels: int | None = None,
     ) -> None:
         if observation not in OBSERVATION_KINDS:
             raise ImaginariumError(
@@ -105,7 +105,7 @@ class Imagination:
         space = self.model.input_space
         self.renderer = None
         if self.model.observes_pixels:
-            if observation == "pixels" and pixels != space.shape[0]:
+            if observation == "pixels" and pixels not in (None, space.shape[0]):
                 raise ImaginariumError(
                     f"the model sees {space.shape[0]}×{space.shape[0]} frames; pixels={pixels} cannot be served"
                 )
@@ -117,7 +117,7 @@ class Imagination:
         elif self.observation_kind == "pixels":
             from imaginarium.envs.render import StateRenderer, check_pixels
 
-            self.pixels = check_pixels(pixels)
+            self.pixels = check_pixels(64 if pixels is None else pixels)
             task_name = card.get("task") or card.get("env_id")
             if task_name is None:
                 raise ImaginariumError("observation 'pixels' needs a model whose card names its task")
@@ -221,7 +221,8 @@ class ImaginedEnv(gym.Env):
         ``latent`` (the model's feature vector), or ``pixels`` (the decoded state drawn by the real
         task's renderer, ``pixels`` × ``pixels`` RGB uint8, for agents that see images). A model that
         sees images serves its decoded frames for ``decoded`` and ``pixels`` alike.
-    :param pixels: the frame size of ``observation="pixels"``.
+    :param pixels: the frame size of ``observation="pixels"`` (default 64; a model that sees frames
+        serves its own size).
     :param termination: what ends an episode: the ``continue`` head (sampled), ``success``, ``both``,
         or ``none`` (only the time limit).
     :param uncertainty_penalty: reward is reduced by this times the model's uncertainty (MOPO).

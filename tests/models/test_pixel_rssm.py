@@ -95,6 +95,9 @@ def test_the_imagined_env_serves_decoded_frames_and_passes_both_checkers(pixel_m
     env.close()
     with pytest.raises(ImaginariumError, match="sees 16×16 frames; pixels=32"):
         gym.make("imaginarium:WAMImagined-v0", model=pixel_model.directory, observation="pixels", pixels=32)
+    asked = gym.make("imaginarium:WAMImagined-v0", model=pixel_model.directory, observation="pixels")
+    assert asked.observation_space.shape == (SIZE, SIZE, 3)  # its own frames, at its own size
+    asked.close()
     envs = gym.make_vec("imaginarium:WAMImagined-v0", num_envs=3, model=pixel_model.directory)
     observations, _ = envs.reset(seed=1)
     assert observations.shape == (3, SIZE, SIZE, 3) and observations.dtype == np.uint8
