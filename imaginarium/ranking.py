@@ -1,10 +1,12 @@
 """Offline policy ranking: every candidate rolled out inside the world model on Ray, ranked, and
 (when a real environment is given) checked against real returns.
 
-The model goes into Ray's object store once; each policy is one task that loads the policy, rolls
-it from the same K real start states (batched), and optionally runs real episodes. A policy that
-fails to load, returns bad actions or raises is reported as failed while the others are ranked; a
-worker that dies is retried by Ray. The same seed gives the same ranking::
+The model goes into Ray's object store once; each group of policies is one task that loads them,
+rolls them in lockstep from the same K real start states (one model call per step for the whole
+group, every policy meeting the random draws it would meet alone), and optionally runs real
+episodes for each. A policy that fails to load, returns bad actions or raises is reported as failed
+while the others are ranked; a worker that dies is retried by Ray, and a group whose worker keeps
+dying is split so only the policy to blame fails. The same seed gives the same ranking::
 
     result = rank_policies("models/pendulum", ["zoo/a.zip", "zoo/b.zip", "random"], real_episodes=20)
     result["policies"][0]["imagined_return"], result["metrics"]["spearman"]

@@ -251,3 +251,36 @@ def test_resume_refuses_a_missing_state_and_another_split(tmp_path: Path, pendul
     _train(pendulum_dataset, tmp_path / "m", "ensemble", steps=10)
     with pytest.raises(ModelError, match="its split differs"):
         _train(pendulum_dataset, tmp_path / "m", "ensemble", steps=20, resume=True, config={"seed": 1})
+
+
+@pytest.mark.parametrize("uncertainty", [False, True])
+def test_tiled_batches_draw_for_each_block_what_one_block_draws_alone(
+    trained, pendulum_dataset: Dataset, uncertainty: bool
+) -> None:
+    model = load_world_model(trained.directory)
+    observations = torch.as_tensor(pendulum_dataset.observations[:13])
+    actions = torch.rand(13, 1) * 4 - 2
+    with torch.inference_mode():
+        states = [model.initial_state(observations)]
+        if model.rollout_members > 1:  # pinned samples (each member's rollouts) as well as drawn ones
+            states.append(model.pin_members(states[0], torch.arange(13) % model.rollout_members))
+        for state in states:
+            alone = model.step(
+                state, actions, uncertainty=uncertainty, generator=torch.Generator().manual_seed(3)
+            )
+            tiled_state = {key: value.repeat(3, *[1] * (value.dim() - 1)) for key, value in state.items()}
+            tiled = model.step(
+                tiled_state,
+                actions.repeat(3, 1),
+                uncertainty=uncertainty,
+                generator=torch.Generator().manual_seed(3),
+                tiles=3,
+            )
+            for block in range(3):
+                rows = slice(13 * block, 13 * (block + 1))
+                assert torch.allclose(
+                    model.features(tiled.state)[rows], model.features(alone.state), atol=1e-6
+                )
+                assert torch.allclose(tiled.reward[rows], alone.reward, atol=1e-6)
+        with pytest.raises(ImaginariumError, match="cannot be split into 2 equal tiles"):
+            model.step(states[0], actions, uncertainty=False, tiles=2)
