@@ -168,8 +168,9 @@ class EnsembleModel(WorldModel):
     def _elite_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The elites' weights and biases, gathered once into contiguous tensors and reused for every
         imagined step until a parameter or the elite set changes (their version counters say so)."""
-        tensors = [*self.net.parameters(), self.elite_indices]
-        key = tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
+        linear = [layer for layer in self.net if isinstance(layer, EnsembleLinear)]
+        tensors = [tensor for layer in linear for tensor in (layer.weight, layer.bias)]
+        key = tuple((tensor.data_ptr(), tensor._version) for tensor in (*tensors, self.elite_indices))
         cached = getattr(self, "_elite_cache", None)
         if cached is None or cached[0] != key:
             with torch.no_grad():
@@ -178,8 +179,7 @@ class EnsembleModel(WorldModel):
                         layer.weight[self.elite_indices].contiguous(),
                         layer.bias[self.elite_indices].contiguous(),
                     )
-                    for layer in self.net
-                    if isinstance(layer, EnsembleLinear)
+                    for layer in linear
                 ]
             cached = self._elite_cache = (key, layers)
         return cached[1]
