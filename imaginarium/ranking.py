@@ -238,7 +238,7 @@ def rank_policies(
                     real,
                     known,
                     members,
-                )  # fmt: skip
+                )
             ]
         else:
             entries = _evaluate_on_ray(
