@@ -22,7 +22,7 @@ from typing import Any
 
 from bench_flops import matmul_flops
 from bench_imagined import real_hopper_steps_per_second
-from common import machine, parse_config, write_report
+from common import ROOT, machine, parse_config, write_report
 
 #: script name -> extra arguments for its run here
 SCRIPTS: dict[str, list[str]] = {
@@ -132,7 +132,7 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
 
 def run_script(name: str, arguments: list[str], results: Path) -> dict[str, Any]:
     out = results / f"bench_{name}.json"
-    command = [sys.executable, f"experiments/bench_{name}.py", *arguments, "--out", str(out)]
+    command = [sys.executable, str(ROOT / "experiments" / f"bench_{name}.py"), *arguments, "--out", str(out)]
     print(f"== {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True)

@@ -15,11 +15,21 @@ import torch
 
 ConfigT = TypeVar("ConfigT")
 
+#: the repository's root: default paths (``experiments/results/...``) are taken from here, so a script
+#: run from inside ``experiments/`` writes where one run from the root does
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def parse_config(config_class: type[ConfigT], description: str) -> ConfigT:
-    """One ``--flag`` per field of the script's config dataclass, defaulting to the field's default."""
+    """One ``--flag`` per field of the script's config dataclass, defaulting to the field's default.
+
+    A default path under ``experiments/`` is made absolute from the repository's root; a path given on
+    the command line is the user's, relative to where they are.
+    """
     parser = argparse.ArgumentParser(description=description)
     for field, default in asdict(config_class()).items():  # type: ignore[call-overload]
+        if isinstance(default, str) and default.startswith("experiments/"):
+            default = str(ROOT / default)
         parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
     return config_class(**vars(parser.parse_args()))
 
