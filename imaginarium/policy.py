@@ -16,6 +16,8 @@ A spec names a policy on the command line and in configs:
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -89,6 +91,52 @@ def detect_sb3_algorithm(path: str | Path) -> str:
     raise PolicySpecError(f"{str(path)!r} was saved by an unsupported policy class from {module!r}")
 
 
+def load_sb3_policy(path: Path, algorithm: str, device: str = "cpu") -> Any:
+    """The policy network of the SB3 checkpoint ``path`` (an SB3 ``BasePolicy``), in evaluation mode.
+
+    The network is built from the checkpoint's own description and given its saved weights; the rest
+    of the archive (optimiser states, the algorithm) is not read. Loaded networks are kept (by path,
+    size and modification time), since rankings name one checkpoint many times (``@noise=`` variants)
+    and acting changes nothing in them. A checkpoint whose network cannot be rebuilt so is loaded the
+    way SB3 loads it.
+
+    :raises PolicySpecError: when SB3 cannot load it either.
+    """
+    stat = path.resolve().stat()
+    return _load_sb3_policy(str(path.resolve()), stat.st_size, stat.st_mtime_ns, algorithm, device)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_sb3_policy(path: str, size: int, modified: int, algorithm: str, device: str) -> Any:
+    import inspect
+
+    import stable_baselines3
+    import torch
+    from stable_baselines3.common.save_util import json_to_data
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json_to_data(archive.read("data").decode())
+            weights = torch.load(
+                io.BytesIO(archive.read("policy.pth")), map_location=device, weights_only=True
+            )
+        options = dict(data.get("policy_kwargs") or {})
+        if "use_sde" in data and "use_sde" in inspect.signature(data["policy_class"]).parameters:
+            options.setdefault("use_sde", data["use_sde"])  # on-policy agents pass it beside the kwargs
+        policy = data["policy_class"](
+            data["observation_space"], data["action_space"], lambda _: 0.0, **options
+        )
+        policy.load_state_dict(weights, assign=True)  # strict: a network built otherwise is refused
+        policy = policy.to(device)
+    except Exception:  # a custom or older checkpoint: the algorithm's own loader knows more
+        try:
+            policy = getattr(stable_baselines3, algorithm).load(path, device=device).policy
+        except Exception as error:  # SB3 surfaces many error kinds from torch and zip loading
+            raise PolicySpecError(f"cannot load SB3 checkpoint {path!r}: {error}") from None
+    policy.set_training_mode(False)
+    return policy
+
+
 def check_policy_spaces(
     policy: Any, observation_space: gym.Space, action_space: gym.Space, name: str
 ) -> None:
@@ -106,24 +154,24 @@ def check_policy_spaces(
 
 
 class SB3Policy:
-    """A Stable-Baselines3 agent acting deterministically on a batch of observations."""
+    """A Stable-Baselines3 agent acting deterministically on a batch of observations.
+
+    Only the agent's policy network is loaded (:func:`load_sb3_policy`): ranking and evaluation load
+    many checkpoints, and the whole algorithm (its optimisers' state, a SAC's replay buffer) would
+    cost three times as long for nothing it acts with.
+    """
 
     @classmethod
     def from_agent(cls, agent: Any) -> SB3Policy:
         """An agent already in memory (e.g. while it trains) as a policy."""
         policy = cls.__new__(cls)
-        policy.path, policy.algorithm, policy.model = None, type(agent).__name__, agent
+        policy.path, policy.algorithm, policy.policy = None, type(agent).__name__, agent.policy
         return policy
 
     def __init__(self, path: str | Path, device: str = "cpu") -> None:
-        import stable_baselines3
-
         self.path = Path(path)
         self.algorithm = detect_sb3_algorithm(self.path)
-        try:
-            self.model = getattr(stable_baselines3, self.algorithm).load(self.path, device=device)
-        except Exception as error:  # SB3 surfaces many error kinds from torch and zip loading
-            raise PolicySpecError(f"cannot load SB3 checkpoint {str(self.path)!r}: {error}") from None
+        self.policy = load_sb3_policy(self.path, self.algorithm, device)
 
     @property
     def observation_space(self) -> gym.Space:
@@ -131,7 +179,7 @@ class SB3Policy:
         inside a ``CnnPolicy`` and transposes what it is given)."""
         from stable_baselines3.common.preprocessing import is_image_space
 
-        space = self.model.observation_space
+        space = self.policy.observation_space
         if is_image_space(space, check_channels=True) and space.shape[0] in (1, 3, 4):
             channels, height, width = space.shape
             return gym.spaces.Box(0, 255, (height, width, channels), space.dtype)
@@ -139,17 +187,26 @@ class SB3Policy:
 
     @property
     def action_space(self) -> gym.Space:
-        return self.model.action_space
+        return self.policy.action_space
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         """What ``model.predict(observations, deterministic=True)`` gives, without its per-call walk
-        over every module to set evaluation mode (a third of the call on small policies)."""
+        over every module to set evaluation mode (a third of the call on small policies) and, for a
+        batch of state vectors, without its checks of the batch's shape."""
         import torch
 
-        policy = self.model.policy
+        policy = self.policy
         if policy.training:
             policy.set_training_mode(False)
-        tensor, vectorized = policy.obs_to_tensor(observations)
+        space = policy.observation_space
+        if (
+            isinstance(space, gym.spaces.Box)
+            and len(space.shape) == 1
+            and observations.shape[1:] == space.shape
+        ):
+            tensor, vectorized = torch.as_tensor(observations, device=policy.device), True
+        else:
+            tensor, vectorized = policy.obs_to_tensor(observations)
         with torch.no_grad():
             actions = policy._predict(tensor, deterministic=True)
         actions = actions.cpu().numpy().reshape((-1, *policy.action_space.shape))

@@ -5,7 +5,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from stable_baselines3 import A2C, PPO, SAC
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 
 from imaginarium.envs.suite import SUITE
 from imaginarium.errors import PolicySpecError
@@ -30,6 +30,9 @@ def sb3_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
         "PPO": PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, seed=0),
         "A2C": A2C("MlpPolicy", "CartPole-v1", seed=0),
         "SAC": SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=0),
+        "TD3": TD3("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=0),
+        "DQN": DQN("MlpPolicy", "CartPole-v1", buffer_size=100, seed=0),
+        "PPO_SDE": PPO("MlpPolicy", "Pendulum-v1", n_steps=16, batch_size=16, use_sde=True, seed=0),
     }
     paths = {}
     for name, agent in agents.items():
@@ -104,10 +107,26 @@ def test_sb3_algorithm_is_detected_from_the_file(algorithm: str, sb3_checkpoints
     assert detect_sb3_algorithm(sb3_checkpoints[algorithm]) == algorithm
 
 
-def test_sb3_policy_acts_like_the_agent_it_loads(sb3_checkpoints: dict[str, Path]) -> None:
-    observations = _observations(CARTPOLE.observation_space, 16)
-    expected, _ = PPO.load(sb3_checkpoints["PPO"]).predict(observations, deterministic=True)
-    np.testing.assert_array_equal(SB3Policy(sb3_checkpoints["PPO"]).act(observations), expected)
+@pytest.mark.parametrize("name", ["PPO", "A2C", "SAC", "TD3", "DQN", "PPO_SDE"])
+def test_sb3_policy_acts_like_the_agent_sb3_loads(name: str, sb3_checkpoints: dict[str, Path]) -> None:
+    """Only the policy network is loaded, rebuilt from the checkpoint: it must act as the whole agent."""
+    import stable_baselines3
+
+    agent = getattr(stable_baselines3, name.split("_")[0]).load(sb3_checkpoints[name])
+    observations = _observations(agent.observation_space, 16)
+    expected, _ = agent.predict(observations, deterministic=True)
+    np.testing.assert_array_equal(SB3Policy(sb3_checkpoints[name]).act(observations), expected)
+    single = SB3Policy(sb3_checkpoints[name]).act(observations[0])  # one row: the same up to rounding
+    np.testing.assert_allclose(single, expected[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_saved_again_at_the_same_path_is_loaded_anew(tmp_path: Path) -> None:
+    path = tmp_path / "agent.zip"
+    observations = _observations(PENDULUM.observation_space, 32)
+    SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=0).save(path)
+    first = SB3Policy(path).act(observations)
+    SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=1).save(path)
+    assert not np.allclose(SB3Policy(path).act(observations), first)
 
 
 @pytest.mark.parametrize(
