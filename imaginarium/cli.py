@@ -536,7 +536,12 @@ def build_parser() -> argparse.ArgumentParser:
         "evenly over the workers, at most 16)",
     )
     rank.add_argument("--data", help="dataset for start states (default: the model's own)")
-    rank.add_argument("--workers", type=int, help="local Ray CPUs (default all; 0 runs in this process)")
+    rank.add_argument(
+        "--workers",
+        type=int,
+        help="local Ray CPUs; 0 runs in this process (default: this process for a small ranking with no "
+        "Ray running and no --real-env, else all local CPUs)",
+    )
     rank.add_argument("--address", help="join the Ray cluster at this address")
     rank.add_argument("--seed", type=int, default=0)
     rank.add_argument("--videos", type=int, default=3, help="top policies shown as real and imagined GIFs")

@@ -17,6 +17,7 @@ Locally Ray starts in-process on loopback without a dashboard; ``address=`` join
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from collections.abc import Sequence
@@ -29,6 +30,12 @@ from imaginarium.errors import ImaginariumError
 
 #: a policy is flagged when more than this share of its imagined states lie outside the model's data
 OUTSIDE_FRACTION_WARNING = 0.2
+
+#: with no Ray running and no cluster named, a ranking of at most this many imagined steps (policies ×
+#: starts × members rolled × horizon) runs in this process: starting Ray and workers that import torch
+#: and SB3 takes about 6 s on a 2-core CPU, more than spreading a few seconds of work saves (measured
+#: by ``experiments/bench_rank.py``)
+IN_PROCESS_STEPS = 2_000_000
 
 
 def _evaluate_group(
@@ -170,7 +177,9 @@ def rank_policies(
     :param starts: K real initial states (from the model's dataset, or ``dataset``) every policy starts from.
     :param horizon: steps per rollout; default the task's time limit (a shorter one truncates the estimate).
     :param real_env: a task name or Gymnasium id to also run ``real_episodes`` real episodes per policy.
-    :param workers: Ray CPUs to use locally (default all); ``0`` runs everything in this process.
+    :param workers: Ray CPUs to use locally; ``0`` runs everything in this process. Default: this
+        process for a small ranking (:data:`IN_PROCESS_STEPS`, no real episodes) when no Ray is
+        running, else Ray with all local CPUs.
     :param address: join the Ray cluster at this address instead of starting one.
     :param members: ``"each"`` rolls every start once per ensemble member (their spread measured);
         ``"one"`` once, a member drawn each step: a ``1/members`` of the work, for screening.
@@ -209,6 +218,9 @@ def rank_policies(
         real = {"env": real_env, "episodes": real_episodes}
         if world_model.observes_pixels:  # the policies see frames: the real env's own, as collected
             real["pixels"] = world_model.input_space.shape[0]
+    steps = len(policies) * starts * horizon
+    if workers is None and _in_process_pays(address, steps, world_model, members, real):
+        workers = 0
     started_here = False
     if workers != 0:  # Ray starts now, and its workers import while the data below loads
         started_here = start_ray(workers, address)
@@ -267,6 +279,16 @@ def rank_policies(
         "task": card.get("task"),
     }
     return result
+
+
+def _in_process_pays(address: str | None, steps: int, model: Any, members: str, real: Any) -> bool:
+    """Whether a ranking of ``steps`` (policies × starts × horizon) left to choose is better run in
+    this process than on a Ray started for it."""
+    ray = sys.modules.get("ray")  # not imported: then certainly not running (importing costs a second)
+    if address or real is not None or (ray is not None and ray.is_initialized()):
+        return False
+    rolled = model.rollout_members if members == "each" else 1
+    return steps * rolled <= IN_PROCESS_STEPS
 
 
 def _groups(count: int, size: int | None, workers: int | None) -> list[list[int]]:

@@ -230,3 +230,30 @@ def test_screening_with_one_member_per_start_agrees_with_every_member_at_a_fract
         )
     with pytest.raises(ImaginariumError, match="members must be 'each' or 'one'"):
         _rank(pendulum_model, policies, members="all")
+
+
+def test_a_small_ranking_left_to_choose_runs_in_this_process_without_starting_ray(
+    pendulum_model: Path, torchscript_policy: Path
+) -> None:
+    import sys
+
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()
+    result = rank_policies(
+        pendulum_model, [str(torchscript_policy), "random"], starts=4, horizon=20, progress=False
+    )
+    assert result["settings"]["workers"] == 0 and len(result["policies"]) == 2
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+def test_long_rankings_real_episodes_and_clusters_are_left_to_ray(pendulum_model: Path) -> None:
+    from imaginarium.models import load_world_model
+    from imaginarium.ranking import IN_PROCESS_STEPS, _in_process_pays
+
+    model = load_world_model(pendulum_model)
+    small = IN_PROCESS_STEPS // model.rollout_members
+    assert _in_process_pays(None, small, model, "each", None)
+    assert not _in_process_pays(None, small + model.rollout_members, model, "each", None)
+    assert _in_process_pays(None, small * model.rollout_members, model, "one", None)
+    assert not _in_process_pays(None, 10, model, "each", {"env": "pendulum", "episodes": 3})
+    assert not _in_process_pays("ray://head:10001", 10, model, "each", None)
