@@ -20,6 +20,7 @@ import functools
 import io
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -199,16 +200,18 @@ class SB3Policy:
         if policy.training:
             policy.set_training_mode(False)
         space = policy.observation_space
+        core = None
         if (
             isinstance(space, gym.spaces.Box)
             and len(space.shape) == 1
             and observations.shape[1:] == space.shape
         ):
             tensor, vectorized = torch.as_tensor(observations, device=policy.device), True
+            core = _deterministic_core(policy)
         else:
             tensor, vectorized = policy.obs_to_tensor(observations)
         with torch.no_grad():
-            actions = policy._predict(tensor, deterministic=True)
+            actions = policy._predict(tensor, deterministic=True) if core is None else core(tensor)
         actions = actions.cpu().numpy().reshape((-1, *policy.action_space.shape))
         if isinstance(policy.action_space, gym.spaces.Box):
             if policy.squash_output:
@@ -219,6 +222,46 @@ class SB3Policy:
 
     def reset(self, slots: np.ndarray) -> None:
         pass
+
+
+def _deterministic_core(policy: Any) -> Callable[[Any], Any] | None:
+    """The deterministic action of the common SB3 policies on a batch of state vectors, as the few
+    layers it comes from; ``None`` for any other policy (which then acts through SB3's ``_predict``).
+
+    SB3 reaches the same numbers through a features extractor that only flattens, a distribution
+    built and discarded, and a dozen wrapper calls: twice the time of the layers on 64 rows, paid by
+    every policy at every imagined step of a ranking.
+    """
+    from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
+    from stable_baselines3.common.policies import ActorCriticPolicy
+    from stable_baselines3.common.torch_layers import FlattenExtractor
+    from stable_baselines3.dqn.policies import DQNPolicy
+    from stable_baselines3.sac.policies import SACPolicy
+    from stable_baselines3.td3.policies import TD3Policy
+
+    if isinstance(policy, SACPolicy | TD3Policy | DQNPolicy):
+        network = policy.q_net if isinstance(policy, DQNPolicy) else policy.actor
+        if not isinstance(network.features_extractor, FlattenExtractor):
+            return None
+        if isinstance(policy, DQNPolicy):
+            return lambda states: network.q_net(states.float()).argmax(dim=1)
+        if isinstance(policy, TD3Policy):
+            return lambda states: network.mu(states.float())
+        if network.use_sde:
+            return None
+        return lambda states: network.mu(network.latent_pi(states.float())).tanh()
+    if (
+        isinstance(policy, ActorCriticPolicy)
+        and isinstance(policy.pi_features_extractor, FlattenExtractor)
+        and not policy.use_sde
+    ):
+        if isinstance(policy.action_dist, DiagGaussianDistribution):
+            return lambda states: policy.action_net(policy.mlp_extractor.forward_actor(states.float()))
+        if isinstance(policy.action_dist, CategoricalDistribution):
+            return lambda states: policy.action_net(
+                policy.mlp_extractor.forward_actor(states.float())
+            ).argmax(dim=1)
+    return None
 
 
 class NoisyPolicy:
