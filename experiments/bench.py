@@ -114,6 +114,8 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
             ("Ray already running", "warm_imagined_speedup_over_real_2_workers", "warm_seconds_2_workers"),
             ("--members one, Ray started by the call", "screening_speedup_over_real_2_workers", "screening_seconds_2_workers"),
             ("--members one, Ray already running", "screening_warm_speedup_over_real_2_workers", "screening_warm_seconds_2_workers"),
+            ("no Ray running, workers left to choose", "default_speedup_over_real", "default_seconds"),
+            ("--members one, no Ray running, workers left to choose", "default_screening_speedup_over_real", "default_screening_seconds"),
         ):  # fmt: skip
             ratio = report[key]
             rows.append(figure(f"rank, {label}", report[seconds], "s", ratio,

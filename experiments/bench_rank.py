@@ -1,5 +1,5 @@
 """Ranking speed (issues #6, #9): 20 policies × 64 starts × 200 imagined steps on Ray with 1 and 2
-workers, beside evaluating the same policies for the same number of real episodes in one process:
+workers, and as a user's call with no Ray running leaves it (in this process at this size), beside evaluating the same policies for the same number of real episodes in one process:
 whole episodes (what evaluating on the real task means), and episodes cut at the same 200 steps.
 
 Policies: the task's zoo of ``experiments/zoo.py`` (its checkpoints), the random policy, and the
@@ -24,6 +24,7 @@ from zoo import zoo
 from imaginarium.agents.policies import load_policy
 from imaginarium.envs.suite import get_task
 from imaginarium.evaluation import real_rollouts
+from imaginarium.policy import _load_sb3_policy
 from imaginarium.ranking import rank_policies
 
 
@@ -93,6 +94,19 @@ def main() -> None:
         f"screening (members=one): 2 workers {screening['cold_2']:.1f} s with Ray started by the call; "
         f"Ray running: 1 worker {screening['warm_1']:.1f} s, 2 workers {screening['warm_2']:.1f} s"
     )
+    default = {}  # no Ray running and no workers given: what a user gets, in this process at this size
+    for members in ("each", "one"):
+        _load_sb3_policy.cache_clear()  # each call loads its checkpoints, as a fresh process would
+        started = time.perf_counter()
+        outcome = rank_policies(
+            model, policies, starts=config.starts, horizon=config.horizon, progress=False, members=members
+        )
+        default[members] = time.perf_counter() - started
+        default[f"{members}_workers"] = outcome["settings"]["workers"]
+    print(
+        f"no Ray running, workers left to choose ({default['each_workers']} = this process): "
+        f"{default['each']:.1f} s, --members one {default['one']:.1f} s"
+    )
     same = [e["imagined_return"] for e in results[1]["policies"]] == [
         e["imagined_return"] for e in results[2]["policies"]
     ]
@@ -134,6 +148,11 @@ def main() -> None:
         "screening_warm_seconds_2_workers": screening["warm_2"],
         "screening_speedup_over_real_2_workers": real["full"]["seconds"] / screening["cold_2"],
         "screening_warm_speedup_over_real_2_workers": real["full"]["seconds"] / screening["warm_2"],
+        "default_seconds": default["each"],
+        "default_speedup_over_real": real["full"]["seconds"] / default["each"],
+        "default_screening_seconds": default["one"],
+        "default_screening_speedup_over_real": real["full"]["seconds"] / default["one"],
+        "default_in_process": default["each_workers"] == 0 and default["one_workers"] == 0,
         "same_results_1_and_2_workers": same,
         "imagined_steps": len(policies) * config.starts * config.horizon,
     }

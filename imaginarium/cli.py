@@ -533,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--group",
         type=int,
         help="policies imagined together, one model call per step for all of them (default: spread "
-        "evenly over the workers, at most 16)",
+        "evenly over the workers, at most 32)",
     )
     rank.add_argument("--data", help="dataset for start states (default: the model's own)")
     rank.add_argument(

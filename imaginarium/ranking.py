@@ -37,6 +37,10 @@ OUTSIDE_FRACTION_WARNING = 0.2
 #: by ``experiments/bench_rank.py``)
 IN_PROCESS_STEPS = 2_000_000
 
+#: policies imagined together by default: each step's per-call costs are paid once for the group, and
+#: its batch (policies × starts × members rolled, frames for a pixel model) stays small enough
+MAX_GROUP = 32
+
 
 def _evaluate_group(
     model: Any,
@@ -185,7 +189,7 @@ def rank_policies(
         ``"one"`` once, a member drawn each step: a ``1/members`` of the work, for screening.
     :param group: policies imagined together in lockstep, one model call per step for all of them
         (each still meets the noise it would alone); default the policies spread evenly over the
-        workers, at most 16 together.
+        workers, at most :data:`MAX_GROUP` together.
     :returns: ``{"policies": [...], "metrics": {...} | None, "settings": {...}}``, policies ordered by
         imagined return (failed ones last).
     """
@@ -293,7 +297,7 @@ def _in_process_pays(address: str | None, steps: int, model: Any, members: str, 
 
 def _groups(count: int, size: int | None, workers: int | None) -> list[list[int]]:
     """The policies' indices in consecutive groups of ``size`` (default: spread evenly over the
-    workers, at most 16 together)."""
+    workers, at most :data:`MAX_GROUP` together)."""
     if size is None:
         if workers == 0:
             cpus = 1
@@ -303,7 +307,7 @@ def _groups(count: int, size: int | None, workers: int | None) -> list[list[int]
             import ray
 
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        size = min(16, -(-count // cpus))
+        size = min(MAX_GROUP, -(-count // cpus))
     return [list(range(start, min(count, start + size))) for start in range(0, count, size)]
 
 
