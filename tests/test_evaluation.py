@@ -10,6 +10,19 @@ from imaginarium.errors import ImaginariumError
 from imaginarium.evaluation import KnownStates, bootstrap_interval, start_states
 
 
+@pytest.mark.parametrize("count", [12, 64, 20_000])
+def test_bootstrap_interval_matches_scipys_percentile_bootstrap(count: int) -> None:
+    from scipy import stats
+
+    values = np.random.default_rng(3).gamma(2.0, size=count)
+    ours = bootstrap_interval(values, seed=0)
+    theirs = stats.bootstrap(
+        (values,), np.mean, n_resamples=2000, method="percentile", rng=np.random.default_rng(1)
+    ).confidence_interval
+    width = theirs.high - theirs.low
+    assert abs(ours["ci_low"] - theirs.low) < 0.1 * width and abs(ours["ci_high"] - theirs.high) < 0.1 * width
+
+
 def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_samples() -> None:
     rng = np.random.default_rng(0)
     few, many = bootstrap_interval(rng.normal(size=10)), bootstrap_interval(rng.normal(size=1000))
