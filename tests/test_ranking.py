@@ -178,7 +178,9 @@ def test_report_page_loads_in_chromium_with_every_image_rendered(
     assert (tmp_path / "report" / "screenshot.png").stat().st_size > 10_000
 
 
-def test_a_local_ray_started_for_ranking_stays_on_loopback(pendulum_model: Path, tmp_path: Path) -> None:
+def test_a_local_ray_started_for_ranking_stays_on_loopback_with_a_thread_per_worker(
+    pendulum_model: Path, tmp_path: Path
+) -> None:
     import subprocess
     import sys
 
@@ -189,12 +191,13 @@ def test_a_local_ray_started_for_ranking_stays_on_loopback(pendulum_model: Path,
         "              horizon=2, workers=1, allow_code=True, progress=False)\n"
     )
     env = {key: value for key, value in os.environ.items() if key != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
-    env.update(PYTHONPATH=str(TESTS), IMAGINARIUM_TEST_MARKER=str(marker))
+    # a user's own OMP_NUM_THREADS must not reach workers that each have one CPU
+    env.update(PYTHONPATH=str(TESTS), IMAGINARIUM_TEST_MARKER=str(marker), OMP_NUM_THREADS="4")
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert marker.read_text() == "127.0.0.1"
+    assert marker.read_text() == "127.0.0.1 1"
 
 
 def test_screening_with_one_member_per_start_agrees_with_every_member_at_a_fraction_of_the_steps(

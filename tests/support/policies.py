@@ -38,8 +38,11 @@ def always_dies(observations: np.ndarray) -> np.ndarray:
 
 
 def records_node_address(observations: np.ndarray) -> np.ndarray:
-    """Writes the address of the Ray node it runs on (to the marker file), then acts like ``push``."""
+    """Writes the address of the Ray node it runs on and its torch threads (to the marker file), then
+    acts like ``push``."""
     import ray
+    import torch
 
-    Path(os.environ["IMAGINARIUM_TEST_MARKER"]).write_text(ray.util.get_node_ip_address())
+    marker = Path(os.environ["IMAGINARIUM_TEST_MARKER"])
+    marker.write_text(f"{ray.util.get_node_ip_address()} {torch.get_num_threads()}")
     return push(observations)
