@@ -32,10 +32,10 @@ from imaginarium.errors import ImaginariumError
 OUTSIDE_FRACTION_WARNING = 0.2
 
 #: with no Ray running and no cluster named, a ranking of at most this many imagined steps (policies ×
-#: starts × members rolled × horizon) runs in this process: starting Ray and workers that import torch
-#: and SB3 takes about 6 s on a 2-core CPU, more than spreading a few seconds of work saves (measured
-#: by ``experiments/bench_rank.py``)
-IN_PROCESS_STEPS = 2_000_000
+#: starts × members rolled × horizon) runs in this process: starting Ray, workers that import torch and
+#: SB3, and stopping it take about 6.5 s on a 2-core CPU, which 2 workers win back only beyond about
+#: 1.7 M steps of a Hopper-sized ensemble (``experiments/bench_rank.py``)
+IN_PROCESS_STEPS = 1_500_000
 
 #: policies imagined together by default: each step's per-call costs are paid once for the group, and
 #: its batch (policies × starts × members rolled, frames for a pixel model) stays small enough
