@@ -104,6 +104,19 @@ def test_the_imagined_env_serves_decoded_frames_and_passes_both_checkers(pixel_m
     envs.close()
 
 
+def test_a_reacher_model_learned_from_frames_serves_them_and_passes_both_checkers(tmp_path: Path) -> None:
+    """Reacher, MuJoCo drawn offscreen from above, as well as classic control's pendulum above."""
+    data = tmp_path / "reacher"
+    collect(get_task("reacher", max_episode_steps=20), data, episodes=4, seed=0, pixels=SIZE, progress=False)
+    config = {"steps": 10, "eval_every": 10, "patience": 100}
+    model = train_world_model(data, tmp_path / "rssm", "rssm", "xs", TINY, config, progress=False)
+    env = gym.make("imaginarium:WAMImagined-v0", model=model.directory)
+    assert env.observation_space == gym.spaces.Box(0, 255, (SIZE, SIZE, 3), np.uint8)
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=False)
+    env.close()
+
+
 def test_the_real_env_shows_the_frames_collection_stored(pixel_data: Path) -> None:
     dataset = load_dataset(pixel_data)
     env = FrameObservation(get_task("pendulum"), SIZE)
