@@ -196,7 +196,7 @@ class SB3Policy:
         batch of state vectors, without its checks of the batch's shape."""
         import torch
 
-        policy = self.policy
+        policy, observations = self.policy, np.asarray(observations)
         if policy.training:
             policy.set_training_mode(False)
         space = policy.observation_space
@@ -207,7 +207,9 @@ class SB3Policy:
             and observations.shape[1:] == space.shape
         ):
             tensor, vectorized = torch.as_tensor(observations, device=policy.device), True
-            core = _deterministic_core(policy)
+            if not hasattr(self, "_core"):  # an agent given by from_agent keeps its layers as it learns
+                self._core = _deterministic_core(policy)
+            core = self._core
         else:
             tensor, vectorized = policy.obs_to_tensor(observations)
         with torch.no_grad():
