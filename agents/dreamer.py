@@ -254,8 +254,8 @@ class DreamerLearner:
         ).mean()
         if not (torch.isfinite(actor_loss) and torch.isfinite(critic_loss)):
             raise TrainingError(
-                f"non-finite loss at update {self.updates + 1} (actor {float(actor_loss)}, critic "
-                f"{float(critic_loss)})"
+                f"non-finite loss at update {self.updates + 1} (actor {float(actor_loss.detach())}, critic "
+                f"{float(critic_loss.detach())})"
             )
         for optimizer, loss, module in (
             (self.actor_optimizer, actor_loss, self.actor),
