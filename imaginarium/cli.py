@@ -230,6 +230,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
     )
     paths = write_report(result, args.report, model_dir=args.model, videos=args.videos)
     print(markdown_report(result))
+    settings = result["settings"]
+    where = "in this process" if settings["workers"] == 0 else "on Ray"
+    print(f"ranked in {settings['seconds']:.1f} s {where}")
     print(f"wrote {paths['json']}, {paths['markdown']} and {paths['html']}")
     return 0
 

@@ -205,6 +205,7 @@ def test_rank_writes_the_three_reports_and_prints_the_table(
         capsys,
     )  # fmt: skip
     assert code == 0 and "| 1 | random |" in stdout and "missing.zip" in stdout
+    assert "s in this process" in stdout
     assert {path.name for path in (tmp_path / "r").iterdir()} == {"ranking.json", "report.md", "report.html"}
 
 
