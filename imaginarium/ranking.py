@@ -32,9 +32,10 @@ from imaginarium.errors import ImaginariumError
 OUTSIDE_FRACTION_WARNING = 0.2
 
 #: with no Ray running and no cluster named, a ranking of at most this many imagined steps (policies ×
-#: starts × members rolled × horizon) runs in this process: starting Ray, workers that import torch and
-#: SB3, and stopping it take about 6.5 s on a 2-core CPU, which 2 workers win back only beyond about
-#: 1.7 M steps of a Hopper-sized ensemble (``experiments/bench_rank.py``)
+#: starts × members rolled × horizon) runs in this process. Starting Ray, workers that import torch and
+#: SB3, and stopping it take about 6.5 s; on 2 CPUs two workers win that back only beyond about 6 M
+#: steps of a Hopper-sized ensemble (``experiments/bench_rank.py``), and with C CPUs sooner (about
+#: 2 M at 4 and 1.4 M at 16, if workers scale linearly), so this bound holds whatever the CPU count
 IN_PROCESS_STEPS = 1_500_000
 
 #: policies imagined together by default: each step's per-call costs are paid once for the group, and
@@ -55,13 +56,11 @@ def _evaluate_group(
 ) -> list[dict[str, Any]]:
     """Some policies, imagined together in lockstep (and each on the real task): never raises, a
     policy that fails is returned with its error while the others go on."""
-    import torch
 
     from imaginarium.agents.policies import load_policy, policy_name
     from imaginarium.envs.suite import get_task
     from imaginarium.evaluation import imagined_rollouts_lockstep, real_rollouts
 
-    torch.set_num_threads(1)
     entries = [{"name": policy_name(source), "path": str(source), "error": None} for source in sources]
     loaded: dict[int, Any] = {}
     seconds = [0.0] * len(sources)
@@ -121,6 +120,15 @@ def _evaluate_group(
     for entry, spent in zip(entries, seconds, strict=True):
         entry["seconds"] = spent
     return entries
+
+
+def _evaluate_group_on_worker(*arguments: Any) -> list[dict[str, Any]]:
+    """:func:`_evaluate_group` in a Ray worker, which has one CPU (a cluster's workers may not have been
+    told so through ``OMP_NUM_THREADS``)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return _evaluate_group(*arguments)
 
 
 def _record_error(entry: dict[str, Any], error: Exception) -> None:
@@ -228,7 +236,7 @@ def rank_policies(
         if world_model.observes_pixels:  # the policies see frames: the real env's own, as collected
             real["pixels"] = world_model.input_space.shape[0]
     steps = len(policies) * starts * horizon
-    if workers is None and _in_process_pays(address, steps, world_model, members, real):
+    if workers is None and _in_process_pays(address, policies, steps, world_model, members, real):
         workers = 0
     started_here = False
     if workers != 0:  # Ray starts now, and its workers import while the data below loads
@@ -290,11 +298,20 @@ def rank_policies(
     return result
 
 
-def _in_process_pays(address: str | None, steps: int, model: Any, members: str, real: Any) -> bool:
+def _in_process_pays(
+    address: str | None, policies: Sequence[Any], steps: int, model: Any, members: str, real: Any
+) -> bool:
     """Whether a ranking of ``steps`` (policies × starts × horizon) left to choose is better run in
-    this process than on a Ray started for it."""
+    this process than on a Ray started for it.
+
+    Not when Ray is running or a cluster is named (here or in ``RAY_ADDRESS``), nor for real episodes
+    (simulators parallelise across processes), models that see frames (not measured), or ``py:``
+    callables: code that may exit or crash is kept in workers, whose deaths Ray survives.
+    """
     ray = sys.modules.get("ray")  # not imported: then certainly not running (importing costs a second)
-    if address or real is not None or (ray is not None and ray.is_initialized()):
+    if address or os.environ.get("RAY_ADDRESS") or (ray is not None and ray.is_initialized()):
+        return False
+    if real is not None or model.observes_pixels or any("py:" in str(source) for source in policies):
         return False
     rolled = model.rollout_members if members == "each" else 1
     return steps * rolled <= IN_PROCESS_STEPS
@@ -347,7 +364,7 @@ def _evaluate_on_ray(
     group whose worker keeps dying is split, each policy run alone, so only the one to blame fails."""
     import ray
 
-    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_evaluate_group)
+    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_evaluate_group_on_worker)
     model_ref, starts_ref, known_ref = ray.put(model), ray.put(starts), ray.put(known)
 
     def submit(rows: list[int]) -> Any:

@@ -249,14 +249,20 @@ def test_a_small_ranking_left_to_choose_runs_in_this_process_without_starting_ra
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
 
 
-def test_long_rankings_real_episodes_and_clusters_are_left_to_ray(pendulum_model: Path) -> None:
+def test_long_rankings_real_episodes_clusters_and_user_code_are_left_to_ray(
+    pendulum_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from imaginarium.models import load_world_model
     from imaginarium.ranking import IN_PROCESS_STEPS, _in_process_pays
 
     model = load_world_model(pendulum_model)
     small = IN_PROCESS_STEPS // model.rollout_members
-    assert _in_process_pays(None, small, model, "each", None)
-    assert not _in_process_pays(None, small + model.rollout_members, model, "each", None)
-    assert _in_process_pays(None, small * model.rollout_members, model, "one", None)
-    assert not _in_process_pays(None, 10, model, "each", {"env": "pendulum", "episodes": 3})
-    assert not _in_process_pays("ray://head:10001", 10, model, "each", None)
+    policies = ["random", "sb3:agent.zip@noise=0.1"]
+    assert _in_process_pays(None, policies, small, model, "each", None)
+    assert not _in_process_pays(None, policies, small + model.rollout_members, model, "each", None)
+    assert _in_process_pays(None, policies, small * model.rollout_members, model, "one", None)
+    assert not _in_process_pays(None, policies, 10, model, "each", {"env": "pendulum", "episodes": 3})
+    assert not _in_process_pays("ray://head:10001", policies, 10, model, "each", None)
+    assert not _in_process_pays(None, ["random", "0.5*random + 0.5*py:mine:act"], 10, model, "each", None)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert not _in_process_pays(None, policies, 10, model, "each", None)
