@@ -96,19 +96,28 @@ def load_sb3_policy(path: Path, algorithm: str, device: str = "cpu") -> Any:
     """The policy network of the SB3 checkpoint ``path`` (an SB3 ``BasePolicy``), in evaluation mode.
 
     The network is built from the checkpoint's own description and given its saved weights; the rest
-    of the archive (optimiser states, the algorithm) is not read. Loaded networks are kept (by path,
-    size and modification time), since rankings name one checkpoint many times (``@noise=`` variants)
-    and acting changes nothing in them. A checkpoint whose network cannot be rebuilt so is loaded the
-    way SB3 loads it.
+    of the archive (optimiser states, the algorithm) is not read. A checkpoint whose network cannot be
+    rebuilt so is loaded the way SB3 loads it. Loaded networks are kept (by path, size, modification
+    time and the weights' checksum) and shared by every policy that names the file, since rankings
+    name one checkpoint many times (``@noise=`` variants): acting changes nothing in them, and callers
+    must not train or move them.
 
     :raises PolicySpecError: when SB3 cannot load it either.
     """
-    stat = path.resolve().stat()
-    return _load_sb3_policy(str(path.resolve()), stat.st_size, stat.st_mtime_ns, algorithm, device)
+    path = path.resolve()
+    stat = path.stat()
+    try:  # the weights' checksum, from the archive's directory: a save within one mtime tick differs
+        with zipfile.ZipFile(path) as archive:
+            checksum = archive.getinfo("policy.pth").CRC
+    except (zipfile.BadZipFile, KeyError, OSError):
+        checksum = None
+    return _load_sb3_policy(str(path), stat.st_size, stat.st_mtime_ns, checksum, algorithm, device)
 
 
 @functools.lru_cache(maxsize=64)
-def _load_sb3_policy(path: str, size: int, modified: int, algorithm: str, device: str) -> Any:
+def _load_sb3_policy(
+    path: str, size: int, modified: int, checksum: int | None, algorithm: str, device: str
+) -> Any:
     import inspect
 
     import stable_baselines3
@@ -196,7 +205,7 @@ class SB3Policy:
         batch of state vectors, without its checks of the batch's shape."""
         import torch
 
-        policy, observations = self.policy, np.asarray(observations)
+        policy = self.policy
         if policy.training:
             policy.set_training_mode(False)
         space = policy.observation_space
@@ -204,9 +213,10 @@ class SB3Policy:
         if (
             isinstance(space, gym.spaces.Box)
             and len(space.shape) == 1
-            and observations.shape[1:] == space.shape
+            and np.shape(observations)[1:] == space.shape
         ):
-            tensor, vectorized = torch.as_tensor(observations, device=policy.device), True
+            tensor = torch.as_tensor(np.ascontiguousarray(observations), device=policy.device)
+            vectorized = True
             if not hasattr(self, "_core"):  # an agent given by from_agent keeps its layers as it learns
                 self._core = _deterministic_core(policy)
             core = self._core
@@ -257,13 +267,22 @@ def _deterministic_core(policy: Any) -> Callable[[Any], Any] | None:
         and isinstance(policy.pi_features_extractor, FlattenExtractor)
         and not policy.use_sde
     ):
-        if isinstance(policy.action_dist, DiagGaussianDistribution):
+        if type(policy.action_dist) is DiagGaussianDistribution:
             return lambda states: policy.action_net(policy.mlp_extractor.forward_actor(states.float()))
-        if isinstance(policy.action_dist, CategoricalDistribution):
-            return lambda states: policy.action_net(
-                policy.mlp_extractor.forward_actor(states.float())
+        if type(policy.action_dist) is CategoricalDistribution:
+            return lambda states: _finite(
+                policy.action_net(policy.mlp_extractor.forward_actor(states.float()))
             ).argmax(dim=1)
     return None
+
+
+def _finite(logits: Any) -> Any:
+    """``logits``, or the error SB3's categorical distribution raises where they are not finite."""
+    import torch
+
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError("the policy's action logits are not finite")
+    return logits
 
 
 class NoisyPolicy:

@@ -158,3 +158,10 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
 def test_an_agent_for_another_task_is_refused(sb3_checkpoints: dict[str, Path]) -> None:
     with pytest.raises(PolicySpecError, match="observation space"):
         parse_policy(f"sb3:{sb3_checkpoints['PPO']}", *PENDULUM.spaces)
+
+
+def test_sb3_policy_acts_on_any_batch_layout(sb3_checkpoints: dict[str, Path]) -> None:
+    policy = SB3Policy(sb3_checkpoints["SAC"])
+    observations = _observations(PENDULUM.observation_space, 8)
+    reversed_view = observations[::-1]  # negative strides: torch cannot wrap this without a copy
+    np.testing.assert_array_equal(policy.act(reversed_view), policy.act(observations)[::-1])
