@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from imaginarium.ranking import rank_policies
     from imaginarium.report import markdown_report, write_report
 
+    started = time.perf_counter()
     result = rank_policies(
         args.model,
         args.policies,
@@ -228,11 +230,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
         members=args.members,
         group=args.group,
     )
+    seconds = time.perf_counter() - started  # Ray's start and stop included, where it ran on Ray
     paths = write_report(result, args.report, model_dir=args.model, videos=args.videos)
     print(markdown_report(result))
-    settings = result["settings"]
-    where = "in this process" if settings["workers"] == 0 else "on Ray"
-    print(f"ranked in {settings['seconds']:.1f} s {where}")
+    where = "in this process" if result["settings"]["workers"] == 0 else "on Ray"
+    print(f"ranked in {seconds:.1f} s {where}")
     print(f"wrote {paths['json']}, {paths['markdown']} and {paths['html']}")
     return 0
 
