@@ -106,20 +106,21 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
                            "steps/s", report["steps_per_s"] / hopper, "real Hopper-v5 steps/s"))  # fmt: skip
     elif name == "rank":
         task = report["config"]["task"]
-        over_real = report["imagined_speedup_over_real_2_workers"]
-        rows.append(figure(f"rank {report['policies']} policies × {report['starts']} × {report['horizon']} "
-                           f"({task}), 2 workers", report["imagined_seconds_2_workers"], "s", over_real,
-                           f"real {task} time, same number of whole episodes (÷ this)", "≥ 10", over_real >= 10))  # fmt: skip
-        for label, key, seconds in (
-            ("Ray already running", "warm_imagined_speedup_over_real_2_workers", "warm_seconds_2_workers"),
-            ("--members one, Ray started by the call", "screening_speedup_over_real_2_workers", "screening_seconds_2_workers"),
-            ("--members one, Ray already running", "screening_warm_speedup_over_real_2_workers", "screening_warm_seconds_2_workers"),
-            ("no Ray running, workers left to choose", "default_speedup_over_real", "default_seconds"),
-            ("--members one, no Ray running, workers left to choose", "default_screening_speedup_over_real", "default_screening_seconds"),
+        size = f"{report['policies']} policies × {report['starts']} × {report['horizon']} ({task})"
+        # --members one rolls each start once: the same number of episodes as the real reference, so the
+        # target applies there; the default rolls each once per elite, five times the episodes
+        for label, key, seconds, targeted in (
+            ("--members one, no Ray running, workers left to choose", "default_screening_speedup_over_real", "default_screening_seconds", True),
+            ("--members one, 2 workers, Ray started by the call", "screening_speedup_over_real_2_workers", "screening_seconds_2_workers", True),
+            ("--members one, 2 workers, Ray already running", "screening_warm_speedup_over_real_2_workers", "screening_warm_seconds_2_workers", True),
+            ("every elite, no Ray running, workers left to choose", "default_speedup_over_real", "default_seconds", False),
+            ("every elite, 2 workers, Ray started by the call", "imagined_speedup_over_real_2_workers", "imagined_seconds_2_workers", False),
+            ("every elite, 2 workers, Ray already running", "warm_imagined_speedup_over_real_2_workers", "warm_seconds_2_workers", False),
         ):  # fmt: skip
             ratio = report[key]
-            rows.append(figure(f"rank, {label}", report[seconds], "s", ratio,
-                               f"real {task} time, same number of whole episodes (÷ this)", "≥ 10", ratio >= 10))  # fmt: skip
+            rows.append(figure(f"rank {size}, {label}", report[seconds], "s", ratio,
+                               f"real {task} time, same number of whole episodes (÷ this)",
+                               "≥ 10" if targeted else None, ratio >= 10 if targeted else None))  # fmt: skip
         capped = report["imagined_speedup_over_real_capped_2_workers"]
         rows.append(figure("rank, against real episodes cut at the same horizon", report["imagined_seconds_2_workers"],
                            "s", capped, f"real {task} time, episodes ≤ {report['horizon']} steps (÷ this)"))  # fmt: skip
