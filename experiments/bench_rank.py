@@ -1,6 +1,7 @@
 """Ranking speed (issues #6, #9): 20 policies × 64 starts × 200 imagined steps on Ray with 1 and 2
-workers, and as a user's call with no Ray running leaves it (in this process at this size), beside evaluating the same policies for the same number of real episodes in one process:
-whole episodes (what evaluating on the real task means), and episodes cut at the same 200 steps.
+workers, and as called with no Ray running and no workers given (in process at this size), beside
+evaluating the same policies for the same number of real episodes in one process: whole episodes
+(what evaluating on the real task means), and episodes cut at the same 200 steps.
 
 Policies: the task's zoo of ``experiments/zoo.py`` (its checkpoints), the random policy, and the
 last SAC checkpoint with levels of action noise, 20 in all. The model is the task's ensemble of
@@ -24,7 +25,7 @@ from zoo import zoo
 from imaginarium.agents.policies import load_policy
 from imaginarium.envs.suite import get_task
 from imaginarium.evaluation import real_rollouts
-from imaginarium.policy import _load_sb3_policy
+from imaginarium.policy import forget_loaded_sb3_policies
 from imaginarium.ranking import rank_policies
 
 
@@ -96,7 +97,7 @@ def main() -> None:
     )
     default = {}  # no Ray running and no workers given: what a user gets, in this process at this size
     for members in ("each", "one"):
-        _load_sb3_policy.cache_clear()  # each call loads its checkpoints, as a fresh process would
+        forget_loaded_sb3_policies()  # each call loads its checkpoints, as a fresh process would
         started = time.perf_counter()
         outcome = rank_policies(
             model, policies, starts=config.starts, horizon=config.horizon, progress=False, members=members

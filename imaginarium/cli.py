@@ -544,8 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument(
         "--workers",
         type=int,
-        help="local Ray CPUs; 0 runs in this process (default: this process for a small ranking with no "
-        "Ray running and no --real-env, else all local CPUs)",
+        help="local Ray CPUs; 0 runs in this process (default: with no Ray running, this process for a "
+        "small ranking of a state model without --real-env or py: callables, else all local CPUs)",
     )
     rank.add_argument("--address", help="join the Ray cluster at this address")
     rank.add_argument("--seed", type=int, default=0)

@@ -147,6 +147,11 @@ def _load_sb3_policy(
     return policy
 
 
+def forget_loaded_sb3_policies() -> None:
+    """Drop the networks :func:`load_sb3_policy` keeps, so the next load reads its file again."""
+    _load_sb3_policy.cache_clear()
+
+
 def check_policy_spaces(
     policy: Any, observation_space: gym.Space, action_space: gym.Space, name: str
 ) -> None:

@@ -195,8 +195,8 @@ def rank_policies(
     :param horizon: steps per rollout; default the task's time limit (a shorter one truncates the estimate).
     :param real_env: a task name or Gymnasium id to also run ``real_episodes`` real episodes per policy.
     :param workers: Ray CPUs to use locally; ``0`` runs everything in this process. Default: this
-        process for a small ranking (:data:`IN_PROCESS_STEPS`, no real episodes) when no Ray is
-        running, else Ray with all local CPUs.
+        process when no Ray is running for a small ranking (:data:`IN_PROCESS_STEPS`) of a model that
+        sees states, with no real episodes and no ``py:`` callables; else Ray with all local CPUs.
     :param address: join the Ray cluster at this address instead of starting one.
     :param members: ``"each"`` rolls every start once per ensemble member (their spread measured);
         ``"one"`` once, a member drawn each step: a ``1/members`` of the work, for screening.
