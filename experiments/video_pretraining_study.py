@@ -14,7 +14,17 @@ against the zoo's real returns (Spearman). Stages are cached under ``--workdir``
 Thresholds: ``video_pretrained`` better than ``labelled_only`` on both figures, and within 25% of
 ``all_labelled`` on both.
 
+With ``--pixels 64`` (pendulum) the episodes are frames: the video-only ones keep their frames alone
+(their states are unknown, as in an imported video), the labeller and the three rssm models learn
+from frames, the prediction error is measured on frames, and the zoo is :mod:`frame_zoo`'s (the state
+zoo's agents behind a frame reader), scored on the real env's own frames. ``--dataset`` takes an
+existing dataset with frames as the episodes (the pixel study's), and ``--train-only NAME`` trains one
+model and stops, so the models can train side by side in separate processes.
+
     python experiments/video_pretraining_study.py [--task pendulum] [--episodes 60] [--labelled 0.1]
+    python experiments/video_pretraining_study.py --pixels 64 --dataset experiments/results/pixels/pendulum/data \
+        --family rssm --model-steps 6000 --workdir experiments/results/video_pretraining_pixels \
+        --out experiments/results/video_pretraining_pixels.json
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ from imaginarium.models import load_world_model
 from imaginarium.models.checkpoint import read_card
 from imaginarium.models.evaluate import open_loop_errors
 from imaginarium.models.train import train_world_model
-from imaginarium.policy import parse_policy
+from imaginarium.policy import Policy, parse_policy
 
 
 @dataclass(frozen=True)
@@ -56,18 +66,28 @@ class Config:
     seed: int = 0
     workdir: str = "experiments/results/video_pretraining"
     out: str = "experiments/results/video_pretraining_study.json"
+    #: frame size (0: the episodes are states)
+    pixels: int = 0
+    cnn_depth: int = 16
+    #: windows per training step of a model of frames
+    pixel_batch: int = 16
+    #: an existing dataset (with frames when ``pixels``) to take as the episodes instead of collecting
+    dataset: str = ""
+    #: train only this model (labelled_only, video_pretrained, all_labelled), then stop
+    train_only: str = ""
 
 
 def _datasets(config: Config, folder: Path) -> dict[str, Path]:
     """The collected episodes, and the three variants of them (written once)."""
-    full, test = folder / "all_labelled", folder / "test"
+    full, test = Path(config.dataset) if config.dataset else folder / "all_labelled", folder / "test"
+    pixels = config.pixels or None
     if not (full / "data" / "metadata.json").exists():
-        collect(
-            config.task, full, mixed_policy(config.task), config.episodes, seed=config.seed, overwrite=True
-        )
+        policy = mixed_policy(config.task)
+        collect(config.task, full, policy, config.episodes, seed=config.seed, overwrite=True, pixels=pixels)
     if not (test / "data" / "metadata.json").exists():
         policy = mixed_policy(config.task)
-        collect(config.task, test, policy, config.test_episodes, seed=config.seed + 10_000, overwrite=True)
+        seed = config.seed + 10_000
+        collect(config.task, test, policy, config.test_episodes, seed=seed, overwrite=True, pixels=pixels)
     dataset = load_dataset(full)
     count = max(2, round(config.labelled * dataset.num_episodes))
     keep = set(np.random.default_rng(config.seed).choice(dataset.num_episodes, count, replace=False).tolist())
@@ -84,69 +104,98 @@ def _variant(dataset: Dataset, keep: set[int], name: str):
         episode = dataset.episode(index)
         if index in keep:
             yield episode
+        elif name == "video_pretrained" and episode.images is not None:  # a video: frames alone
+            unknown = np.full_like(episode.observations, np.nan)
+            yield Episode.observations_only(unknown, dataset.action_space, images=episode.images)
         elif name == "video_pretrained":
             yield Episode.observations_only(episode.observations, dataset.action_space)
 
 
-def _real_values(config: Config, policies: list[str]) -> list[float]:
+def _zoo(config: Config) -> list[tuple[str, Policy]]:
+    """The policies to rank: the state zoo and a random policy, or their frame-driven twins."""
+    if config.pixels:
+        from frame_zoo import frame_zoo
+
+        return frame_zoo(config.seed)
     task = get_task(config.task)
-    values = []
-    for spec in policies:
-        policy = parse_policy(spec, *task.spaces, seed=config.seed)
-        values.append(real_rollouts(task, policy, config.real_episodes, seed=10_000)["return"]["mean"])
-    return values
+    specs = [f"sb3:{path}" for path in zoo(config.task, config.seed)] + ["random"]
+    return [(spec, parse_policy(spec, *task.spaces, seed=config.seed)) for spec in specs]
 
 
-def _score(model_dir: Path, test: Dataset, policies: list[str], real: list[float], config: Config) -> dict:
+def _real_values(config: Config, policies: list[tuple[str, Policy]]) -> list[float]:
+    task = get_task(config.task)
+    return [
+        real_rollouts(task, policy, config.real_episodes, seed=10_000)["return"]["mean"]
+        for _, policy in policies
+    ]
+
+
+def _score(model_dir: Path, test: Dataset, policies: list[tuple[str, Policy]], config: Config) -> dict:
     model = load_world_model(model_dir)
     errors = open_loop_errors(model, test, config.horizon, starts=256, seed=config.seed)
     task = get_task(config.task)
-    starts = start_states(test.observations[test.episode_starts[:-1]], config.starts, config.seed)
-    imagined = []
-    for spec in policies:
-        policy = parse_policy(spec, *task.spaces, seed=config.seed)
-        outcome = imagined_rollouts(model, policy, starts, task.max_episode_steps, seed=config.seed)
-        imagined.append(outcome["return"]["mean"])
-    return {
-        f"nmse_at_{config.horizon}": errors["nmse"][config.horizon - 1],
-        "ranking": ranking_metrics(imagined, real),
-        "imagined_returns": imagined,
-    }
+    starts = start_states(model.inputs(test, test.episode_starts[:-1]), config.starts, config.seed)
+    imagined = [
+        imagined_rollouts(model, policy, starts, task.max_episode_steps, seed=config.seed)["return"]["mean"]
+        for _, policy in policies
+    ]
+    return {f"nmse_at_{config.horizon}": errors["nmse"][config.horizon - 1], "imagined_returns": imagined}
+
+
+def _train(name: str, path: Path, model_dir: Path, config: Config) -> None:
+    overrides = {}
+    if config.pixels:
+        overrides = {
+            "image_size": config.pixels,
+            "cnn_depth": config.cnn_depth,
+            "batch_size": config.pixel_batch,
+        }
+    train_world_model(
+        path,
+        model_dir,
+        config.family,
+        config.preset,
+        overrides,
+        config={"steps": config.model_steps, "seed": config.seed},
+        overwrite=True,
+        action_free="label",
+    )
 
 
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     folder = Path(config.workdir) / config.task
     paths = _datasets(config, folder)
-    policies = [str(path) for path in zoo(config.task, config.seed)] + ["random"]
-    policies = [spec if spec == "random" else f"sb3:{spec}" for spec in policies]
+    names = ("labelled_only", "video_pretrained", "all_labelled")
+    if config.train_only:
+        if config.train_only not in names:
+            raise SystemExit(f"--train-only must be one of {', '.join(names)}, got {config.train_only!r}")
+        model_dir = folder / f"model_{config.train_only}"
+        if not is_trained(model_dir):
+            _train(config.train_only, paths[config.train_only], model_dir, config)
+        return
+    policies = _zoo(config)
     report: dict[str, Any] = {"config": asdict(config), "machine": machine(), "models": {}}
-    report["policies"] = policies
+    report["policies"] = [name for name, _ in policies]
     report["real_returns"] = _real_values(config, policies)
     test = load_dataset(paths["test"])
-    for name in ("labelled_only", "video_pretrained", "all_labelled"):
+    for name in names:
         model_dir = folder / f"model_{name}"
         started = time.perf_counter()
         if not is_trained(model_dir):
-            train_world_model(
-                paths[name],
-                model_dir,
-                config.family,
-                config.preset,
-                config={"steps": config.model_steps, "seed": config.seed},
-                overwrite=True,
-                action_free="label",
-            )
+            _train(name, paths[name], model_dir, config)
         card = read_card(model_dir)
+        figures = _score(model_dir, test, policies, config)
+        figures["ranking"] = ranking_metrics(figures["imagined_returns"], report["real_returns"])
         report["models"][name] = {
             "episodes": card["dataset"]["episodes"],
             "labeller": (card.get("action_free") or {}).get("labeller"),
-            "train_seconds": round(time.perf_counter() - started, 1),
-            **_score(model_dir, test, policies, report["real_returns"], config),
+            "train_seconds": card["training"].get("seconds"),
+            "seconds": round(time.perf_counter() - started, 1),
+            **figures,
         }
-        figures = report["models"][name]
         print(
-            f"{name}: {figures['episodes']} episodes, nmse@{config.horizon} "
+            f"{name}: {card['dataset']['episodes']} episodes, nmse@{config.horizon} "
             f"{figures[f'nmse_at_{config.horizon}']:.4f}, spearman {figures['ranking']['spearman']:.3f}"
         )
         write_report(config.out, report)

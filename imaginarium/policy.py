@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,8 @@ import numpy as np
 
 from imaginarium.envs.suite import space_mismatch
 from imaginarium.errors import PolicySpecError
+
+LOGGER = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -138,7 +141,10 @@ def _load_sb3_policy(
         )
         policy.load_state_dict(weights, assign=True)  # strict: a network built otherwise is refused
         policy = policy.to(device)
-    except Exception:  # a custom or older checkpoint: the algorithm's own loader knows more
+    except Exception as reason:  # a custom or older checkpoint: the algorithm's own loader knows more
+        LOGGER.debug(
+            "SB3 checkpoint %s: policy network not rebuilt (%r); using %s.load", path, reason, algorithm
+        )
         try:
             policy = getattr(stable_baselines3, algorithm).load(path, device=device).policy
         except Exception as error:  # SB3 surfaces many error kinds from torch and zip loading
