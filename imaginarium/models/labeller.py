@@ -12,6 +12,7 @@ from every episode, with the inferred actions where none were recorded::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,8 +154,11 @@ def train_labeller(
     pixels: bool = False,
     config: LabellerConfig | dict[str, Any] | None = None,
     device: str = "cpu",
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[InverseDynamics, dict[str, Any]]:
     """Learn the actions of ``dataset``'s labelled episodes from their observations (or frames).
+
+    :param on_step: called with the number of steps done after each one (a progress bar).
 
     :returns: the labeller and its held-out figures: ``r2`` of box actions (per dimension, averaged)
         or ``accuracy`` of discrete ones, on episodes it never trained on.
@@ -183,12 +187,14 @@ def train_labeller(
         labeller.fit_linear(windows(every).to(device), actions.to(device))
     optimizer = torch.optim.AdamW(labeller.parameters(), lr=config.learning_rate)
     generator = np.random.default_rng(config.seed)
-    for _ in range(config.steps):
+    for step in range(config.steps):
         rows = generator.integers(train.num_steps, size=config.batch_size)
         loss = labeller.loss(windows(rows).to(device), actions[rows].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if on_step is not None:
+            on_step(step + 1)
     labeller.eval()
     figures = {"labelled_episodes": int(len(labelled)), **_held_out(labeller, validation, config, device)}
     return labeller, figures

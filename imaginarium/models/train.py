@@ -133,7 +133,7 @@ def train_world_model(
     torch.manual_seed(config.seed)
     model = build_model(family, dataset.observation_space, dataset.action_space, preset, model_overrides)
     model.check_frames(dataset)
-    dataset, labelling = _action_free_episodes(dataset, model, action_free, labeller, device)
+    dataset, labelling = _action_free_episodes(dataset, model, action_free, labeller, device, progress)
     train, validation = dataset.split(config.validation_fraction, seed=config.seed)
     model.fit_normalizers(train)
     model.fit_outcomes(train)
@@ -224,6 +224,7 @@ def _action_free_episodes(
     mode: str,
     labeller: LabellerConfig | dict[str, Any] | None,
     device: str,
+    progress: bool = False,
 ) -> tuple[Dataset, dict[str, Any] | None]:
     """The dataset the model learns from, and what was done with its action-free episodes."""
     if not dataset.has_action_free:
@@ -244,8 +245,15 @@ def _action_free_episodes(
     if mode == "drop":
         return dataset.subset(np.flatnonzero(~free)), {"mode": "drop", "episodes": int(free.sum())}
     devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):  # the model's own seeding stays as it was
-        inverse, figures = train_labeller(dataset, model.observes_pixels, labeller, device)
+    if not isinstance(labeller, LabellerConfig):
+        labeller = config_from_dict(LabellerConfig, labeller or {}, where="labeller config")
+    with (
+        torch.random.fork_rng(devices=devices),  # the model's own seeding stays as it was
+        _progress(progress, "labeller", labeller.steps) as bar,
+    ):
+        inverse, figures = train_labeller(
+            dataset, model.observes_pixels, labeller, device, on_step=lambda step: bar(step, None)
+        )
     labelled = label_actions(dataset, inverse, device)
     return labelled, {"mode": "label", "episodes": int(free.sum()), "labeller": figures}
 

@@ -53,7 +53,15 @@ def test_the_labeller_infers_pendulum_torques_from_states(mixed: Dataset, pendul
     assert np.array_equal(labelled.action_free, free)
 
 
-def test_training_refuses_drops_or_labels_action_free_episodes(mixed: Dataset, tmp_path: Path) -> None:
+def test_the_labeller_reports_each_step(mixed: Dataset) -> None:
+    steps: list[int] = []
+    train_labeller(mixed, config={"steps": 7, "hidden": 16}, on_step=steps.append)
+    assert steps == list(range(1, 8))
+
+
+def test_training_refuses_drops_or_labels_action_free_episodes(
+    mixed: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     options = {
         "family": "ensemble",
         "preset": "xs",
@@ -71,10 +79,10 @@ def test_training_refuses_drops_or_labels_action_free_episodes(mixed: Dataset, t
         "xs",
         {"sequence_length": 8, "batch_size": 8},
         {"steps": 20, "eval_every": 10},
-        progress=False,
         action_free="label",
         labeller={"steps": 50, "hidden": 32},
     )
+    assert "train labeller" in capsys.readouterr().out  # a long labelling is not silent
     assert labelled.card["dataset"]["episodes"] == 8
     assert labelled.card["action_free"]["labeller"]["labelled_episodes"] == 3
 
