@@ -23,7 +23,8 @@ model and stops, so the models can train side by side in separate processes.
 
     python experiments/video_pretraining_study.py [--task pendulum] [--episodes 60] [--labelled 0.1]
     python experiments/video_pretraining_study.py --pixels 64 --dataset experiments/results/pixels/pendulum/data \
-        --family rssm --model-steps 6000 --workdir experiments/results/video_pretraining_pixels \
+        --family rssm --model-steps 2000 --labeller-batch 64 \
+        --workdir experiments/results/video_pretraining_pixels \
         --out experiments/results/video_pretraining_pixels.json
 """
 
@@ -83,6 +84,8 @@ def _datasets(config: Config, folder: Path) -> dict[str, Path]:
     """The collected episodes, and the three variants of them (written once)."""
     full, test = Path(config.dataset) if config.dataset else folder / "all_labelled", folder / "test"
     pixels = config.pixels or None
+    if config.dataset and not (full / "data" / "metadata.json").exists():
+        raise SystemExit(f"--dataset {full} holds no dataset (the pixel study's is made by pixel_study.py)")
     if not (full / "data" / "metadata.json").exists():
         policy = mixed_policy(config.task)
         collect(config.task, full, policy, config.episodes, seed=config.seed, overwrite=True, pixels=pixels)
