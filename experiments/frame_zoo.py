@@ -7,8 +7,8 @@ since the episode's previous frame (zero on the first). The agents keep their or
 on the real task, and what separates a faithful model from a poor one is whether its decoded frames
 show the rod where, and moving as fast as, the real one is.
 
-    from frame_zoo import frame_zoo
-    policies = frame_zoo(seed=0)  # [(name, FramePolicy), ...]
+    from frame_zoo import frame_policies
+    policies = frame_policies(["sb3:agent.zip", "random"])  # [(spec, FramePolicy), ...]
 """
 
 from __future__ import annotations
@@ -68,10 +68,7 @@ class FramePolicy:
         return self.state_policy.act(states)
 
 
-def frame_zoo(seed: int = 0) -> list[tuple[str, FramePolicy]]:
-    """The pendulum zoo's checkpoints and a random policy, each as a :class:`FramePolicy`."""
-    from zoo import zoo
-
+def frame_policies(specs: list[str], seed: int = 0) -> list[tuple[str, FramePolicy]]:
+    """Pendulum state policies named by ``specs``, each as a :class:`FramePolicy`."""
     task = get_task("pendulum")
-    specs = [f"sb3:{path}" for path in zoo("pendulum", seed)] + ["random"]
     return [(spec, FramePolicy(parse_policy(spec, *task.spaces, seed=seed))) for spec in specs]

@@ -23,7 +23,7 @@ model and stops, so the models can train side by side in separate processes.
 
     python experiments/video_pretraining_study.py [--task pendulum] [--episodes 60] [--labelled 0.1]
     python experiments/video_pretraining_study.py --pixels 64 --dataset experiments/results/pixels/pendulum/data \
-        --family rssm --model-steps 2000 --labeller-batch 64 \
+        --family rssm --model-steps 2000 --labeller-batch 64 --zoo graded \
         --workdir experiments/results/video_pretraining_pixels \
         --out experiments/results/video_pretraining_pixels.json
 """
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from common import is_trained, machine, parse_config, write_report
 from fidelity_study import mixed_policy
-from zoo import zoo
+from zoo import graded_zoo, zoo
 
 from imaginarium.collect import collect
 from imaginarium.dataset import Dataset, Episode, load_dataset, write_dataset
@@ -76,6 +76,11 @@ class Config:
     dataset: str = ""
     #: windows per step of the inverse-dynamics labeller (frames cost 0.43 s a step at 256 on 2 CPUs)
     labeller_batch: int = 256
+    #: the policies ranked: ``checkpoints`` (the zoo's SB3 checkpoints and random) or ``graded`` (its
+    #: best under a ladder of action noise, and random: returns spread evenly, no ties)
+    zoo: str = "checkpoints"
+    #: a further model scored beside the three (e.g. one trained longer), outside the verdict
+    reference_model: str = ""
     #: train only this model (labelled_only, video_pretrained, all_labelled), then stop
     train_only: str = ""
 
@@ -117,13 +122,18 @@ def _variant(dataset: Dataset, keep: set[int], name: str):
 
 
 def _zoo(config: Config) -> list[tuple[str, Policy]]:
-    """The policies to rank: the state zoo and a random policy, or their frame-driven twins."""
+    """The policies to rank (``--zoo``), acting on states or, through a frame reader, on frames."""
+    if config.zoo not in ("checkpoints", "graded"):
+        raise SystemExit(f"--zoo must be checkpoints or graded, got {config.zoo!r}")
+    if config.zoo == "graded":
+        specs = graded_zoo(config.task, config.seed)
+    else:
+        specs = [f"sb3:{path}" for path in zoo(config.task, config.seed)] + ["random"]
     if config.pixels:
-        from frame_zoo import frame_zoo
+        from frame_zoo import frame_policies
 
-        return frame_zoo(config.seed)
+        return frame_policies(specs, config.seed)
     task = get_task(config.task)
-    specs = [f"sb3:{path}" for path in zoo(config.task, config.seed)] + ["random"]
     return [(spec, parse_policy(spec, *task.spaces, seed=config.seed)) for spec in specs]
 
 
@@ -205,6 +215,19 @@ def main() -> None:
             f"{figures[f'nmse_at_{config.horizon}']:.4f}, spearman {figures['ranking']['spearman']:.3f}"
         )
         write_report(config.out, report)
+    if config.reference_model:
+        figures = _score(Path(config.reference_model), test, policies, config)
+        figures["ranking"] = ranking_metrics(figures["imagined_returns"], report["real_returns"])
+        card = read_card(config.reference_model)
+        report["reference"] = {
+            "model": config.reference_model,
+            "steps": card["training"]["steps_done"],
+            **figures,
+        }
+        print(
+            f"reference: nmse@{config.horizon} {figures[f'nmse_at_{config.horizon}']:.4f}, "
+            f"spearman {figures['ranking']['spearman']:.3f}"
+        )
     report["verdict"] = _verdict(report["models"], config.horizon)
     write_report(config.out, report)
     print(report["verdict"])
