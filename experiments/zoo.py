@@ -72,8 +72,8 @@ def graded_zoo(task_name: str, seed: int = 0) -> list[str]:
     """Policy specs spread evenly in quality: the first algorithm's last checkpoint under growing action
     noise, and a random policy. A zoo of checkpoints holds many near-experts whose real returns tie
     within their noise (on pendulum 9 of 15 lie within -108..-143), which a ranking can only order at
-    random; on pendulum this ladder's real returns run -109, -126 (noise 0.5), -293 (1), -564 (1.5),
-    -744 (2), -874 (3), then random -1150."""
+    random; on pendulum this ladder's real returns (10 episodes each) run -108, -183 (noise 0.75),
+    -280 (1), -418 (1.25), -552 (1.5), -716 (2), -878 (3), then random -1118."""
     first_algorithm = RECIPES[get_task(task_name).name][0][0]
     best = [path for path in zoo(task_name, seed) if path.name.startswith(f"{first_algorithm}_")][-1]
     return [f"sb3:{best}" + (f"@noise={noise}" if noise else "") for noise in NOISE_LADDER] + ["random"]
