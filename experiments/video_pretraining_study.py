@@ -145,7 +145,10 @@ def _real_values(config: Config, policies: list[tuple[str, Policy]]) -> list[flo
     ]
 
 
-def _score(model_dir: Path, test: Dataset, policies: list[tuple[str, Policy]], config: Config) -> dict:
+def _score(
+    model_dir: Path, test: Dataset, policies: list[tuple[str, Policy]], real: list[float], config: Config
+) -> dict:
+    """The model's open-loop error on ``test`` and how its imagined returns rank against ``real``."""
     model = load_world_model(model_dir)
     errors = open_loop_errors(model, test, config.horizon, starts=256, seed=config.seed)
     task = get_task(config.task)
@@ -154,10 +157,14 @@ def _score(model_dir: Path, test: Dataset, policies: list[tuple[str, Policy]], c
         imagined_rollouts(model, policy, starts, task.max_episode_steps, seed=config.seed)["return"]["mean"]
         for _, policy in policies
     ]
-    return {f"nmse_at_{config.horizon}": errors["nmse"][config.horizon - 1], "imagined_returns": imagined}
+    return {
+        f"nmse_at_{config.horizon}": errors["nmse"][config.horizon - 1],
+        "ranking": ranking_metrics(imagined, real),
+        "imagined_returns": imagined,
+    }
 
 
-def _train(name: str, path: Path, model_dir: Path, config: Config) -> None:
+def _train(path: Path, model_dir: Path, config: Config) -> None:
     overrides = {}
     if config.pixels:
         overrides = {
@@ -188,7 +195,7 @@ def main() -> None:
             raise SystemExit(f"--train-only must be one of {', '.join(names)}, got {config.train_only!r}")
         model_dir = folder / f"model_{config.train_only}"
         if not is_trained(model_dir):
-            _train(config.train_only, paths[config.train_only], model_dir, config)
+            _train(paths[config.train_only], model_dir, config)
         return
     policies = _zoo(config)
     report: dict[str, Any] = {"config": asdict(config), "machine": machine(), "models": {}}
@@ -199,10 +206,9 @@ def main() -> None:
         model_dir = folder / f"model_{name}"
         started = time.perf_counter()
         if not is_trained(model_dir):
-            _train(name, paths[name], model_dir, config)
+            _train(paths[name], model_dir, config)
         card = read_card(model_dir)
-        figures = _score(model_dir, test, policies, config)
-        figures["ranking"] = ranking_metrics(figures["imagined_returns"], report["real_returns"])
+        figures = _score(model_dir, test, policies, report["real_returns"], config)
         report["models"][name] = {
             "episodes": card["dataset"]["episodes"],
             "labeller": (card.get("action_free") or {}).get("labeller"),
@@ -216,8 +222,7 @@ def main() -> None:
         )
         write_report(config.out, report)
     if config.reference_model:
-        figures = _score(Path(config.reference_model), test, policies, config)
-        figures["ranking"] = ranking_metrics(figures["imagined_returns"], report["real_returns"])
+        figures = _score(Path(config.reference_model), test, policies, report["real_returns"], config)
         card = read_card(config.reference_model)
         report["reference"] = {
             "model": config.reference_model,

@@ -56,7 +56,6 @@ def _evaluate_group(
 ) -> list[dict[str, Any]]:
     """Some policies, imagined together in lockstep (and each on the real task): never raises, a
     policy that fails is returned with its error while the others go on."""
-
     from imaginarium.agents.policies import load_policy, policy_name
     from imaginarium.envs.suite import get_task
     from imaginarium.evaluation import imagined_rollouts_lockstep, real_rollouts
