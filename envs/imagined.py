@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from imaginarium.dataset import Dataset, load_dataset
+from imaginarium.dataset import Dataset
 from imaginarium.envs.suite import Task, get_task
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import State, WorldModel, load_world_model
+from imaginarium.models.starts import model_starts
 
 OBSERVATION_KINDS = ("decoded", "latent", "pixels")
 TERMINATIONS = ("continue", "success", "both", "none")
@@ -87,7 +88,7 @@ class Imagination:
         else:
             self.model = load_world_model(model, task=task, device=device)
         card = getattr(self.model, "card", {}) or {}
-        self.start_observations = _start_observations(self.model, dataset, card)
+        self.start_observations = model_starts(self.model, dataset).inputs
         if self.start_observations.shape[1:] != self.model.input_space.shape:
             raise ImaginariumError(
                 f"start states have shape {self.start_observations.shape[1:]}, the model observes "
@@ -439,18 +440,3 @@ def _first(values: np.ndarray, bad: np.ndarray) -> str:
     count = int(np.count_nonzero(bad))
     first = values[bad].reshape(-1)[0].item()
     return f"{first!r}" if count == 1 else f"{first!r} (and {count - 1} more)"
-
-
-def _start_observations(
-    model: WorldModel, dataset: str | Path | Dataset | None, card: dict[str, Any]
-) -> np.ndarray:
-    """``(E, ...)`` what the model observes at the start of every episode of the dataset."""
-    if dataset is None:
-        dataset = (card.get("dataset") or {}).get("path")
-        if dataset is None:
-            raise ImaginariumError("the model card names no dataset; give dataset= for the start states")
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
-    starts = data.episode_starts[:-1]
-    if not model.observes_pixels:  # imported videos have frames but no states to start from
-        starts = starts[data.episode_has_states()]
-    return model.inputs(data, starts)

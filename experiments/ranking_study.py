@@ -25,6 +25,7 @@ from zoo import zoo
 
 from imaginarium.collect import collect
 from imaginarium.models.evaluate import evaluate_model
+from imaginarium.models.starts import keep_starts, read_starts
 from imaginarium.models.train import train_world_model
 from imaginarium.ranking import rank_policies
 from imaginarium.report import write_report as write_ranking_report
@@ -67,6 +68,8 @@ def model_for(task: str, config: Config) -> Path:
             overwrite=True,
         )
         evaluate_model(model, data, horizon=50)
+    if read_starts(model) is None:  # made by a trainer that did not keep them yet
+        keep_starts(model)
     return model
 
 

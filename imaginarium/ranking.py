@@ -205,9 +205,9 @@ def rank_policies(
     :returns: ``{"policies": [...], "metrics": {...} | None, "settings": {...}}``, policies ordered by
         imagined return (failed ones last).
     """
-    from imaginarium.dataset import load_dataset
     from imaginarium.evaluation import KnownStates, check_members, start_states
     from imaginarium.models import load_world_model
+    from imaginarium.models.starts import model_starts
 
     if not policies:
         raise ImaginariumError("no policies to rank")
@@ -219,9 +219,6 @@ def rank_policies(
     world_model = load_world_model(model) if isinstance(model, str | Path) else model
     world_model = world_model.cpu().eval()
     card = getattr(world_model, "card", {}) or {}
-    data_path = dataset or (card.get("dataset") or {}).get("path")
-    if data_path is None:
-        raise ImaginariumError("the model card names no dataset; give dataset= for the start states")
     time_limit = int(card.get("max_episode_steps") or 1000)
     horizon = int(horizon or time_limit)
     if horizon < 1:
@@ -242,21 +239,17 @@ def rank_policies(
         started_here = start_ray(workers, address)
         _warm_workers()
     try:
-        data = load_dataset(data_path)
-        firsts = data.episode_starts[:-1]
-        if not world_model.observes_pixels:  # imported videos have no states to start from
-            firsts = firsts[data.episode_has_states()]
-        start_observations = start_states(world_model.inputs(data, firsts), starts, seed)
+        kept = model_starts(world_model, dataset)
+        start_observations = start_states(kept.inputs, starts, seed)
         sources = [str(source) for source in policies]
         # how far imagined states leave the data is measured in state space: not for frame models
-        known = None if world_model.observes_pixels else KnownStates(data.observations, seed=seed)
+        known = None if world_model.observes_pixels else KnownStates(kept.states, seed=seed)
         started = time.perf_counter()
         groups = _groups(len(sources), group, workers)
         if workers == 0:
-            entries = [
-                entry
-                for rows in _progress(groups, progress)
-                for entry in _evaluate_group(
+            entries: list[dict[str, Any]] = [{}] * len(sources)
+            for rows in _progress(groups, progress):
+                outcomes = _evaluate_group(
                     world_model,
                     [sources[row] for row in rows],
                     start_observations,
@@ -267,7 +260,8 @@ def rank_policies(
                     known,
                     members,
                 )
-            ]
+                for row, entry in zip(rows, outcomes, strict=True):
+                    entries[row] = entry
         else:
             entries = _evaluate_on_ray(
                 world_model, sources, groups, start_observations, horizon, seed, allow_code, real, known,
@@ -317,8 +311,10 @@ def _in_process_pays(
 
 
 def _groups(count: int, size: int | None, workers: int | None) -> list[list[int]]:
-    """The policies' indices in consecutive groups of ``size`` (default: spread evenly over the
-    workers, at most :data:`MAX_GROUP` together)."""
+    """The policies' indices dealt in turn into groups of at most ``size`` (default: spread evenly over
+    the workers, at most :data:`MAX_GROUP` together). Dealt, not cut in consecutive runs: a list ordered
+    by algorithm or training step then puts some of each kind in every group, so groups whose policies
+    cost more to run (a wider network) do not keep one worker busy while the others wait."""
     if size is None:
         if workers == 0:
             cpus = 1
@@ -329,7 +325,8 @@ def _groups(count: int, size: int | None, workers: int | None) -> list[list[int]
 
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         size = min(MAX_GROUP, -(-count // cpus))
-    return [list(range(start, min(count, start + size))) for start in range(0, count, size)]
+    groups = -(-count // size)
+    return [list(range(first, count, groups)) for first in range(groups)]
 
 
 def _progress(groups: list[list[int]], enabled: bool):

@@ -191,9 +191,9 @@ def imagined_trainable(config: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
-    from imaginarium.dataset import load_dataset
     from imaginarium.evaluation import imagined_rollouts, start_states
     from imaginarium.models import load_world_model
+    from imaginarium.models.starts import model_starts
 
     torch.set_num_threads(1)
     setup: TrialSetup = config["setup"]
@@ -201,8 +201,7 @@ def imagined_trainable(config: dict[str, Any]) -> None:
         key: int(value) if key in INTEGERS else value for key, value in config.items() if key != "setup"
     }
     model = load_world_model(setup.model)
-    data = load_dataset((model.card.get("dataset") or {})["path"])
-    starts = start_states(data.observations[data.episode_starts[:-1]], setup.starts, setup.seed)
+    starts = start_states(model_starts(model).inputs, setup.starts, setup.seed)
     horizon = int(model.card.get("max_episode_steps") or 1000)
     work = Path(tempfile.mkdtemp(prefix="imaginarium-trial-"))
     try:

@@ -128,7 +128,7 @@ def test_ray_workers_give_the_serial_results_and_a_killed_worker_loses_nothing(
             }
         },
     )
-    try:  # two groups of two policies in lockstep; the second group's worker dies, then dies again
+    try:  # two groups of two in lockstep, dealt in turn: each has a policy whose worker dies, once or always
         on_ray = _rank(pendulum_model, policies, real_env=None, workers=2, retries=1)
     finally:
         ray.shutdown()

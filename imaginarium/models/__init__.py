@@ -27,6 +27,7 @@ from imaginarium.models.checkpoint import (
 )
 from imaginarium.models.ensemble import EnsembleModel, ensemble_config
 from imaginarium.models.rssm import RSSMModel, rssm_config
+from imaginarium.models.starts import read_starts
 
 FAMILIES: dict[str, tuple[type[WorldModel], Any]] = {
     "ensemble": (EnsembleModel, ensemble_config),
@@ -84,6 +85,7 @@ def load_world_model(
     except (KeyError, RuntimeError) as error:
         raise ModelError(f"weights in {str(directory)!r} do not fit its model card: {error}") from None
     model.card = card
+    model.starts = read_starts(directory)
     return model.to(device).eval()
 
 

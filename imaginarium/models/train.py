@@ -36,6 +36,7 @@ from imaginarium.models.checkpoint import (
     spaces_to_card,
 )
 from imaginarium.models.labeller import LabellerConfig, label_actions, train_labeller
+from imaginarium.models.starts import STARTS_FILE, save_starts, starts_of
 from imaginarium.samplers import Batch, SequenceSampler
 
 ACTION_FREE_MODES = ("refuse", "drop", "label")
@@ -121,7 +122,7 @@ def train_world_model(
     if resume and not resuming:
         raise ImaginariumError(f"nothing to resume in {str(out)!r}: it has no {TRAINING_STATE_FILE}")
     if overwrite and not resuming:
-        for name in (WEIGHTS_FILE, CARD_FILE, TRAINING_STATE_FILE):
+        for name in (WEIGHTS_FILE, CARD_FILE, TRAINING_STATE_FILE, STARTS_FILE):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "tb", ignore_errors=True)
     device = check_device(device)
@@ -158,6 +159,8 @@ def train_world_model(
     progress_state = {"step": 0, "best_loss": float("inf"), "best_step": 0, "bad_evals": 0, "curve": []}
     if resuming:
         progress_state = _restore(out, model, optimizer, sampler, card)
+    model.starts = starts_of(model, dataset, seed=config.seed)
+    save_starts(out, model.starts)
 
     from torch.utils.tensorboard import SummaryWriter
 
