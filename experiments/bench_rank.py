@@ -52,65 +52,48 @@ def main() -> None:
     ray.shutdown()
     ray_startup = time.perf_counter() - started
 
-    timings = {}
-    results = {}
-    for workers in (1, 2):
+    def cold(workers: int, members: str) -> float:
+        """Ray started (and stopped) by the call, as a command line run starts it."""
         started = time.perf_counter()
-        results[workers] = rank_policies(
-            model, policies, starts=config.starts, horizon=config.horizon, workers=workers, progress=False
-        )
-        timings[workers] = time.perf_counter() - started
-        print(f"imagined, {workers} Ray worker(s), Ray started by the call: {timings[workers]:.1f} s")
-    warm = {}
-    for workers in (1, 2):  # a Ray session already running, its workers used before (a cluster, Tune)
+        outcome = rank_policies(
+            model, policies, starts=config.starts, horizon=config.horizon, workers=workers, progress=False,
+            members=members,
+        )  # fmt: skip
+        results[(workers, members)] = [entry["imagined_return"] for entry in outcome["policies"]]
+        return time.perf_counter() - started
+
+    def warm(workers: int, members: str) -> float:
+        """A Ray session already running, its workers used before (a cluster, Tune, a notebook)."""
         ray.init(num_cpus=workers, include_dashboard=False, logging_level="warning", log_to_driver=False)
-        rank_policies(model, policies[:2], starts=4, horizon=10, progress=False)
-        started = time.perf_counter()
-        rank_policies(model, policies, starts=config.starts, horizon=config.horizon, progress=False)
-        warm[workers] = time.perf_counter() - started
-        ray.shutdown()
-        print(f"imagined, {workers} Ray worker(s), Ray already running: {warm[workers]:.1f} s")
-    screening = {}  # members="one": every start once, a member drawn each step
-    started = time.perf_counter()
-    rank_policies(
-        model,
-        policies,
-        starts=config.starts,
-        horizon=config.horizon,
-        workers=2,
-        progress=False,
-        members="one",
-    )
-    screening["cold_2"] = time.perf_counter() - started
-    for workers in (1, 2):
-        ray.init(num_cpus=workers, include_dashboard=False, logging_level="warning", log_to_driver=False)
-        rank_policies(model, policies[:2], starts=4, horizon=10, progress=False, members="one")
-        started = time.perf_counter()
-        rank_policies(
-            model, policies, starts=config.starts, horizon=config.horizon, progress=False, members="one"
-        )
-        screening[f"warm_{workers}"] = time.perf_counter() - started
-        ray.shutdown()
-    print(
-        f"screening (members=one): 2 workers {screening['cold_2']:.1f} s with Ray started by the call; "
-        f"Ray running: 1 worker {screening['warm_1']:.1f} s, 2 workers {screening['warm_2']:.1f} s"
-    )
-    default = {}  # no Ray running and no workers given: what a user gets, in this process at this size
-    for members in ("each", "one"):
-        forget_loaded_sb3_policies()  # each call loads its checkpoints, as a fresh process would
+        try:
+            rank_policies(model, policies[:2], starts=4, horizon=10, progress=False, members=members)
+            started = time.perf_counter()
+            rank_policies(
+                model, policies, starts=config.starts, horizon=config.horizon, progress=False, members=members
+            )
+            return time.perf_counter() - started
+        finally:
+            ray.shutdown()
+
+    results: dict[tuple[int, str], list[float]] = {}
+    timings: dict[str, dict[str, float]] = {}
+    for members in ("each", "one"):  # every elite from each start; one drawn each step (screening)
+        timings[members] = {f"cold_{workers}": cold(workers, members) for workers in (1, 2)}
+        timings[members].update({f"warm_{workers}": warm(workers, members) for workers in (1, 2)})
+        forget_loaded_sb3_policies()  # no Ray running, workers left to choose: each policy loaded anew
         started = time.perf_counter()
         outcome = rank_policies(
             model, policies, starts=config.starts, horizon=config.horizon, progress=False, members=members
         )
-        default[members] = time.perf_counter() - started
-        default[f"{members}_workers"] = outcome["settings"]["workers"]
-    print(
-        f"no Ray running, workers left to choose ({default['each_workers']} = this process): "
-        f"{default['each']:.1f} s, --members one {default['one']:.1f} s"
-    )
-    same = [e["imagined_return"] for e in results[1]["policies"]] == [
-        e["imagined_return"] for e in results[2]["policies"]
-    ]
+        timings[members]["default"] = time.perf_counter() - started
+        timings[members]["default_in_process"] = outcome["settings"]["workers"] == 0
+        row = timings[members]
+        print(
+            f"members={members}: Ray started by the call, 1 worker {row['cold_1']:.1f} s, 2 workers "
+            f"{row['cold_2']:.1f} s; Ray running, 1 worker {row['warm_1']:.1f} s, 2 workers {row['warm_2']:.1f} s; "
+            f"no Ray running, workers left to choose: {row['default']:.1f} s"
+        )
+    same = all(results[(1, members)] == results[(2, members)] for members in ("each", "one"))
 
     task = get_task(config.task)
     real: dict[str, dict[str, float]] = {}
@@ -126,40 +109,46 @@ def main() -> None:
             f"({f'at most {limit} steps' if limit else 'whole episodes'}), one process: "
             f"{real[label]['seconds']:.1f} s, {steps:,} steps"
         )
+    each, one, real_full = timings["each"], timings["one"], real["full"]["seconds"]
     figures = {
         "policies": len(policies),
         "starts": config.starts,
         "horizon": config.horizon,
-        "imagined_seconds_1_worker": timings[1],
-        "imagined_seconds_2_workers": timings[2],
-        "speedup_2_over_1": timings[1] / timings[2],
-        "warm_seconds_1_worker": warm[1],
-        "warm_seconds_2_workers": warm[2],
-        "warm_speedup_2_over_1": warm[1] / warm[2],
+        "imagined_seconds_1_worker": each["cold_1"],
+        "imagined_seconds_2_workers": each["cold_2"],
+        "speedup_2_over_1": each["cold_1"] / each["cold_2"],
+        "warm_seconds_1_worker": each["warm_1"],
+        "warm_seconds_2_workers": each["warm_2"],
+        "warm_speedup_2_over_1": each["warm_1"] / each["warm_2"],
         "ray_startup_seconds": ray_startup,
-        "real_seconds": real["full"]["seconds"],
+        "real_seconds": real_full,
         "real_steps": real["full"]["steps"],
         "real_capped_seconds": real["capped"]["seconds"],
         "real_capped_steps": real["capped"]["steps"],
-        "imagined_speedup_over_real_2_workers": real["full"]["seconds"] / timings[2],
-        "imagined_speedup_over_real_capped_2_workers": real["capped"]["seconds"] / timings[2],
-        "warm_imagined_speedup_over_real_2_workers": real["full"]["seconds"] / warm[2],
-        "screening_seconds_2_workers": screening["cold_2"],
-        "screening_warm_seconds_1_worker": screening["warm_1"],
-        "screening_warm_seconds_2_workers": screening["warm_2"],
-        "screening_speedup_over_real_2_workers": real["full"]["seconds"] / screening["cold_2"],
-        "screening_warm_speedup_over_real_2_workers": real["full"]["seconds"] / screening["warm_2"],
-        "default_seconds": default["each"],
-        "default_speedup_over_real": real["full"]["seconds"] / default["each"],
-        "default_screening_seconds": default["one"],
-        "default_screening_speedup_over_real": real["full"]["seconds"] / default["one"],
-        "default_in_process": default["each_workers"] == 0 and default["one_workers"] == 0,
+        "imagined_speedup_over_real_2_workers": real_full / each["cold_2"],
+        "imagined_speedup_over_real_capped_2_workers": real["capped"]["seconds"] / each["cold_2"],
+        "warm_imagined_speedup_over_real_2_workers": real_full / each["warm_2"],
+        "screening_seconds_1_worker": one["cold_1"],
+        "screening_seconds_2_workers": one["cold_2"],
+        "screening_speedup_2_over_1": one["cold_1"] / one["cold_2"],
+        "screening_warm_seconds_1_worker": one["warm_1"],
+        "screening_warm_seconds_2_workers": one["warm_2"],
+        "screening_warm_speedup_2_over_1": one["warm_1"] / one["warm_2"],
+        "screening_speedup_over_real_2_workers": real_full / one["cold_2"],
+        "screening_warm_speedup_over_real_2_workers": real_full / one["warm_2"],
+        "default_seconds": each["default"],
+        "default_speedup_over_real": real_full / each["default"],
+        "default_screening_seconds": one["default"],
+        "default_screening_speedup_over_real": real_full / one["default"],
+        "default_in_process": each["default_in_process"] and one["default_in_process"],
         "same_results_1_and_2_workers": same,
         "imagined_steps": len(policies) * config.starts * config.horizon,
     }
     print(
         f"speed-up of 2 workers over 1: {figures['speedup_2_over_1']:.2f} (Ray started by the call), "
-        f"{figures['warm_speedup_2_over_1']:.2f} (Ray running); same results: {same}"
+        f"{figures['warm_speedup_2_over_1']:.2f} (Ray running); --members one: "
+        f"{figures['screening_speedup_2_over_1']:.2f}, {figures['screening_warm_speedup_2_over_1']:.2f}; "
+        f"same results: {same}"
     )
     print(
         f"2 workers against real {config.task}: {figures['imagined_speedup_over_real_2_workers']:.1f}× "
