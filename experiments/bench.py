@@ -96,7 +96,8 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
                                "≥ 0.5" if asked else None, share >= 0.5 if asked else None))  # fmt: skip
     elif name == "compile":
         for entry in report["figures"]:
-            rows.append(figure(f"torch.compile of model.step, {entry['family']} batch {entry['batch']}",
+            seeded = "seeded" if entry["seeded"] else "unseeded"
+            rows.append(figure(f"torch.compile of model.step, {entry['family']} batch {entry['batch']}, {seeded}",
                                entry["compiled_samples_per_s"], "samples/s", entry["speedup"],
                                "the eager step, same run"))  # fmt: skip
     elif name == "dreamer":

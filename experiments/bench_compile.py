@@ -2,23 +2,30 @@
 
 ``model.step`` is called as the imagined env calls it (sampling, the env's seeded generator, the
 ensemble with one elite per sample), eagerly and compiled by ``torch.compile`` (inductor), on fresh
-Hopper-sized models: ensemble preset ``m`` (7 × 4×200) and rssm preset ``s``. The two are timed in
-alternating rounds and the medians compared, since these machines are noisy. Also reported: the
-seconds the first compiled call takes, how many graphs and graph breaks dynamo makes of the step
-(and why it breaks), and whether the compiled step predicts what the eager one does.
+Hopper-sized models: ensemble preset ``m`` (7 × 4×200) and rssm preset ``s``; and once more without
+the generator (unseeded draws), which dynamo cannot trace. The two are timed in alternating rounds
+and the medians compared, since these machines are noisy. Also reported: the seconds the first
+compiled call takes, how many graphs and graph breaks dynamo makes of the step (and why it breaks),
+and whether the compiled step predicts what the eager one does. Inductor's caches are kept out, so the
+compile time is what a first run pays.
 
     python experiments/bench_compile.py [--sizes 1,1024] [--rounds 5] [--seconds 1]
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="imaginarium-inductor-"))
+
+import torch  # noqa: E402
+import torch._inductor.config as inductor_config  # noqa: E402
 from common import calls_per_second, machine, parse_config, write_report
 
 from imaginarium.collect import collect
@@ -34,11 +41,11 @@ class Config:
     out: str = "experiments/results/bench_compile.json"
 
 
-def measure(model, observations: torch.Tensor, size: int, config: Config) -> dict:
+def measure(model, observations: torch.Tensor, size: int, seeded: bool, config: Config) -> dict:
     """Eager against compiled ``model.step`` at ``size`` samples, and what dynamo made of it."""
     state = model.initial_state(observations[torch.arange(size) % len(observations)])
     actions = torch.rand(size, *model.action_space.shape) * 2 - 1
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(0) if seeded else None
     ensemble = model.family == "ensemble"
 
     def call(step) -> None:
@@ -51,6 +58,7 @@ def measure(model, observations: torch.Tensor, size: int, config: Config) -> dic
             state, actions, sample=True, uncertainty=not ensemble, generator=generator
         )
     torch._dynamo.reset()
+    inductor_config.fx_graph_cache = False  # compiled kernels of an earlier run would be reused
     compiled = torch.compile(model.step)
     started = time.perf_counter()
     call(compiled)
@@ -67,6 +75,7 @@ def measure(model, observations: torch.Tensor, size: int, config: Config) -> dic
     return {
         "family": model.family,
         "batch": size,
+        "seeded": seeded,
         "eager_samples_per_s": eager,
         "compiled_samples_per_s": fast,
         "speedup": fast / eager,
@@ -92,11 +101,11 @@ def main() -> None:
         model.fit_normalizers(dataset)
         model.fit_outcomes(dataset)
         model.eval()
-        for size in (int(size) for size in config.sizes.split(",")):
-            row = measure(model, observations, size, config)
+        for size, seeded in itertools.product((int(size) for size in config.sizes.split(",")), (True, False)):
+            row = measure(model, observations, size, seeded, config)
             rows.append(row)
             print(
-                f"{family:>8} batch {size:>5}: eager {row['eager_samples_per_s']:>11,.0f}/s, compiled "
+                f"{family:>8} batch {size:>5} {'seeded  ' if seeded else 'unseeded'}: eager {row['eager_samples_per_s']:>11,.0f}/s, compiled "
                 f"{row['compiled_samples_per_s']:>11,.0f}/s ({row['speedup']:.2f}×), compiling "
                 f"{row['compile_seconds']:.1f} s, {row['graphs']} graphs, {row['graph_breaks']} breaks, "
                 f"same predictions: {row['same_predictions']}"

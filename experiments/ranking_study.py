@@ -9,7 +9,13 @@ reports under ``experiments/results/ranking/<task>/`` and every figure to JSON.
 Thresholds: Spearman ≥ 0.9 and regret@1 ≤ 0.05 on cartpole, pendulum and reacher; Spearman ≥ 0.8 on
 hopper.
 
+``--zoo graded`` ranks ``experiments/zoo.py``'s graded zoo instead: the best checkpoint under a
+ladder of action noise, and random. Checkpoint zoos hold near-experts whose real returns tie within
+their noise, and a ranking of ties scores the order of noise; the ladder's real returns are apart.
+
     python experiments/ranking_study.py [--tasks cartpole,pendulum,reacher,hopper] [--workers 2]
+    python experiments/ranking_study.py --zoo graded --reports experiments/results/ranking_graded \
+        --out experiments/results/ranking_study_graded.json
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 
 from common import is_trained, machine, parse_config, write_report
 from fidelity_study import mixed_policy
-from zoo import zoo
+from zoo import graded_zoo, zoo
 
 from imaginarium.collect import collect
 from imaginarium.models.evaluate import evaluate_model
@@ -44,6 +50,7 @@ class Config:
     starts: int = 64
     real_episodes: int = 20
     workers: int = 2
+    zoo: str = "checkpoints"
     seed: int = 0
     dataset_steps: int = 50_000
     ensemble_steps: int = 10_000
@@ -84,12 +91,17 @@ def check(task: str, metrics: dict[str, float] | None) -> bool:
 
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
+    if config.zoo not in ("checkpoints", "graded"):
+        raise SystemExit(f"--zoo must be checkpoints or graded, got {config.zoo!r}")
     report: dict[str, Any] = {"config": asdict(config), "machine": machine(), "tasks": {}}
     if Path(config.out).exists():  # tasks run one at a time add up in one file
         report["tasks"] = json.loads(Path(config.out).read_text()).get("tasks", {})
     for task in config.tasks.split(","):
         model = model_for(task, config)
-        policies = [str(path) for path in zoo(task, config.seed)] + ["random"]
+        if config.zoo == "graded":
+            policies = graded_zoo(task, config.seed)
+        else:
+            policies = [str(path) for path in zoo(task, config.seed)] + ["random"]
         result = rank_policies(
             model,
             policies,

@@ -13,6 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
+import gymnasium as gym
 from experts import RECIPES as EXPERT_RECIPES
 from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.callbacks import CheckpointCallback
@@ -67,16 +68,23 @@ def zoo(task_name: str, seed: int = 0) -> list[Path]:
 #: action noise (× half the action range) of the graded zoo's rungs
 NOISE_LADDER = (0.0, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 
+#: with discrete actions: the share of steps whose action is drawn at random instead
+EPSILON_LADDER = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+
 
 def graded_zoo(task_name: str, seed: int = 0) -> list[str]:
     """Policy specs spread evenly in quality: the first algorithm's last checkpoint under growing action
-    noise, and a random policy. A zoo of checkpoints holds many near-experts whose real returns tie
-    within their noise (on pendulum 9 of 15 lie within -108..-143), which a ranking can only order at
-    random; on pendulum this ladder's real returns (10 episodes each) run -108, -183 (noise 0.75),
-    -280 (1), -418 (1.25), -552 (1.5), -716 (2), -878 (3), then random -1118."""
-    first_algorithm = RECIPES[get_task(task_name).name][0][0]
+    noise (:data:`NOISE_LADDER`, or :data:`EPSILON_LADDER` for discrete actions), and a random policy.
+    A zoo of checkpoints holds many near-experts whose real returns tie within their noise (on pendulum
+    9 of 15 lie within -108..-143), which a ranking can only order at random; on pendulum this ladder's
+    real returns (10 episodes each) run -108, -183 (noise 0.75), -280 (1), -418 (1.25), -552 (1.5),
+    -716 (2), -878 (3), then random -1118."""
+    task = get_task(task_name)
+    first_algorithm = RECIPES[task.name][0][0]
     best = [path for path in zoo(task_name, seed) if path.name.startswith(f"{first_algorithm}_")][-1]
-    return [f"sb3:{best}" + (f"@noise={noise}" if noise else "") for noise in NOISE_LADDER] + ["random"]
+    discrete = isinstance(task.action_space, gym.spaces.Discrete)
+    ladder = EPSILON_LADDER if discrete else NOISE_LADDER
+    return [f"sb3:{best}" + (f"@noise={noise}" if noise else "") for noise in ladder] + ["random"]
 
 
 if __name__ == "__main__":
