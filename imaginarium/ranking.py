@@ -33,9 +33,11 @@ OUTSIDE_FRACTION_WARNING = 0.2
 
 #: with no Ray running and no cluster named, a ranking of at most this many imagined steps (policies ×
 #: starts × members rolled × horizon) runs in this process. Starting Ray, workers that import torch and
-#: SB3, and stopping it take about 6.5 s; on 2 CPUs two workers win that back only beyond about 6 M
-#: steps of a Hopper-sized ensemble (``experiments/bench_rank.py``), and with C CPUs sooner (about
-#: 2 M at 4 and 1.4 M at 16, if workers scale linearly), so this bound holds whatever the CPU count
+#: SB3, and stopping it take about 6.6 s; on 2 CPUs two workers win that back only beyond about 3.5 M
+#: steps of a Hopper-sized ensemble (``experiments/bench_rank.py``: 5.9 µs a step in this process,
+#: 4.1 µs on 2 workers), and with C CPUs sooner (about 1.6 M at 4 and 1.2 M at 16, if workers scale
+#: linearly and this process did not), so this bound is well inside the break-even on few CPUs and
+#: near it on many
 IN_PROCESS_STEPS = 1_500_000
 
 #: policies imagined together by default: each step's per-call costs are paid once for the group, and
@@ -136,10 +138,13 @@ def _record_error(entry: dict[str, Any], error: Exception) -> None:
 
 
 def keep_local_ray_on_loopback(address: str | None) -> None:
-    """Before Ray is first imported: a Ray started here binds to loopback only (``--address`` joins a
-    cluster and changes nothing). Ray reads the setting at import, so call this before ``import ray``."""
+    """Before Ray is first imported: a Ray started here binds to loopback only, and asks its clients
+    for a token (``--address`` joins a cluster and changes nothing). Ray reads the first setting at
+    import, so call this before ``import ray``. Token authentication is Ray's default for a local
+    cluster; saying so explicitly keeps Ray from warning about it at every start."""
     if not address:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def start_ray(workers: int | None, address: str | None) -> bool:

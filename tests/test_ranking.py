@@ -198,6 +198,7 @@ def test_a_local_ray_started_for_ranking_stays_on_loopback_with_a_thread_per_wor
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert marker.read_text() == "127.0.0.1 1"
+    assert "Token authentication is enabled" not in done.stderr  # token auth chosen, not defaulted
 
 
 def test_screening_with_one_member_per_start_agrees_with_every_member_at_a_fraction_of_the_steps(
