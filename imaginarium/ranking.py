@@ -139,12 +139,15 @@ def _record_error(entry: dict[str, Any], error: Exception) -> None:
 
 def keep_local_ray_on_loopback(address: str | None) -> None:
     """Before Ray is first imported: a Ray started here binds to loopback only, and asks its clients
-    for a token (``--address`` joins a cluster and changes nothing). Ray reads the first setting at
+    for a token (``--address`` joins a cluster and changes nothing). Ray reads both settings at
     import, so call this before ``import ray``. Token authentication is Ray's default for a local
-    cluster; saying so explicitly keeps Ray from warning about it at every start."""
+    cluster; saying so explicitly keeps Ray from warning about it at every start. Once Ray is
+    imported the mode is left to Ray: set then, the new cluster would ask this process for a token
+    that this process, having read the mode already, would not send."""
     if not address:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        if "ray" not in sys.modules:
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def start_ray(workers: int | None, address: str | None) -> bool:

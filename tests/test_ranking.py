@@ -201,6 +201,19 @@ def test_a_local_ray_started_for_ranking_stays_on_loopback_with_a_thread_per_wor
     assert "Token authentication is enabled" not in done.stderr  # token auth chosen, not defaulted
 
 
+def test_ranking_starts_its_ray_when_the_caller_imported_ray_first(pendulum_model: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import ray\n"
+        "from imaginarium.ranking import rank_policies\n"
+        f"rank_policies({str(pendulum_model)!r}, ['random'], starts=2, horizon=2, workers=1, progress=False)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_screening_with_one_member_per_start_agrees_with_every_member_at_a_fraction_of_the_steps(
     pendulum_model: Path, torchscript_policy: Path
 ) -> None:
