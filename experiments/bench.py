@@ -117,19 +117,19 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
         # --members one rolls each start once: the same number of episodes as the real reference, so the
         # target applies there; the default rolls each once per elite, five times the episodes
         for label, key, seconds, targeted in (
-            ("--members one, no Ray running, workers left to choose", "default_screening_speedup_over_real", "default_screening_seconds", True),
+            ("--members one, no Ray running, workers left to choose", "screening_default_speedup_over_real", "screening_default_seconds", True),
             ("--members one, 2 workers, Ray started by the call", "screening_speedup_over_real_2_workers", "screening_seconds_2_workers", True),
             ("--members one, 2 workers, Ray already running", "screening_warm_speedup_over_real_2_workers", "screening_warm_seconds_2_workers", True),
             ("every elite, no Ray running, workers left to choose", "default_speedup_over_real", "default_seconds", False),
-            ("every elite, 2 workers, Ray started by the call", "imagined_speedup_over_real_2_workers", "imagined_seconds_2_workers", False),
-            ("every elite, 2 workers, Ray already running", "warm_imagined_speedup_over_real_2_workers", "warm_seconds_2_workers", False),
+            ("every elite, 2 workers, Ray started by the call", "speedup_over_real_2_workers", "seconds_2_workers", False),
+            ("every elite, 2 workers, Ray already running", "warm_speedup_over_real_2_workers", "warm_seconds_2_workers", False),
         ):  # fmt: skip
             ratio = report[key]
             rows.append(figure(f"rank {size}, {label}", report[seconds], "s", ratio,
                                f"real {task} time, same number of whole episodes (÷ this)",
                                "≥ 10" if targeted else None, ratio >= 10 if targeted else None))  # fmt: skip
-        capped = report["imagined_speedup_over_real_capped_2_workers"]
-        rows.append(figure("rank, against real episodes cut at the same horizon", report["imagined_seconds_2_workers"],
+        capped = report["speedup_over_real_capped_2_workers"]
+        rows.append(figure("rank, against real episodes cut at the same horizon", report["seconds_2_workers"],
                            "s", capped, f"real {task} time, episodes ≤ {report['horizon']} steps (÷ this)"))  # fmt: skip
         for label, key in (
             ("every elite, Ray started by the call", "speedup_2_over_1"),

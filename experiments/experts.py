@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import ROOT
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 
 from imaginarium.envs.suite import get_task
 
-CACHE = Path("experiments/results/experts")
+CACHE = ROOT / "experiments" / "results" / "experts"  # wherever the script runs from
 
 #: algorithm, real environment steps, keyword arguments (RL-Zoo-like settings, shortened for a CPU)
 RECIPES: dict[str, tuple[str, int, dict]] = {

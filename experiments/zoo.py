@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
+from common import ROOT
 from experts import RECIPES as EXPERT_RECIPES
 from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.callbacks import CheckpointCallback
@@ -21,7 +22,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from imaginarium.envs.suite import get_task
 
-CACHE = Path("experiments/results/zoo")
+CACHE = ROOT / "experiments" / "results" / "zoo"  # wherever the script runs from
 ALGORITHMS = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3}
 ON_POLICY_ENVS = 8
 
