@@ -13,7 +13,6 @@ start-up included (measured on its own too).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -26,7 +25,7 @@ from imaginarium.agents.policies import load_policy
 from imaginarium.envs.suite import get_task
 from imaginarium.evaluation import real_rollouts
 from imaginarium.policy import forget_loaded_sb3_policies
-from imaginarium.ranking import rank_policies
+from imaginarium.ranking import keep_local_ray_on_loopback, rank_policies, start_ray
 
 
 @dataclass(frozen=True)
@@ -44,11 +43,11 @@ def main() -> None:
     sac = sorted((path for path in checkpoints if "sac_" in path), key=lambda path: int(path.split("_")[-2]))
     noisy = [f"sb3:{sac[-1]}@noise={noise}" for noise in (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)]
     policies = (checkpoints + ["random"] + noisy)[:20]
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    keep_local_ray_on_loopback(None)
     import ray
 
     started = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    start_ray(2, None)  # as a ranking starts it, without the ranking
     ray.shutdown()
     ray_startup = time.perf_counter() - started
 
@@ -64,7 +63,7 @@ def main() -> None:
 
     def warm(workers: int, members: str) -> float:
         """A Ray session already running, its workers used before (a cluster, Tune, a notebook)."""
-        ray.init(num_cpus=workers, include_dashboard=False, logging_level="warning", log_to_driver=False)
+        start_ray(workers, None)
         try:
             rank_policies(model, policies[:2], starts=4, horizon=10, progress=False, members=members)
             started = time.perf_counter()
