@@ -20,6 +20,7 @@ import os
 import sys
 import time
 import traceback
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,7 @@ def rank_policies(
         # how far imagined states leave the data is measured in state space: not for frame models
         known = None if world_model.observes_pixels else KnownStates(kept.states, seed=seed)
         started = time.perf_counter()
-        groups = _groups(len(sources), group, workers)
+        groups = _groups([_policy_cost(source) for source in sources], group, workers)
         if workers == 0:
             entries: list[dict[str, Any]] = [{}] * len(sources)
             for rows in _progress(groups, progress):
@@ -318,11 +319,14 @@ def _in_process_pays(
     return steps * rolled <= IN_PROCESS_STEPS
 
 
-def _groups(count: int, size: int | None, workers: int | None) -> list[list[int]]:
-    """The policies' indices dealt in turn into groups of at most ``size`` (default: spread evenly over
-    the workers, at most :data:`MAX_GROUP` together). Dealt, not cut in consecutive runs: a list ordered
-    by algorithm or training step then puts some of each kind in every group, so groups whose policies
-    cost more to run (a wider network) do not keep one worker busy while the others wait."""
+def _groups(costs: list[float], size: int | None, workers: int | None) -> list[list[int]]:
+    """The policies' indices, by what each costs to run (:func:`_policy_cost`), shared into groups of
+    at most ``size`` (default: spread evenly over the workers, at most :data:`MAX_GROUP` together) so
+    their costs come out even: dearest first, each into the cheapest group with room (longest
+    processing time first). Equal costs are dealt in turn. Balance matters because a worker given the
+    wide networks keeps the others waiting: cut in consecutive runs, a zoo listed by algorithm gave
+    one of two workers every TD3 actor."""
+    count = len(costs)
     if size is None:
         if workers == 0:
             cpus = 1
@@ -333,8 +337,47 @@ def _groups(count: int, size: int | None, workers: int | None) -> list[list[int]
 
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         size = min(MAX_GROUP, -(-count // cpus))
-    groups = -(-count // size)
-    return [list(range(first, count, groups)) for first in range(groups)]
+    groups: list[list[int]] = [[] for _ in range(-(-count // size))]
+    loads = [0.0] * len(groups)
+    for index in sorted(range(count), key=lambda index: -costs[index]):
+        open_groups = [number for number in range(len(groups)) if len(groups[number]) < size]
+        chosen = min(open_groups, key=lambda number: (loads[number], len(groups[number]), number))
+        groups[chosen].append(index)
+        loads[chosen] += costs[index]
+    return [sorted(group) for group in groups]
+
+
+#: what running a policy costs beside its weights (the per-step calls of any policy), in bytes of
+#: weights costing as much: about a megabyte, measured on SB3 actors at 64 starts
+POLICY_CALL_COST = 1 << 20
+
+
+def _policy_cost(source: str) -> float:
+    """What imagining ``source`` costs per step, roughly: :data:`POLICY_CALL_COST` per policy in its
+    spec, plus the bytes of weights in each file it names (the network's size, which its arithmetic
+    follows). Only file sizes are read, from the file system and a zip's directory."""
+    cost = 0.0
+    for part in str(source).split("+"):
+        base = part.partition("*")[2] or part
+        target = base.partition("@")[0].strip()
+        kind, colon, argument = target.partition(":")
+        path = Path(argument if colon and kind in ("sb3", "torchscript", "dreamer") else target)
+        cost += POLICY_CALL_COST
+        try:
+            if zipfile.is_zipfile(path):
+                with zipfile.ZipFile(path) as archive:
+                    names = archive.namelist()
+                    weights = "policy.pth" if "policy.pth" in names else None
+                    cost += archive.getinfo(weights).file_size if weights else path.stat().st_size
+            elif path.is_file():
+                cost += path.stat().st_size
+            elif path.is_dir():  # a Dreamer agent: its actor's weights and the model it imagines in
+                from imaginarium.agents.dreamer import STATE_FILE
+
+                cost += sum(item.stat().st_size for item in path.glob("*.pt") if item.name != STATE_FILE)
+        except OSError:
+            pass  # not a file this process can read: a policy of the call cost alone
+    return cost
 
 
 def _progress(groups: list[list[int]], enabled: bool):

@@ -280,3 +280,31 @@ def test_long_rankings_real_episodes_clusters_and_user_code_are_left_to_ray(
     assert not _in_process_pays(None, ["random", "0.5*random + 0.5*py:mine:act"], 10, model, "each", None)
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     assert not _in_process_pays(None, policies, 10, model, "each", None)
+
+
+def test_groups_share_the_policies_costs_evenly_whatever_the_list_order() -> None:
+    from imaginarium.ranking import _groups
+
+    alternating = [4.0, 1.0] * 4  # dealt in turn, one worker would get every wide network
+    groups = _groups(alternating, None, 2)
+    assert sorted(len(group) for group in groups) == [4, 4]
+    assert [sum(alternating[index] for index in group) for group in groups] == [10.0, 10.0]
+    assert _groups([1.0] * 7, None, 2) == [[0, 2, 4, 6], [1, 3, 5]]  # equal costs: dealt in turn
+    assert all(len(group) <= 2 for group in _groups([9.0, 0.0, 0.0, 0.0, 0.0], 2, None))
+
+
+def test_a_policy_costs_its_weights_and_its_noise_or_a_random_one_adds_none(tmp_path: Path) -> None:
+    from stable_baselines3 import SAC
+
+    from imaginarium.ranking import POLICY_CALL_COST, _policy_cost
+
+    sizes = {}
+    for width in (16, 256):
+        agent = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs={"net_arch": [width, width]}, device="cpu")
+        agent.save(tmp_path / f"sac_{width}.zip")
+        sizes[width] = _policy_cost(str(tmp_path / f"sac_{width}.zip"))
+    assert sizes[256] > 50 * (sizes[16] - POLICY_CALL_COST)
+    assert _policy_cost(f"sb3:{tmp_path / 'sac_256.zip'}@noise=0.3") == sizes[256]
+    assert _policy_cost("random") == POLICY_CALL_COST
+    assert _policy_cost(f"0.5*sb3:{tmp_path / 'sac_16.zip'} + 0.5*random") == sizes[16] + POLICY_CALL_COST
+    assert _policy_cost("sb3:missing.zip") == POLICY_CALL_COST
