@@ -6,15 +6,19 @@ evaluating the same policies for the same number of real episodes in one process
 Policies: the task's zoo of ``experiments/zoo.py`` (its checkpoints), the random policy, and the
 last SAC checkpoint with levels of action noise, 20 in all. The model is the task's ensemble of
 ``experiments/ranking_study.py`` (made if missing). Times are wall-clock of the whole call, Ray
-start-up included (measured on its own too).
+start-up included (measured on its own too), each the median of ``repeats`` rounds that time every
+setting once in turn (this machine's speed drifts by about a tenth between minutes); each round's
+ratios are kept beside them.
 
-    python experiments/bench_rank.py [--task hopper] [--starts 64] [--horizon 200]
+    python experiments/bench_rank.py [--task hopper] [--starts 64] [--horizon 200] [--repeats 3]
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from common import machine, parse_config, write_report
 from ranking_study import Config as StudyConfig
@@ -33,6 +37,7 @@ class Config:
     task: str = "hopper"
     starts: int = 64
     horizon: int = 200
+    repeats: int = 3
     out: str = "experiments/results/bench_rank.json"
 
 
@@ -75,22 +80,31 @@ def main() -> None:
             ray.shutdown()
 
     results: dict[tuple[int, str], list[float]] = {}
-    timings: dict[str, dict[str, float]] = {}
-    for members in ("each", "one"):  # every elite from each start; one drawn each step (screening)
-        timings[members] = {f"cold_{workers}": cold(workers, members) for workers in (1, 2)}
-        timings[members].update({f"warm_{workers}": warm(workers, members) for workers in (1, 2)})
-        forget_loaded_sb3_policies()  # no Ray running, workers left to choose: each policy loaded anew
-        started = time.perf_counter()
-        outcome = rank_policies(
-            model, policies, starts=config.starts, horizon=config.horizon, progress=False, members=members
-        )
-        timings[members]["default"] = time.perf_counter() - started
-        timings[members]["default_in_process"] = outcome["settings"]["workers"] == 0
-        row = timings[members]
+    in_process: dict[str, bool] = {}
+    runs: dict[str, dict[str, list[float]]] = {members: {} for members in ("each", "one")}
+    for _ in range(config.repeats):  # rounds, each timing every setting once: drift hits them all alike
+        for members in ("each", "one"):  # every elite from each start; one drawn each step (screening)
+            row = runs[members]
+            for workers in (1, 2):
+                row.setdefault(f"cold_{workers}", []).append(cold(workers, members))
+            for workers in (1, 2):
+                row.setdefault(f"warm_{workers}", []).append(warm(workers, members))
+            forget_loaded_sb3_policies()  # no Ray running, workers left to choose: each policy loaded anew
+            started = time.perf_counter()
+            outcome = rank_policies(
+                model, policies, starts=config.starts, horizon=config.horizon, progress=False, members=members
+            )
+            row.setdefault("default", []).append(time.perf_counter() - started)
+            in_process[members] = outcome["settings"]["workers"] == 0
+    timings = {
+        members: {key: statistics.median(values) for key, values in row.items()}
+        for members, row in runs.items()
+    }
+    for members, row in timings.items():
         print(
-            f"members={members}: Ray started by the call, 1 worker {row['cold_1']:.1f} s, 2 workers "
-            f"{row['cold_2']:.1f} s; Ray running, 1 worker {row['warm_1']:.1f} s, 2 workers {row['warm_2']:.1f} s; "
-            f"no Ray running, workers left to choose: {row['default']:.1f} s"
+            f"members={members}, median of {config.repeats}: Ray started by the call, 1 worker "
+            f"{row['cold_1']:.1f} s, 2 workers {row['cold_2']:.1f} s; Ray running, 1 worker {row['warm_1']:.1f} s, "
+            f"2 workers {row['warm_2']:.1f} s; no Ray running, workers left to choose: {row['default']:.1f} s"
         )
     same = all(results[(1, members)] == results[(2, members)] for members in ("each", "one"))
 
@@ -110,34 +124,42 @@ def main() -> None:
         )
     real_full = real["full"]["seconds"]
 
-    def mode_figures(prefix: str, row: dict[str, float]) -> dict[str, float]:
-        """One member mode's times and ratios, keys starting with ``prefix``."""
+    def mode_figures(prefix: str, members: str) -> dict[str, Any]:
+        """One member mode's median times and ratios, and each round's, keys starting with ``prefix``."""
+        row, rounds = timings[members], runs[members]
         return {
             f"{prefix}seconds_1_worker": row["cold_1"],
             f"{prefix}seconds_2_workers": row["cold_2"],
             f"{prefix}speedup_2_over_1": row["cold_1"] / row["cold_2"],
+            f"{prefix}speedup_2_over_1_rounds": [
+                one / two for one, two in zip(rounds["cold_1"], rounds["cold_2"], strict=True)
+            ],
             f"{prefix}warm_seconds_1_worker": row["warm_1"],
             f"{prefix}warm_seconds_2_workers": row["warm_2"],
             f"{prefix}warm_speedup_2_over_1": row["warm_1"] / row["warm_2"],
+            f"{prefix}warm_speedup_2_over_1_rounds": [
+                one / two for one, two in zip(rounds["warm_1"], rounds["warm_2"], strict=True)
+            ],
             f"{prefix}speedup_over_real_2_workers": real_full / row["cold_2"],
             f"{prefix}warm_speedup_over_real_2_workers": real_full / row["warm_2"],
             f"{prefix}default_seconds": row["default"],
             f"{prefix}default_speedup_over_real": real_full / row["default"],
+            f"{prefix}default_in_process": in_process[members],
+            f"{prefix}seconds_rounds": rounds,
         }
 
     figures = {
         "policies": len(policies),
         "starts": config.starts,
         "horizon": config.horizon,
-        **mode_figures("", timings["each"]),  # every elite from each start
-        **mode_figures("screening_", timings["one"]),  # --members one
+        **mode_figures("", "each"),  # every elite from each start
+        **mode_figures("screening_", "one"),  # --members one
         "ray_startup_seconds": ray_startup,
         "real_seconds": real_full,
         "real_steps": real["full"]["steps"],
         "real_capped_seconds": real["capped"]["seconds"],
         "real_capped_steps": real["capped"]["steps"],
         "speedup_over_real_capped_2_workers": real["capped"]["seconds"] / timings["each"]["cold_2"],
-        "default_in_process": timings["each"]["default_in_process"] and timings["one"]["default_in_process"],
         "same_results_1_and_2_workers": same,
         "imagined_steps": len(policies) * config.starts * config.horizon,
     }
