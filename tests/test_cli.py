@@ -107,18 +107,15 @@ def test_demo_collects_trains_imagines_ranks_and_reports(
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_keeps_the_complete_episodes_and_says_so(tmp_path: Path, sent: signal.Signals) -> None:
     out = tmp_path / "ds"
-    command = [
-        sys.executable,
-        "-m",
-        "imaginarium.cli",
-        "collect",
-        "--task",
-        "pendulum",
-        "--episodes",
-        "100000",
-    ]
+    arguments = ["collect", "--task", "pendulum", "--episodes", "100000", "--out", str(out), "--no-progress"]
+    # A shell runs a background job (``make test &``) with Ctrl-C ignored, which Python then keeps
+    # ignored in every child: the CLI is started with Python's usual handler, as from a terminal.
+    as_from_a_terminal = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        f"sys.argv = ['imaginarium', *{arguments!r}]; runpy.run_module('imaginarium.cli', run_name='__main__')"
+    )
     process = subprocess.Popen(
-        [*command, "--out", str(out), "--no-progress"],
+        [sys.executable, "-c", as_from_a_terminal],
         stderr=subprocess.PIPE,
         text=True,
         env=os.environ.copy(),
