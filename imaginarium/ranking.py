@@ -60,9 +60,11 @@ def _evaluate_group(
     """Some policies, imagined together in lockstep (and each on the real task): never raises, a
     policy that fails is returned with its error while the others go on."""
     from imaginarium.agents.policies import load_policy, policy_name
+    from imaginarium.allocator import keep_freed_memory
     from imaginarium.envs.suite import get_task
     from imaginarium.evaluation import imagined_rollouts_lockstep, real_rollouts
 
+    keep_freed_memory()  # a worker's model came unpickled, not built or loaded
     entries = [{"name": policy_name(source), "path": str(source), "error": None} for source in sources]
     loaded: dict[int, Any] = {}
     seconds = [0.0] * len(sources)

@@ -12,6 +12,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
+from imaginarium.allocator import keep_freed_memory
 from imaginarium.config import config_from_dict, config_to_dict
 from imaginarium.envs.suite import Task
 from imaginarium.errors import ImaginariumError, ModelError
@@ -42,10 +43,13 @@ def build_model(
     preset: str = "s",
     overrides: dict[str, Any] | None = None,
 ) -> WorldModel:
-    """A fresh model of ``family`` sized by ``preset``, with config ``overrides`` (unknown keys refused)."""
+    """A fresh model of ``family`` sized by ``preset``, with config ``overrides`` (unknown keys refused).
+
+    This process keeps freed heap memory from now on (:func:`keep_freed_memory`): model steps reuse it."""
     if family not in FAMILIES:
         raise ImaginariumError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
     model_class, make_config = FAMILIES[family]
+    keep_freed_memory()
     return model_class(observation_space, action_space, make_config(preset, **(overrides or {})))
 
 
@@ -63,6 +67,7 @@ def load_world_model(
 
     :raises ModelError: missing, corrupted or unsafe files, or a model of another task.
     """
+    keep_freed_memory()  # as in build_model
     device = check_device(device)
     card = read_card(directory)
     if task is not None:
