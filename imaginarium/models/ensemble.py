@@ -140,13 +140,23 @@ class EnsembleModel(WorldModel):
         inputs = self.input_norm(torch.cat([observations, encoded_actions], dim=-1))
         return self._gaussian(self._forward(inputs, members))
 
-    def _forward(self, x: torch.Tensor, members: torch.Tensor | None) -> torch.Tensor:
-        """The members' raw outputs ``(E, B, 2·(D + 1))`` for normalised inputs ``(E, B, ·)``."""
+    def _forward(
+        self, x: torch.Tensor, members: torch.Tensor | None, elite: int | None = None
+    ) -> torch.Tensor:
+        """The members' raw outputs ``(E, B, 2·(D + 1))`` for normalised inputs ``(E, B, ·)``.
+
+        :param members: which members' weights to use (default all).
+        :param elite: run only ``members[elite]`` (``E`` is then 1).
+        """
         if members is None:
             layers = [(layer.weight, layer.bias) for layer in self.net if isinstance(layer, EnsembleLinear)]
         elif members is self.elite_indices and not torch.is_grad_enabled():
             layers = self._elite_layers()
+            if elite is not None:
+                layers = [(weight[elite : elite + 1], bias[elite : elite + 1]) for weight, bias in layers]
         else:
+            if elite is not None:
+                members = members[elite : elite + 1]
             layers = [
                 (layer.weight[members], layer.bias[members])
                 for layer in self.net
@@ -327,9 +337,12 @@ class EnsembleModel(WorldModel):
         else:
             rows, slots = self._deal(batch, pinned, generator, tiles)
             inputs = self.input_norm(torch.cat([observations, encoded], dim=-1))
-            dealt = inputs.index_select(0, rows).view(count, len(rows) // count, -1)
-            raw = self._forward(dealt, elites)
-            mean, logvar = self._gaussian(raw.view(len(rows), -1).index_select(0, slots))
+            if batch == 1:  # one slot per elite: only the drawn one runs, not every elite's slot
+                mean, logvar = self._gaussian(self._forward(inputs[None], elites, elite=int(slots[0]))[0])
+            else:
+                dealt = inputs.index_select(0, rows).view(count, len(rows) // count, -1)
+                raw = self._forward(dealt, elites)
+                mean, logvar = self._gaussian(raw.view(len(rows), -1).index_select(0, slots))
         if sample:
             noise = shared_draw(
                 lambda shape: torch.randn(shape, generator=generator, device=device, dtype=mean.dtype),

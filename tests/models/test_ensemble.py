@@ -69,6 +69,21 @@ def test_a_single_sample_is_dealt_to_every_member_over_steps(
     assert seen == set(range(len(model.elite_indices)))
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_a_single_pinned_sample_runs_its_own_member(
+    near_deterministic: EnsembleModel, pendulum_dataset: Dataset, grad: bool
+) -> None:
+    """A batch of one runs only its drawn member (cached weights, or gathered while training)."""
+    model = near_deterministic
+    observations = torch.as_tensor(pendulum_dataset.observations[:1])
+    actions = torch.as_tensor(pendulum_dataset.actions[:1])
+    for member in range(model.rollout_members):
+        state = model.pin_members(model.initial_state(observations), torch.tensor([member]))
+        with torch.set_grad_enabled(grad):
+            out = model.step(state, actions, uncertainty=False)
+        assert int(_member_of_each_sample(model, observations, actions, out)) == member
+
+
 def test_the_same_generator_seed_gives_the_same_step(pendulum_dataset: Dataset) -> None:
     model = build_model("ensemble", pendulum_dataset.observation_space, pendulum_dataset.action_space, "xs")
     model.fit_normalizers(pendulum_dataset)
