@@ -7,8 +7,8 @@ Policies: the task's zoo of ``experiments/zoo.py`` (its checkpoints), the random
 last SAC checkpoint with levels of action noise, 20 in all. The model is the task's ensemble of
 ``experiments/ranking_study.py`` (made if missing). Times are wall-clock of the whole call, Ray
 start-up included (measured on its own too), each the median of ``repeats`` rounds that time every
-setting once in turn (this machine's speed drifts by about a tenth between minutes); each round's
-ratios are kept beside them.
+setting once in turn, 1 worker first in even rounds and 2 first in odd ones (this machine's speed
+drifts by about a tenth between minutes); each round's ratios are kept beside them.
 
     python experiments/bench_rank.py [--task hopper] [--starts 64] [--horizon 200] [--repeats 3]
 """
@@ -82,12 +82,13 @@ def main() -> None:
     results: dict[tuple[int, str], list[float]] = {}
     in_process: dict[str, bool] = {}
     runs: dict[str, dict[str, list[float]]] = {members: {} for members in ("each", "one")}
-    for _ in range(config.repeats):  # rounds, each timing every setting once: drift hits them all alike
+    for number in range(config.repeats):  # rounds, each timing every setting once: drift hits them all alike
+        order = (1, 2) if number % 2 == 0 else (2, 1)  # and neither worker count always goes first
         for members in ("each", "one"):  # every elite from each start; one drawn each step (screening)
             row = runs[members]
-            for workers in (1, 2):
+            for workers in order:
                 row.setdefault(f"cold_{workers}", []).append(cold(workers, members))
-            for workers in (1, 2):
+            for workers in order:
                 row.setdefault(f"warm_{workers}", []).append(warm(workers, members))
             forget_loaded_sb3_policies()  # no Ray running, workers left to choose: each policy loaded anew
             started = time.perf_counter()
