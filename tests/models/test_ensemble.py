@@ -7,6 +7,7 @@ import torch
 
 from imaginarium.dataset import Dataset
 from imaginarium.models import build_model
+from imaginarium.models.base import spread
 from imaginarium.models.ensemble import EnsembleModel
 
 
@@ -152,3 +153,11 @@ def test_the_fast_path_follows_weight_and_elite_changes(near_deterministic: Ense
     elites = torch.tensor([0, 1, 2, 3, 4])[: len(model.elite_indices)]
     model.load_state_dict({**model.state_dict(), "elite_indices": elites})
     assert torch.equal(imagine(fresh=False), imagine(fresh=True))
+
+
+def test_spread_is_the_norm_of_the_members_population_std() -> None:
+    values = torch.randn(3, 5, 7, 4, dtype=torch.float64)
+    for dim in (0, 1, 2):
+        expected = values.std(dim, unbiased=False).norm(dim=-1)
+        assert torch.allclose(spread(values, dim), expected)
+    assert torch.equal(spread(values[:1], 0), torch.zeros(5, 7, dtype=torch.float64))
