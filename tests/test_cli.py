@@ -121,11 +121,14 @@ def test_a_signal_keeps_the_complete_episodes_and_says_so(tmp_path: Path, sent: 
         env=os.environ.copy(),
     )
     staging = tmp_path / "ds.partial" / "data" / "main_data.hdf5"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (staging.exists() and staging.stat().st_size > 100_000):
-        time.sleep(0.2)
-    process.send_signal(sent)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (staging.exists() and staging.stat().st_size > 100_000):
+            time.sleep(0.2)
+        process.send_signal(sent)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()  # a collector that missed the signal would otherwise run on after a failure
     assert process.returncode == 130, stderr
     assert "interrupted: wrote the" in stderr and "Traceback" not in stderr
     written = int(stderr.split("wrote the ")[1].split()[0])
