@@ -431,22 +431,29 @@ def parse_policy(
     if not spec:
         raise PolicySpecError("empty policy spec: expected e.g. 'random' or 'sb3:agent.zip@noise=0.2'")
     seeds = np.random.SeedSequence(seed)
-    parts = [part.strip() for part in spec.split("+")]
-    if len(parts) == 1 and "*" not in parts[0]:
-        return _parse_component(parts[0], observation_space, action_space, seeds, allow_code)
+    parts = split_spec(spec)
+    if len(parts) == 1 and "*" not in spec:
+        return _parse_component(parts[0][1], observation_space, action_space, seeds, allow_code)
     components, weights = [], []
-    for part, child_seed in zip(parts, seeds.spawn(len(parts)), strict=True):
-        weight_text, star, component_spec = part.partition("*")
-        if not star:
-            weight_text, component_spec = "1", part
+    for (weight_text, component_spec), child_seed in zip(parts, seeds.spawn(len(parts)), strict=True):
         try:
             weights.append(float(weight_text))
         except ValueError:
             raise PolicySpecError(f"mixture weight {weight_text!r} in {spec!r} is not a number") from None
         components.append(
-            _parse_component(component_spec.strip(), observation_space, action_space, child_seed, allow_code)
+            _parse_component(component_spec, observation_space, action_space, child_seed, allow_code)
         )
     return MixturePolicy(components, weights, seed=int(seeds.generate_state(1)[0]))
+
+
+def split_spec(spec: str) -> list[tuple[str, str]]:
+    """A spec's mixture parts as ``(weight, component)`` texts, split but not checked (a part with no
+    weight has ``"1"``); a spec that is no mixture is one part."""
+    parts = []
+    for part in (part.strip() for part in spec.strip().split("+")):
+        weight_text, star, component = part.partition("*")
+        parts.append((weight_text, component.strip()) if star else ("1", part))
+    return parts
 
 
 def _parse_component(

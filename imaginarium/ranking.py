@@ -359,10 +359,11 @@ def _policy_cost(source: str) -> float:
     """What imagining ``source`` costs per step, roughly: :data:`POLICY_CALL_COST` per policy in its
     spec, plus the bytes of weights in each file it names (the network's size, which its arithmetic
     follows). Only file sizes are read, from the file system and a zip's directory."""
+    from imaginarium.policy import split_spec
+
     cost = 0.0
-    for part in str(source).split("+"):
-        base = part.partition("*")[2] or part
-        target = base.partition("@")[0].strip()
+    for _, component in split_spec(str(source)):
+        target = component.partition("@")[0].strip()
         kind, colon, argument = target.partition(":")
         path = Path(argument if colon and kind in ("sb3", "torchscript", "dreamer") else target)
         cost += POLICY_CALL_COST
