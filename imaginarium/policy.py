@@ -30,6 +30,7 @@ import numpy as np
 
 from imaginarium.envs.suite import space_mismatch
 from imaginarium.errors import PolicySpecError
+from imaginarium.sb3_archive import UnsafeArchiveError, read_policy_description
 
 LOGGER = logging.getLogger(__name__)
 
@@ -95,17 +96,19 @@ def detect_sb3_algorithm(path: str | Path) -> str:
     raise PolicySpecError(f"{str(path)!r} was saved by an unsupported policy class from {module!r}")
 
 
-def load_sb3_policy(path: Path, algorithm: str, device: str = "cpu") -> Any:
+def load_sb3_policy(path: Path, algorithm: str, device: str = "cpu", allow_code: bool = False) -> Any:
     """The policy network of the SB3 checkpoint ``path`` (an SB3 ``BasePolicy``), in evaluation mode.
 
-    The network is built from the checkpoint's own description and given its saved weights; the rest
-    of the archive (optimiser states, the algorithm) is not read. A checkpoint whose network cannot be
-    rebuilt so is loaded the way SB3 loads it. Loaded networks are kept (by path, size, modification
-    time and the weights' checksum) and shared by every policy that names the file, since rankings
-    name one checkpoint many times (``@noise=`` variants): acting changes nothing in them, and callers
-    must not train or move them.
+    The network is built from the checkpoint's own description, read without running code
+    (:mod:`imaginarium.sb3_archive`), and given its saved weights (``weights_only``); the rest of the
+    archive (optimiser states, the algorithm) is not read. Only with ``allow_code`` may a checkpoint
+    that cannot be rebuilt so be loaded the way SB3 loads it, which unpickles whatever the file holds.
+    Loaded networks are kept (by path, size, modification time and the weights' checksum) and shared
+    by every policy that names the file, since rankings name one checkpoint many times (``@noise=``
+    variants): acting changes nothing in them, and callers must not train or move them.
 
-    :raises PolicySpecError: when SB3 cannot load it either.
+    :raises PolicySpecError: when the checkpoint cannot be loaded safely (and SB3 cannot load it
+        either, where code is allowed).
     """
     path = path.resolve()
     stat = path.stat()
@@ -114,43 +117,92 @@ def load_sb3_policy(path: Path, algorithm: str, device: str = "cpu") -> Any:
             checksum = archive.getinfo("policy.pth").CRC
     except (zipfile.BadZipFile, KeyError, OSError):
         checksum = None
-    return _load_sb3_policy(str(path), stat.st_size, stat.st_mtime_ns, checksum, algorithm, device)
+    return _load_sb3_policy(
+        str(path), stat.st_size, stat.st_mtime_ns, checksum, algorithm, device, allow_code
+    )
 
 
 @functools.lru_cache(maxsize=64)
 def _load_sb3_policy(
-    path: str, size: int, modified: int, checksum: int | None, algorithm: str, device: str
+    path: str,
+    size: int,
+    modified: int,
+    checksum: int | None,
+    algorithm: str,
+    device: str,
+    allow_code: bool,
 ) -> Any:
+    try:
+        policy = _rebuild_sb3_policy(path, device)
+    except UnsafeArchiveError:
+        if not allow_code:
+            raise
+        policy = _sb3_own_load(path, algorithm, device, "it names globals outside the allowlist")
+    except PolicySpecError as reason:
+        if not allow_code:
+            raise PolicySpecError(
+                f"{reason}; SB3's own loader might read it, but it runs code the file holds: "
+                "pass --allow-code (allow_code=True in Python) if you trust the file"
+            ) from None
+        policy = _sb3_own_load(path, algorithm, device, str(reason))
+    policy.set_training_mode(False)
+    return policy
+
+
+def _rebuild_sb3_policy(path: str, device: str) -> Any:
+    """The policy network built from the archive's description and loaded with its weights alone.
+
+    :raises UnsafeArchiveError: the description names a global outside the allowlist.
+    :raises PolicySpecError: the network cannot be rebuilt from it, or the weights do not fit.
+    """
     import inspect
 
-    import stable_baselines3
     import torch
-    from stable_baselines3.common.save_util import json_to_data
 
+    description = read_policy_description(path)
+    missing = [
+        field for field in ("policy_class", "observation_space", "action_space") if field not in description
+    ]
+    if missing:
+        raise PolicySpecError(f"SB3 checkpoint {path!r} lacks {missing[0]!r}")
+    options = description.get("policy_kwargs") or {}
+    if not isinstance(options, dict):
+        raise PolicySpecError(f"SB3 checkpoint {path!r} has policy_kwargs that are not a mapping")
+    options = dict(options)
+    policy_class = description["policy_class"]
+    from stable_baselines3.common.policies import BasePolicy
+
+    if not (isinstance(policy_class, type) and issubclass(policy_class, BasePolicy)):
+        raise PolicySpecError(f"SB3 checkpoint {path!r} names {policy_class!r} as its policy class")
+    for field in ("observation_space", "action_space"):
+        if not isinstance(description[field], gym.Space):
+            raise PolicySpecError(f"SB3 checkpoint {path!r} has {description[field]!r} as its {field}")
+    if "use_sde" in description and "use_sde" in inspect.signature(policy_class).parameters:
+        options.setdefault("use_sde", description["use_sde"])  # on-policy agents pass it beside the kwargs
     try:
         with zipfile.ZipFile(path) as archive:
-            data = json_to_data(archive.read("data").decode())
             weights = torch.load(
                 io.BytesIO(archive.read("policy.pth")), map_location=device, weights_only=True
             )
-        options = dict(data.get("policy_kwargs") or {})
-        if "use_sde" in data and "use_sde" in inspect.signature(data["policy_class"]).parameters:
-            options.setdefault("use_sde", data["use_sde"])  # on-policy agents pass it beside the kwargs
-        policy = data["policy_class"](
-            data["observation_space"], data["action_space"], lambda _: 0.0, **options
+        policy = policy_class(
+            description["observation_space"], description["action_space"], lambda _: 0.0, **options
         )
         policy.load_state_dict(weights, assign=True)  # strict: a network built otherwise is refused
-        policy = policy.to(device)
-    except Exception as reason:  # a custom or older checkpoint: the algorithm's own loader knows more
-        LOGGER.debug(
-            "SB3 checkpoint %s: policy network not rebuilt (%r); using %s.load", path, reason, algorithm
-        )
-        try:
-            policy = getattr(stable_baselines3, algorithm).load(path, device=device).policy
-        except Exception as error:  # SB3 surfaces many error kinds from torch and zip loading
-            raise PolicySpecError(f"cannot load SB3 checkpoint {path!r}: {error}") from None
-    policy.set_training_mode(False)
-    return policy
+    except Exception as error:  # torch and SB3 raise many kinds for archives that do not fit
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PolicySpecError(f"cannot rebuild the policy of SB3 checkpoint {path!r}: {first}") from None
+    return policy.to(device)
+
+
+def _sb3_own_load(path: str, algorithm: str, device: str, reason: str) -> Any:
+    """The policy of ``algorithm.load(path)``: SB3's loader, which unpickles the whole archive."""
+    import stable_baselines3
+
+    LOGGER.warning("SB3 checkpoint %s loaded by SB3's own loader (code allowed): %s", path, reason)
+    try:
+        return getattr(stable_baselines3, algorithm).load(path, device=device).policy
+    except Exception as error:  # SB3 surfaces many error kinds from torch and zip loading
+        raise PolicySpecError(f"cannot load SB3 checkpoint {path!r}: {error}") from None
 
 
 def forget_loaded_sb3_policies() -> None:
@@ -189,10 +241,10 @@ class SB3Policy:
         policy.path, policy.algorithm, policy.policy = None, type(agent).__name__, agent.policy
         return policy
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", allow_code: bool = False) -> None:
         self.path = Path(path)
         self.algorithm = detect_sb3_algorithm(self.path)
-        self.policy = load_sb3_policy(self.path, self.algorithm, device)
+        self.policy = load_sb3_policy(self.path, self.algorithm, device, allow_code)
 
     @property
     def observation_space(self) -> gym.Space:
@@ -471,7 +523,7 @@ def _parse_component(
     if kind == "random" and not argument:
         policy = RandomPolicy(action_space, seed=policy_seed)
     elif kind == "sb3" and argument:
-        policy = SB3Policy(argument)
+        policy = SB3Policy(argument, allow_code=allow_code)
         check_policy_spaces(policy, observation_space, action_space, f"SB3 agent {argument!r}")
     elif kind == "torchscript" and argument:
         policy = TorchScriptPolicy(argument, action_space)
