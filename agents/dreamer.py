@@ -35,11 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from imaginarium.config import config_from_dict, config_to_dict
+from imaginarium.config import check_number, config_from_dict, config_to_dict
 from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import ImaginariumError, TrainingError
 from imaginarium.models import WorldModel, load_world_model
-from imaginarium.models.checkpoint import atomic_write_bytes, load_tensors, save_tensors
+from imaginarium.models.checkpoint import load_tensors, save_tensors
+from imaginarium.outputs import OutputError, atomic_write_bytes, check_writable
 from imaginarium.rewards.heads import TwoHotRewardHead, mlp
 from imaginarium.samplers import SequenceSampler
 
@@ -75,6 +76,30 @@ class DreamerConfig:
     log_every: int = 100
     checkpoint_every: int = 250
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse settings that mean nothing (a zero horizon, a negative learning rate, a discount
+        outside (0, 1]) where the config is built, not as a torch error or a silent bad agent later."""
+        where = "dreamer config"
+        for name in ("horizon", "context", "hidden", "steps", "log_every", "checkpoint_every"):
+            check_number(getattr(self, name), name, at_least=1, integer=True, where=where)
+        check_number(self.batch_size, "batch_size", at_least=2, integer=True, where=where)
+        check_number(self.layers, "layers", at_least=0, integer=True, where=where)
+        check_number(self.seed, "seed", at_least=0, integer=True, where=where)
+        check_number(self.gamma, "gamma", above=0, at_most=1, where=where)
+        for name in ("lambda_", "slow_critic_decay", "return_decay"):
+            check_number(getattr(self, name), name, at_least=0, at_most=1, where=where)
+        for name in ("actor_lr", "critic_lr", "min_std"):
+            check_number(getattr(self, name), name, above=0, where=where)
+        check_number(self.max_std, "max_std", where=where)
+        if self.max_std < self.min_std:
+            raise ImaginariumError(
+                f"{where}: 'max_std' must be at least min_std ({self.min_std}), got {self.max_std}"
+            )
+        for name in ("entropy", "slow_critic_weight", "uncertainty_penalty"):
+            check_number(getattr(self, name), name, at_least=0, where=where)
+        check_number(self.unimix, "unimix", at_least=0, below=1, where=where)
+        check_number(self.grad_clip, "grad_clip", above=0, allow_inf=True, where=where)
 
 
 class Actor(nn.Module):
@@ -352,13 +377,7 @@ def train_dreamer(
     """
     if not isinstance(config, DreamerConfig):
         config = config_from_dict(DreamerConfig, config or {}, where="dreamer config")
-    if config.steps < 1 or config.horizon < 1 or config.batch_size < 2:
-        raise ImaginariumError("steps and horizon must be positive and batch_size at least 2")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
-        raise ImaginariumError(f"{str(out)!r} already holds an agent; pass resume or overwrite")
-    if overwrite and not resume and out.exists():
-        shutil.rmtree(out)
+    out = _check_agent_folder(Path(out), resume or overwrite)
     torch.manual_seed(config.seed)
     world_model = load_world_model(model, device=device)
     card = getattr(world_model, "card", {}) or {}
@@ -374,11 +393,26 @@ def train_dreamer(
         learner.load_state_dict(saved["learner"])
         torch.set_rng_state(saved["torch_rng"].cpu())
     else:
+        if overwrite:  # only now: a failure above keeps the agent that was there
+            shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
         _copy_model(Path(model), out / "model")
     sampler = start_sampler(world_model, data, config)
     info = {"task": card.get("task"), "env_id": card.get("env_id"), "model_family": world_model.family}
     return _learn(learner, sampler, out, info, progress, evaluate)
+
+
+def _check_agent_folder(out: Path, replace: bool) -> Path:
+    """``out`` if an agent can be written there: a folder that can be written, empty unless ``replace``.
+
+    :raises OutputError: a file in the way, an agent already there, or a folder that cannot be written.
+    """
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{str(out)!r} is a file, not a folder to write an agent into")
+    if out.is_dir() and any(out.iterdir()) and not replace:
+        raise OutputError(f"{str(out)!r} already holds an agent; pass --resume or --overwrite")
+    check_writable(out)
+    return out
 
 
 def _copy_model(source: Path, destination: Path) -> None:
@@ -512,6 +546,20 @@ class OnlineConfig:
     eval_episodes: int = 5
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """Refuse step and episode counts that mean nothing (zero, negative) where the config is built."""
+        counts = (
+            "real_steps",
+            "initial_steps",
+            "round_steps",
+            "model_steps",
+            "updates_per_round",
+            "eval_episodes",
+        )
+        for name in counts:
+            check_number(getattr(self, name), name, at_least=1, integer=True, where="online config")
+        check_number(self.seed, "seed", at_least=0, integer=True, where="online config")
+
 
 def dream_online(
     task: str,
@@ -539,9 +587,7 @@ def dream_online(
     if not isinstance(config, DreamerConfig):
         config = config_from_dict(DreamerConfig, config or {}, where="dreamer config")
     resolved = get_task(task)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ImaginariumError(f"{str(out)!r} already holds an agent; pass overwrite")
+    out = _check_agent_folder(Path(out), overwrite)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     torch.manual_seed(online.seed)

@@ -17,6 +17,7 @@ import numpy as np
 from imaginarium.envs.sb3 import imagined_vec_env
 from imaginarium.envs.suite import Task, get_task
 from imaginarium.errors import ImaginariumError
+from imaginarium.outputs import atomic_path, check_output
 
 ALGORITHMS = ("ppo", "sac", "td3", "a2c", "dqn")
 _CONTINUOUS_ONLY = {"sac", "td3"}
@@ -33,13 +34,17 @@ def train_in_imagination(
     env_options: dict[str, Any] | None = None,
     algo_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Train an SB3 ``algo`` for ``steps`` imagined steps on ``num_envs`` envs; save it to ``out``.
 
     :param env_options: options of ``WAMImagined-v0`` (``uncertainty_penalty``, ``termination``, ...);
         ``observation="pixels"`` (or a model that sees images) trains a ``CnnPolicy`` on imagined frames.
     :param algo_kwargs: keyword arguments for the SB3 algorithm's constructor.
-    :raises ImaginariumError: unknown algorithm, or one that cannot act in the model's action space.
+    :param overwrite: replace an agent already at ``out`` (else refused before training starts).
+    :returns: where the agent was saved: ``out``, with ``.zip`` added as SB3 adds it.
+    :raises ImaginariumError: unknown algorithm, one that cannot act in the model's action space, or
+        an output that exists or cannot be written.
     """
     import stable_baselines3
 
@@ -48,6 +53,10 @@ def train_in_imagination(
         raise ImaginariumError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGORITHMS)}")
     if steps < 1:
         raise ImaginariumError(f"steps must be a positive integer, got {steps}")
+    if num_envs < 1:
+        raise ImaginariumError(f"num_envs must be a positive integer, got {num_envs}")
+    out = Path(out)
+    out = check_output(out if out.suffix == ".zip" else out.with_name(out.name + ".zip"), overwrite)
     options = {"observation": "decoded", **(env_options or {})}
     if options["observation"] not in ("decoded", "pixels"):
         raise ImaginariumError("an agent for the real task sees decoded states or pixels, not latents")
@@ -63,10 +72,9 @@ def train_in_imagination(
     agent = agent_class(network, venv, seed=seed, verbose=0, **(algo_kwargs or {}))
     agent.set_logger(silent_logger())
     agent.learn(steps, progress_bar=progress)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    agent.save(out)
-    return out.with_suffix(".zip") if out.suffix != ".zip" else out
+    with atomic_path(out) as partial:
+        agent.save(partial)
+    return out
 
 
 def real_return(

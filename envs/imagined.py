@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
+from imaginarium.config import check_number
 from imaginarium.dataset import Dataset
 from imaginarium.envs.suite import Task, get_task
 from imaginarium.errors import ImaginariumError
@@ -74,8 +75,11 @@ class Imagination:
             raise ImaginariumError(
                 f"termination must be one of {', '.join(TERMINATIONS)}, got {termination!r}"
             )
-        if uncertainty_penalty < 0:
-            raise ImaginariumError(f"uncertainty_penalty must be ≥ 0, got {uncertainty_penalty}")
+        check_number(uncertainty_penalty, "uncertainty_penalty", at_least=0)
+        if uncertainty_limit is not None:
+            check_number(uncertainty_limit, "uncertainty_limit", above=0)
+        if time_limit is not None:
+            check_number(time_limit, "time_limit", at_least=1, integer=True)
         if not track_uncertainty and (uncertainty_penalty > 0 or uncertainty_limit is not None):
             raise ImaginariumError(
                 "track_uncertainty=False cannot go with an uncertainty penalty or limit, which need it"
@@ -97,8 +101,10 @@ class Imagination:
         self.observation_kind = observation
         self.termination = termination
         self.uncertainty_penalty = float(uncertainty_penalty)
-        self.uncertainty_limit = uncertainty_limit
-        self.time_limit = int(time_limit or card.get("max_episode_steps") or 1000)
+        self.uncertainty_limit = None if uncertainty_limit is None else float(uncertainty_limit)
+        self.time_limit = (
+            int(card.get("max_episode_steps") or 1000) if time_limit is None else int(time_limit)
+        )
         self.track_uncertainty = bool(track_uncertainty)
         self.device = torch.device(device)
         self.generator = torch.Generator(self.device)
@@ -170,6 +176,20 @@ class Imagination:
         """``count`` actions as the model takes them (see :func:`check_actions`)."""
         return check_actions(self.action_space, actions, count)
 
+    def check_action(self, action: Any) -> np.ndarray:
+        """One env's action as a batch of one for the model. A Box action must have exactly the space's
+        shape: a batch of one, ``(1, *shape)``, is the vector env's form, and taking it here would let a
+        batched policy pass for a single one.
+
+        :raises ValueError: as :func:`check_actions` does.
+        """
+        shape = np.shape(action)
+        if isinstance(self.action_space, gym.spaces.Box) and shape != self.action_space.shape:
+            raise ValueError(
+                f"action has shape {shape}, expected {self.action_space.shape} for {self.action_space}"
+            )
+        return self.check_actions(action, 1)
+
     def step(self, state: State, actions: np.ndarray, rng: np.random.Generator) -> Transition:
         """One model call for the whole batch; ``rng`` seeds the model's sampling and the continue draws."""
         self.generator.manual_seed(int(rng.integers(2**62)))
@@ -226,10 +246,13 @@ class ImaginedEnv(gym.Env):
         serves its own size).
     :param termination: what ends an episode: the ``continue`` head (sampled), ``success``, ``both``,
         or ``none`` (only the time limit).
-    :param uncertainty_penalty: reward is reduced by this times the model's uncertainty (MOPO).
-    :param uncertainty_limit: an uncertainty above this truncates the episode and flags it in ``info``.
-    :param time_limit: steps per episode; default the task's time limit from the model card. When
-        ``gym.make(..., max_episode_steps=N)`` adds a ``TimeLimit``, that one governs instead.
+    :param uncertainty_penalty: reward is reduced by this (a finite number ≥ 0) times the model's
+        uncertainty (MOPO).
+    :param uncertainty_limit: an uncertainty above this (a finite number > 0) truncates the episode and
+        flags it in ``info``.
+    :param time_limit: steps per episode (a positive integer); default the task's time limit from the
+        model card. When ``gym.make(..., max_episode_steps=N)`` adds a ``TimeLimit``, that one governs
+        instead.
     :param track_uncertainty: compute the model's uncertainty every step (``info["uncertainty"]``).
         ``False`` is the fast path for training: an ensemble then runs one member per sample instead of
         every member, and ``info`` has no ``uncertainty``; it cannot go with a penalty or limit.
@@ -302,7 +325,7 @@ class ImaginedEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self._done:
             raise RuntimeError("the episode has ended; call reset() before stepping again")
-        actions = self.imagination.check_actions(action, 1)
+        actions = self.imagination.check_action(action)
         result = self.imagination.step(self._state, actions, self.np_random)
         self._steps += 1
         info = {key: value[0].item() for key, value in result.info.items()}
@@ -327,8 +350,8 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
     def __init__(
         self, num_envs: int, model: str | Path | WorldModel, render_mode: str | None = None, **options: Any
     ):
-        if num_envs < 1:
-            raise ImaginariumError(f"num_envs must be a positive integer, got {num_envs}")
+        check_number(num_envs, "num_envs", at_least=1, integer=True)
+        num_envs = int(num_envs)
         if render_mode is not None:
             raise ImaginariumError(f"render_mode {render_mode!r} is not supported yet")
         self.imagination = Imagination(model, **options)

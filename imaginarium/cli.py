@@ -17,6 +17,10 @@ from imaginarium.errors import ImaginariumError, SearchInterrupted
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+ALLOW_CODE_HELP = (
+    "accept policies that run code when loaded: py:MODULE:FUNCTION, and SB3 files naming classes "
+    "outside the safe loader's allowlist"
+)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -52,6 +56,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         pixels=args.pixels,
+        allow_code=args.allow_code,
     )
     if result.interrupted:
         if result.path is None:
@@ -154,6 +159,7 @@ def cmd_evaluate_model(args: argparse.Namespace) -> int:
         context=args.context,
         out=args.out,
         visual=args.visual,
+        overwrite=args.overwrite,
     )
     _print_summary(report["summary"])
     print(f"wrote {Path(args.out or args.model_dir) / 'fidelity.json'} and fidelity.png")
@@ -177,6 +183,8 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
     from imaginarium.agents.sb3 import imagined_return, real_return, train_in_imagination
     from imaginarium.models.checkpoint import read_card
 
+    if args.eval_episodes < 0:
+        raise ImaginariumError(f"--eval-episodes must be 0 (no scoring) or more, got {args.eval_episodes}")
     env_options = {"uncertainty_penalty": args.uncertainty_penalty, "termination": args.termination}
     if args.pixels:
         env_options.update(observation="pixels", pixels=args.pixels)
@@ -189,6 +197,7 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         env_options=env_options,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     print(f"trained {args.algo} for {args.steps} imagined steps; wrote {path}")
     if args.eval_episodes > 0:
@@ -210,9 +219,11 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
+    from imaginarium.outputs import check_output
     from imaginarium.ranking import rank_policies
-    from imaginarium.report import markdown_report, write_report
+    from imaginarium.report import REPORT_FILES, markdown_report, write_report
 
+    check_output(args.report, args.overwrite, files=REPORT_FILES)  # before the ranking, not after it
     started = time.perf_counter()
     result = rank_policies(
         args.model,
@@ -231,11 +242,20 @@ def cmd_rank(args: argparse.Namespace) -> int:
         group=args.group,
     )
     seconds = time.perf_counter() - started  # Ray's start and stop included, where it ran on Ray
-    paths = write_report(result, args.report, model_dir=args.model, videos=args.videos)
+    paths = write_report(
+        result, args.report, model_dir=args.model, videos=args.videos, overwrite=args.overwrite
+    )
     print(markdown_report(result))
     where = "in this process" if result["settings"]["workers"] == 0 else "on Ray"
     print(f"ranked in {seconds:.1f} s {where}")
     print(f"wrote {paths['json']}, {paths['markdown']} and {paths['html']}")
+    failed = [entry for entry in result["policies"] if entry["error"] is not None]
+    if len(failed) == len(result["policies"]):
+        first = failed[0]
+        raise ImaginariumError(
+            f"none of the {len(failed)} policies could be ranked (first, {first['name']}: "
+            f"{first['error'].splitlines()[0]}); {paths['markdown']} lists every failure"
+        )
     return 0
 
 
@@ -299,6 +319,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         address=args.address,
         resume=args.resume,
         seed=args.seed,
+        overwrite=args.overwrite,
+        allow_code=args.allow_code,
     )
     print((Path(args.out) / "tune.md").read_text())
     print(f"search took {report['seconds']:.0f} s; chosen agent: {report['best_agent']}")
@@ -317,6 +339,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         size=args.size,
         fps=args.fps,
         allow_code=args.allow_code,
+        overwrite=args.overwrite,
     )
     print(
         f"wrote {video['path']}: {video['frames']} frames, real episode {video['real_steps']} steps, "
@@ -373,6 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     collect.add_argument(
         "--pixels", type=int, help="also store each observation's rendered frame, N x N RGB (e.g. 64)"
+    )
+    collect.add_argument(
+        "--allow-code",
+        action="store_true",
+        help=ALLOW_CODE_HELP,
     )
     collect.add_argument("--no-progress", action="store_true", help="no progress bar")
     collect.set_defaults(func=cmd_collect)
@@ -437,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="folder for fidelity.json and fidelity.png (default: the model folder)"
     )
     evaluate.add_argument(
+        "--overwrite", action="store_true", help="replace the figures of an earlier evaluation in --out"
+    )
+    evaluate.add_argument(
         "--visual",
         action="store_true",
         help="also draw real and imagined trajectories: PSNR and SSIM over the horizon",
@@ -460,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     imagine.add_argument(
         "--pixels", type=int, help="train a CnnPolicy on imagined states drawn as N x N frames (e.g. 64)"
     )
+    imagine.add_argument("--overwrite", action="store_true", help="replace an agent already at --out")
     imagine.add_argument("--no-progress", action="store_true")
     imagine.set_defaults(func=cmd_imagine_train)
 
@@ -508,7 +540,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("--workers", type=int, help="local Ray CPUs (default all)")
     tune.add_argument("--address", help="join the Ray cluster at this address")
-    tune.add_argument("--resume", action="store_true", help="restore an interrupted search in --out")
+    tune.add_argument(
+        "--resume",
+        action="store_true",
+        help="restore an interrupted search in --out (with --allow-code: it unpickles Ray Tune's saved state)",
+    )
+    tune.add_argument("--overwrite", action="store_true", help="start afresh where an earlier search is")
+    tune.add_argument(
+        "--allow-code", action="store_true", help="trust the search folder's saved state (needed by --resume)"
+    )
     tune.add_argument("--seed", type=int, default=0)
     tune.set_defaults(func=cmd_tune)
 
@@ -550,9 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--address", help="join the Ray cluster at this address")
     rank.add_argument("--seed", type=int, default=0)
     rank.add_argument("--videos", type=int, default=3, help="top policies shown as real and imagined GIFs")
-    rank.add_argument(
-        "--allow-code", action="store_true", help="accept py:MODULE:FUNCTION policies (runs their code)"
-    )
+    rank.add_argument("--allow-code", action="store_true", help=ALLOW_CODE_HELP)
+    rank.add_argument("--overwrite", action="store_true", help="replace a report already in --report")
     rank.add_argument("--no-progress", action="store_true")
     rank.set_defaults(func=cmd_rank)
 
@@ -566,9 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--seed", type=int, default=0, help="seed of the real reset both episodes start from")
     video.add_argument("--size", type=int, default=256, help="pixels of each square panel")
     video.add_argument("--fps", type=int, default=30)
-    video.add_argument(
-        "--allow-code", action="store_true", help="accept py:MODULE:FUNCTION policies (runs their code)"
-    )
+    video.add_argument("--allow-code", action="store_true", help=ALLOW_CODE_HELP)
+    video.add_argument("--overwrite", action="store_true", help="replace a video already at --out")
     video.set_defaults(func=cmd_video)
 
     tasks = commands.add_parser("tasks", help="list the real-task suite")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from imaginarium.dataset import DatasetWriter, Episode, deferred_interrupts
 from imaginarium.envs.render import rendered_frame, rendering_env
 from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task, get_task
-from imaginarium.errors import ImaginariumError
+from imaginarium.errors import ImaginariumError, PolicySpecError
 from imaginarium.policy import Policy, parse_policy
 
 
@@ -122,6 +123,7 @@ def collect(
     overwrite: bool = False,
     progress: bool = True,
     pixels: int | None = None,
+    allow_code: bool = False,
 ) -> CollectResult:
     """Roll ``policy`` in ``task`` and write the complete episodes as a Minari dataset at ``out``.
 
@@ -136,6 +138,8 @@ def collect(
     :param data_format: ``hdf5`` (Minari's default) or ``arrow``.
     :param pixels: also store each observation's rendered frame, ``pixels`` × ``pixels`` RGB, beside
         the state (offscreen: MuJoCo through EGL, classic control through SDL's dummy driver).
+    :param allow_code: accept policies that run code when loaded (``py:`` callables, SB3 archives
+        outside the safe loader's allowlist).
     :return: what was written. On Ctrl-C or SIGTERM the complete episodes so far are kept and the
         result says ``interrupted``; if none was complete, nothing is written.
     """
@@ -154,7 +158,7 @@ def collect(
     observation_space, action_space = task.spaces
     policy_spec = policy if isinstance(policy, str) else type(policy).__name__
     if isinstance(policy, str):
-        policy = parse_policy(policy, observation_space, action_space, seed=seed)
+        policy = parse_policy(policy, observation_space, action_space, seed=seed, allow_code=allow_code)
 
     writer = DatasetWriter(
         out,
@@ -171,7 +175,7 @@ def collect(
         envs = [_make_env(task, pixels) for _ in range(copies)]
         with _sigterm_as_interrupt(), _progress(progress, task, target, episodes is None) as advance:
             interrupted, dropped_steps = _run(
-                task, envs, policy, writer, episodes, steps, seed, advance, pixels
+                task, envs, policy, writer, episodes, steps, seed, advance, pixels, policy_spec
             )
         # A signal during the commit must not undo it once begun: hold it, then report it.
         with deferred_interrupts(replay=False) as late_signals:
@@ -195,6 +199,33 @@ def collect(
     )
 
 
+def checked_actions(actions: Any, space: gym.Space, count: int, policy_name: str) -> np.ndarray:
+    """``count`` actions of ``space`` from a policy: the right shape, finite, integers in range for a
+    discrete space, clipped to a box (as real environments are stepped with them).
+
+    :raises PolicySpecError: naming the policy, what it gave and what the space takes.
+    """
+    values = np.asarray(actions)
+    discrete = isinstance(space, gym.spaces.Discrete)
+    expected = (count,) if discrete else (count, *space.shape)
+    problem = None
+    if values.shape != expected:
+        problem = f"actions of shape {values.shape}, expected {expected}"
+    elif not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
+        problem = f"actions of type {values.dtype}"
+    elif not np.all(np.isfinite(values)):
+        problem = "actions that are not finite"
+    elif discrete and not (
+        np.all(np.mod(values, 1) == 0) and np.all((values >= space.start) & (values < space.start + space.n))
+    ):
+        problem = "actions that are not all integers in range"
+    if problem:
+        raise PolicySpecError(f"policy {policy_name!r} gave {problem} for the action space {space}")
+    if discrete:
+        return values.astype(np.int64)
+    return np.clip(values, space.low, space.high).astype(space.dtype)
+
+
 def _make_env(task: Task, pixels: int | None) -> gym.Env:
     """The task's env; with ``pixels``, one that renders offscreen."""
     return task.make() if pixels is None else rendering_env(task, pixels)
@@ -210,10 +241,14 @@ def _run(
     seed: int,
     advance: Callable[[int, int], None],
     pixels: int | None = None,
+    policy_name: str = "policy",
 ) -> tuple[bool, int]:
-    """Step all envs until the target is met or Ctrl-C; returns ``(interrupted, unfinished_steps)``."""
+    """Step all envs until the target is met or Ctrl-C; returns ``(interrupted, unfinished_steps)``.
+
+    :raises PolicySpecError: the policy raised, or gave actions that do not fit the action space;
+        the caller then writes nothing.
+    """
     action_space = envs[0].action_space
-    clip = isinstance(action_space, gym.spaces.Box)
     read_info_success = task.success is None
     builders: list[_EpisodeBuilder | None] = [None] * len(envs)
     next_episode = 0
@@ -238,9 +273,13 @@ def _run(
     policy.reset(np.arange(len(envs)))
     try:
         while any(b is not None for b in builders):
-            actions = policy.act(observations)
-            if clip:
-                actions = np.clip(actions, action_space.low, action_space.high).astype(action_space.dtype)
+            try:
+                actions = policy.act(observations)
+            except Exception as error:  # a user's policy can fail in any way: one line, nothing written
+                raise PolicySpecError(
+                    f"policy {policy_name!r} failed: {type(error).__name__}: {error}"
+                ) from None
+            actions = checked_actions(actions, action_space, len(observations), policy_name)
             for slot, env in enumerate(envs):
                 builder = builders[slot]
                 if builder is None:

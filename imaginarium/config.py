@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import numbers
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +58,58 @@ def _coerce(key: str, value: Any, expected: type, where: str) -> Any:
     ):
         raise ImaginariumError(f"{where}: {key!r} must be {expected.__name__}, got {value!r}")
     return value
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+    at_most: float | None = None,
+    integer: bool = False,
+    allow_inf: bool = False,
+    where: str = "",
+) -> None:
+    """Refuse ``value`` unless it is a number (an integer when ``integer``; finite unless ``allow_inf``)
+    within the bounds given, so a meaningless setting fails where it enters instead of deep in torch.
+
+    NaN passes every comparison, so a lone ``< 0`` check lets it through; this refuses it by name.
+
+    :param where: names the config in the message (``"train config: 'steps' must be ..."``).
+    :raises ImaginariumError: naming the option, the value and the expected range.
+    """
+    low = above if above is not None else at_least
+    high = below if below is not None else at_most
+    if integer and low == 1 and high is None and above is None:
+        expected = "a positive integer"
+    else:
+        kind = "an integer" if integer else "a number" if allow_inf else "a finite number"
+        if low is not None and high is not None:
+            left, right = "(" if above is not None else "[", ")" if below is not None else "]"
+            expected = f"{kind} in {left}{low:g}, {high:g}{right}"
+        elif low is not None:
+            expected = f"{kind} {'>' if above is not None else '≥'} {low:g}"
+        elif high is not None:
+            expected = f"{kind} {'<' if below is not None else '≤'} {high:g}"
+        else:
+            expected = kind
+    label = f"{where}: {name!r}" if where else name
+    is_number = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(
+        value, bool
+    )
+    number = float(value) if is_number else math.nan
+    if (
+        math.isnan(number)
+        or (math.isinf(number) and not allow_inf)
+        or (above is not None and number <= above)
+        or (at_least is not None and number < at_least)
+        or (below is not None and number >= below)
+        or (at_most is not None and number > at_most)
+    ):
+        shown = value if is_number else repr(value)
+        raise ImaginariumError(f"{label} must be {expected}, got {shown}")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import numpy as np
 from imaginarium import __version__
 from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task, get_task
 from imaginarium.errors import DatasetError, ImaginariumError
+from imaginarium.outputs import check_output
 
 DATA_FORMATS = ("hdf5", "arrow")
 METADATA_KEY = "imaginarium"
@@ -390,8 +391,7 @@ class DatasetWriter:
         if data_format not in DATA_FORMATS:
             raise ImaginariumError(f"data format {data_format!r} is not one of {', '.join(DATA_FORMATS)}")
         self.path = Path(path).absolute()  # Minari joins relative paths twice
-        if self.path.exists() and not overwrite:
-            raise DatasetError(f"{str(self.path)!r} already exists; choose another path or pass overwrite")
+        check_output(self.path, overwrite)  # before the env is made and anything is staged
         self.staging = self.path.with_name(self.path.name + ".partial")
         self.task = task
         self.data_format = data_format

@@ -62,7 +62,7 @@ def run_demo(
     console.print(f"trained for {trained.steps} steps in {trained.seconds:.0f} s; wrote {trained.directory}")
 
     console.rule("[bold]3. fidelity[/] on held-out episodes")
-    fidelity = evaluate_model(out / "model", out / "dataset", horizon=50)["summary"]
+    fidelity = evaluate_model(out / "model", out / "dataset", horizon=50, overwrite=True)["summary"]
     _print_summary(fidelity)
     console.print(f"plot: {out / 'model' / 'fidelity.png'}")
     summary: dict[str, Any] = {"dataset": dataset_summary, "fidelity": fidelity}
@@ -81,6 +81,7 @@ def run_demo(
         seed=seed,
         algo_kwargs=algo_kwargs,
         progress=True,
+        overwrite=True,
     )
     imagined = imagined_return(agent, out / "model", episodes=eval_episodes)
     real = real_return(agent, task, episodes=eval_episodes)
@@ -97,7 +98,7 @@ def run_demo(
     ranking = rank_policies(
         out / "model", candidates, starts=16, real_env=task, real_episodes=eval_episodes, seed=seed
     )
-    paths = write_report(ranking, out / "report", model_dir=out / "model", videos=2)
+    paths = write_report(ranking, out / "report", model_dir=out / "model", videos=2, overwrite=True)
     console.print(markdown_report(ranking))
     console.print(f"report: {paths['html']}")
     summary["ranking"] = ranking["metrics"]

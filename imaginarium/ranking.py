@@ -227,13 +227,21 @@ def rank_policies(
     check_members(members)
     if group is not None and group < 1:
         raise ImaginariumError(f"group must be a positive number of policies, got {group}")
+    if horizon is not None and horizon < 1:
+        raise ImaginariumError(f"horizon must be a positive number of steps, got {horizon}")
+    if workers is not None and workers < 0:
+        raise ImaginariumError(f"workers must be 0 (this process) or a number of CPUs, got {workers}")
     world_model = load_world_model(model) if isinstance(model, str | Path) else model
     world_model = world_model.cpu().eval()
     card = getattr(world_model, "card", {}) or {}
     time_limit = int(card.get("max_episode_steps") or 1000)
     horizon = int(horizon or time_limit)
-    if horizon < 1:
-        raise ImaginariumError(f"horizon must be positive, got {horizon}")
+    kept = model_starts(world_model, dataset)  # before Ray: start states of another task fail here
+    if kept.inputs.shape[1:] != world_model.input_space.shape:
+        raise ImaginariumError(
+            f"start states have shape {kept.inputs.shape[1:]}, the model observes "
+            f"{world_model.input_space.shape}: the dataset is not of the model's task"
+        )
     real = None
     if real_env is not None:
         from imaginarium.envs.suite import get_task
@@ -246,11 +254,10 @@ def rank_policies(
     if workers is None and _in_process_pays(address, policies, steps, world_model, members, real):
         workers = 0
     started_here = False
-    if workers != 0:  # Ray starts now, and its workers import while the data below loads
+    if workers != 0:  # Ray starts now, and its workers import while the starts below are drawn
         started_here = start_ray(workers, address)
         _warm_workers()
     try:
-        kept = model_starts(world_model, dataset)
         start_observations = start_states(kept.inputs, starts, seed)
         sources = [str(source) for source in policies]
         # how far imagined states leave the data is measured in state space: not for frame models

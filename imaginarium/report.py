@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from imaginarium.outputs import atomic_write_text, check_output
 from imaginarium.ranking import OUTSIDE_FRACTION_WARNING
 
 METRIC_LABELS = {
@@ -31,36 +32,37 @@ METRIC_LABELS = {
 }
 
 
+#: what :func:`write_report` writes into its folder
+REPORT_FILES = ("ranking.json", "report.md", "report.html")
+
+
 def write_report(
     result: dict[str, Any],
     out: str | Path,
     model_dir: str | Path | None = None,
     videos: int = 3,
     video_steps: int = 200,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write ``ranking.json``, ``report.md`` and ``report.html`` for a :func:`rank_policies` result.
 
     :param model_dir: the model folder, for its fidelity figures and the imagined videos.
     :param videos: how many top policies get a real and an imagined GIF (0: none).
+    :param overwrite: replace a report already in ``out`` (else refused).
     :returns: the paths written, by kind.
+    :raises OutputError: ``out`` cannot be written, or holds a report and ``overwrite`` is not given.
     """
-    out = Path(out)
+    out = check_output(out, overwrite, files=REPORT_FILES)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "ranking.json", "markdown": out / "report.md", "html": out / "report.html"}
-    _atomic_write(paths["json"], json.dumps(_ranking_json(result), indent=2))
-    _atomic_write(paths["markdown"], markdown_report(result))
+    paths = {kind: out / name for kind, name in zip(("json", "markdown", "html"), REPORT_FILES, strict=True)}
+    atomic_write_text(paths["json"], json.dumps(_ranking_json(result), indent=2))
+    atomic_write_text(paths["markdown"], markdown_report(result))
     animations = []
     if videos and model_dir is not None and result["settings"].get("real_env"):
         animations = _rollout_gifs(result, Path(model_dir), videos, video_steps)
     fidelity = _fidelity(model_dir)
-    _atomic_write(paths["html"], html_report(result, fidelity, animations))
+    atomic_write_text(paths["html"], html_report(result, fidelity, animations))
     return paths
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def _ranking_json(result: dict[str, Any]) -> dict[str, Any]:

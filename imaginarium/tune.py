@@ -30,6 +30,7 @@ import numpy as np
 
 from imaginarium.config import load_yaml
 from imaginarium.errors import ImaginariumError, SearchInterrupted
+from imaginarium.outputs import atomic_write_text, check_output, check_writable
 
 #: default search spaces: parameter -> {distribution: arguments}
 SEARCH_SPACES: dict[str, dict[str, dict[str, list]]] = {
@@ -55,6 +56,8 @@ SEARCH_SPACES: dict[str, dict[str, dict[str, list]]] = {
 
 #: how much training a trial gets when none is asked: agent steps (PPO, SAC) or updates (Dreamer)
 DEFAULT_STEPS = {"ppo": 20_000, "sac": 20_000, "dreamer": 600}
+#: what a search writes into its folder: a new search there needs overwrite
+SEARCH_FILES = ("search", "tune.json", "tune.md", "best_agent.zip", "best_agent")
 
 #: the values each tunable parameter may take: (lowest, highest, whether it must be an integer)
 LIMITS: dict[str, tuple[float, float, bool]] = {
@@ -298,6 +301,8 @@ def run_search(
     resume: bool = False,
     seed: int = 0,
     callbacks: list[Any] | None = None,
+    overwrite: bool = False,
+    allow_code: bool = False,
 ) -> dict[str, Any]:
     """Search ``samples`` configurations of ``algo`` in the model, then validate the best ``top_k``.
 
@@ -309,6 +314,9 @@ def run_search(
         (default :data:`DEFAULT_STEPS`).
     :param callbacks: Ray Tune callbacks (loggers, your own hooks) for the search; a resumed search
         keeps the ones it started with.
+    :param overwrite: start afresh in an ``out`` that holds an earlier search (else refused).
+    :param allow_code: needed with ``resume``: restoring unpickles the state Ray Tune saved in
+        ``OUT/search`` (and the trials' agents), which can run code, so only a folder you trust.
     :raises SearchInterrupted: the search was stopped (Ctrl+C) before every trial ended; its state is
         saved, and ``resume=True`` goes on from there.
     """
@@ -335,6 +343,15 @@ def run_search(
             f"SAC needs continuous (Box) actions; the model at {str(model)!r} has discrete ones"
         )
     out = Path(out).resolve()
+    if resume and not allow_code:
+        raise ImaginariumError(
+            f"resuming unpickles the search state Ray Tune saved in {str(out / 'search')!r}, which can run "
+            "code: pass --allow-code (allow_code=True in Python) if you made that folder yourself"
+        )
+    if not resume:
+        check_output(out, overwrite, files=SEARCH_FILES)
+        shutil.rmtree(out / "search", ignore_errors=True)
+    check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     setup = TrialSetup(
         str(Path(model).resolve()), algo, steps, reports, uncertainty_penalty=uncertainty_penalty, seed=seed
@@ -374,7 +391,7 @@ def run_search(
         if unfinished:
             raise SearchInterrupted(
                 f"the search stopped with {len(unfinished)} of {len(grid)} trials unfinished; its state is "
-                f"saved in {str(out / 'search')!r}: run it again with resume to go on"
+                f"saved in {str(out / 'search')!r}: run it again with resume to go on (--resume --allow-code)"
             )
         trials = []
         for index, trial in enumerate(grid):
@@ -479,7 +496,7 @@ def _keep_agent(source: Path, destination: Path) -> Path:
 
 
 def _write_reports(out: Path, report: dict[str, Any]) -> None:
-    (out / "tune.json").write_text(json.dumps(report, indent=2, default=str))
+    atomic_write_text(out / "tune.json", json.dumps(report, indent=2, default=str))
     lines = [
         f"# Tune search: {report['algo']} on {report['task']}",
         "",
@@ -498,7 +515,7 @@ def _write_reports(out: Path, report: dict[str, Any]) -> None:
             "Agreement of the validated trials: "
             + ", ".join(f"{k} {v:.3f}" for k, v in report["metrics"].items())
         )
-    (out / "tune.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "tune.md", "\n".join(lines) + "\n")
 
 
 def _fmt(value: float | None) -> str:

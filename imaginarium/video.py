@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from imaginarium.errors import ImaginariumError
+from imaginarium.outputs import atomic_path, check_output
 
 #: what ``write_rollout_video`` can write, by file suffix
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -77,14 +78,16 @@ def write_rollout_video(
     size: int = 256,
     fps: int = 30,
     allow_code: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``out`` (``.mp4`` or ``.gif``): ``policy``'s real episode on the model's task beside its
     imagined episode in ``model`` from the same first observation.
 
     :param steps: at most this many steps (default the task's time limit).
+    :param overwrite: replace a file already at ``out`` (else refused before anything runs).
     :returns: the path, the number of frames, and each episode's length.
-    :raises ImaginariumError: an unknown suffix, a model without a task, or a task the renderer
-        cannot draw.
+    :raises ImaginariumError: an unknown suffix, an output that exists or cannot be written, bad
+        numbers, a model without a task, or a task the renderer cannot draw.
     """
     from imaginarium.agents.policies import load_policy
     from imaginarium.envs.imagined import ImaginedEnv
@@ -99,6 +102,9 @@ def write_rollout_video(
         )
     if size < 16 or fps < 1:
         raise ImaginariumError(f"size must be at least 16 pixels and fps positive, got {size} and {fps}")
+    if steps is not None and steps < 1:
+        raise ImaginariumError(f"steps must be a positive number of steps, got {steps}")
+    check_output(out, overwrite)
     task_name = read_card(model).get("task")
     if not task_name:
         raise ImaginariumError(f"the model at {str(model)!r} names no task to roll the real episode in")
@@ -130,8 +136,8 @@ def write_rollout_video(
 def _write(out: Path, frames: list[np.ndarray], fps: int) -> None:
     import imageio.v3 as iio
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".gif":
-        iio.imwrite(out, frames, extension=".gif", duration=1000 / fps, loop=0)
-    else:
-        iio.imwrite(out, frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=16)
+    with atomic_path(out) as partial:
+        if out.suffix.lower() == ".gif":
+            iio.imwrite(partial, frames, extension=".gif", duration=1000 / fps, loop=0)
+        else:
+            iio.imwrite(partial, frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=16)

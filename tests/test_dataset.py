@@ -12,6 +12,7 @@ from minari.data_collector import EpisodeBuffer
 from imaginarium.dataset import Dataset, DatasetWriter, Episode, load_dataset, write_dataset
 from imaginarium.envs.suite import get_task
 from imaginarium.errors import DatasetError, TaskError
+from imaginarium.outputs import OutputError
 
 PENDULUM = get_task("pendulum", max_episode_steps=30)
 
@@ -210,7 +211,7 @@ def test_writer_refuses_nan_and_leaves_nothing_behind(tmp_path: Path) -> None:
 
 def test_writer_does_not_overwrite_unless_asked(tmp_path: Path) -> None:
     write_dataset(tmp_path / "ds", _episodes(1), PENDULUM)
-    with pytest.raises(DatasetError, match="already exists"):
+    with pytest.raises(OutputError, match="already exists"):
         write_dataset(tmp_path / "ds", _episodes(2), PENDULUM)
     write_dataset(tmp_path / "ds", _episodes(2), PENDULUM, overwrite=True)
     assert load_dataset(tmp_path / "ds").num_episodes == 2

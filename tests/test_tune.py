@@ -80,7 +80,7 @@ def test_a_trial_killed_mid_search_is_recorded_as_failed_and_the_others_go_on(
 def test_an_interrupted_search_resumes_where_it_stopped(pendulum_model: Path, tmp_path: Path) -> None:
     from support.tune_hooks import InterruptsOnce
 
-    from imaginarium.errors import SearchInterrupted
+    from imaginarium.errors import ImaginariumError, SearchInterrupted
 
     arguments = dict(
         samples=1, out=tmp_path / "search", steps=128, reports=4, space=SMALL_PPO, top_k=1,
@@ -89,7 +89,11 @@ def test_an_interrupted_search_resumes_where_it_stopped(pendulum_model: Path, tm
     with pytest.raises(SearchInterrupted, match="run it again with resume"):
         run_search(pendulum_model, "ppo", **arguments)
     assert not (tmp_path / "search" / "tune.json").exists()  # nothing validated from half a search
-    report = run_search(pendulum_model, "ppo", resume=True, **arguments)
+    with pytest.raises(ImaginariumError, match="--allow-code"):  # restoring unpickles Tune's state
+        run_search(pendulum_model, "ppo", resume=True, **arguments)
+    with pytest.raises(ImaginariumError, match="overwrite"):  # nor is a new search started over it
+        run_search(pendulum_model, "ppo", **arguments)
+    report = run_search(pendulum_model, "ppo", resume=True, allow_code=True, **arguments)
     (trial,) = report["trials"]
     assert trial["error"] is None and trial["agent_steps"] == 128
     assert 0 < trial["resumed_from"] < 128  # it went on from its last checkpoint, not from scratch

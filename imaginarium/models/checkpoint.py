@@ -10,9 +10,7 @@ a crash mid-write never leaves a damaged checkpoint in place of a good one.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,26 +20,12 @@ from minari.serialization import deserialize_space, serialize_space
 
 from imaginarium.envs.suite import Task, get_task
 from imaginarium.errors import ImaginariumError, ModelError, TaskError
+from imaginarium.outputs import atomic_write_bytes, check_writable
 
 WEIGHTS_FILE = "model.pt"
 CARD_FILE = "model_card.json"
 TRAINING_STATE_FILE = "training_state.pt"
 CARD_VERSION = 1
-
-
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(file_object)`` on a temporary file next to ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def save_tensors(path: Path, tensors: dict[str, Any]) -> None:
@@ -126,9 +110,13 @@ def check_card_task(card: dict[str, Any], task: str | Task, source: str) -> Task
 
 
 def assert_is_new_or_resumable(directory: Path, resume: bool, overwrite: bool) -> None:
-    """Training into a folder that already holds a model needs ``resume`` or ``overwrite``."""
+    """Training into a folder that already holds a model needs ``resume`` or ``overwrite``; one that
+    cannot be written is refused before training starts."""
     holds_model = (directory / CARD_FILE).exists() or (directory / TRAINING_STATE_FILE).exists()
     if holds_model and not (resume or overwrite):
         raise ImaginariumError(
             f"{str(directory)!r} already holds a model; pass resume to continue it or overwrite to start over"
         )
+    if directory.exists() and not directory.is_dir():
+        raise ImaginariumError(f"{str(directory)!r} is a file, not a folder to write a model into")
+    check_writable(directory)

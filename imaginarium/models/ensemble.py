@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from imaginarium.config import config_from_dict
+from imaginarium.config import check_number, config_from_dict
 from imaginarium.dataset import Dataset
 from imaginarium.errors import ImaginariumError
 from imaginarium.models.base import (
@@ -56,6 +56,28 @@ class EnsembleConfig:
     #: bounds of the predicted log-variance (normalised units), softly enforced and learned
     min_logvar: float = -10.0
     max_logvar: float = 0.5
+
+    def __post_init__(self) -> None:
+        """Refuse settings that mean nothing (no members, a negative learning rate, crossed log-variance
+        bounds) where the config is built, not as a torch error or a silent bad fit later."""
+        where = "ensemble config"
+        for name in ("members", "hidden", "head_hidden", "horizon", "batch_size"):
+            check_number(getattr(self, name), name, at_least=1, integer=True, where=where)
+        for name in ("layers", "head_layers"):
+            check_number(getattr(self, name), name, at_least=0, integer=True, where=where)
+        check_number(self.elites, "elites", at_least=1, integer=True, where=where)
+        if self.elites > self.members:
+            raise ImaginariumError(
+                f"{where}: 'elites' must be at most members ({self.members}), got {self.elites}"
+            )
+        check_number(self.learning_rate, "learning_rate", above=0, where=where)
+        check_number(self.weight_decay, "weight_decay", at_least=0, where=where)
+        check_number(self.min_logvar, "min_logvar", where=where)
+        check_number(self.max_logvar, "max_logvar", where=where)
+        if self.min_logvar >= self.max_logvar:
+            raise ImaginariumError(
+                f"{where}: 'min_logvar' must be below max_logvar ({self.max_logvar}), got {self.min_logvar}"
+            )
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -96,8 +118,6 @@ class EnsembleModel(WorldModel):
     def __init__(self, observation_space, action_space, config: EnsembleConfig | None = None) -> None:
         config = config or EnsembleConfig()
         super().__init__(observation_space, action_space, config)
-        if not 1 <= config.elites <= config.members:
-            raise ImaginariumError(f"elites must be in 1..members ({config.members}), got {config.elites}")
         self.sequence_length = config.horizon
         inputs, self.target_dim = self.obs_dim + self.action_dim, self.obs_dim + 1
         layers: list[nn.Module] = []

@@ -24,6 +24,7 @@ from imaginarium.errors import DatasetError, ImaginariumError, ModelError
 from imaginarium.models import WorldModel, load_world_model
 from imaginarium.models.base import teacher_forced_predictions
 from imaginarium.models.checkpoint import write_card
+from imaginarium.outputs import atomic_write_bytes, atomic_write_text, check_output
 
 
 def held_out_episodes(model: WorldModel, dataset: Dataset) -> tuple[Dataset, str]:
@@ -239,6 +240,10 @@ def one_step_figures(
     return figures
 
 
+#: what :func:`evaluate_model` writes into its folder
+FIDELITY_FILES = ("fidelity.json", "fidelity.png")
+
+
 def evaluate_model(
     model: WorldModel | str | Path,
     dataset: Dataset | str | Path,
@@ -248,6 +253,7 @@ def evaluate_model(
     seed: int = 0,
     out: str | Path | None = None,
     visual: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Measure fidelity on held-out episodes; write ``fidelity.json`` and ``fidelity.png`` to ``out``.
 
@@ -255,12 +261,13 @@ def evaluate_model(
     :param dataset: the model's dataset (its held-out split is used) or another dataset of the same task.
     :param visual: also draw real and imagined trajectories and report PSNR and SSIM over the horizon
         (:func:`visual_fidelity`).
+    :param overwrite: replace the figures of an earlier evaluation in ``out`` (else refused up front).
     """
     for name, value in (("horizon", horizon), ("starts", starts), ("context", context)):
         if value < 1:
             raise ImaginariumError(f"{name} must be a positive integer, got {value}")
-    dataset = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     model_dir = Path(model) if isinstance(model, str | Path) else None
+    dataset = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     if model_dir is not None:
         model = load_world_model(model_dir, task=dataset.task)
     for what, theirs, ours in (
@@ -269,6 +276,9 @@ def evaluate_model(
     ):
         if theirs.shape != ours.shape or type(theirs) is not type(ours):
             raise ModelError(f"the dataset's {what} space {theirs} does not fit the model's {ours}")
+    out_dir = Path(out) if out is not None else model_dir
+    if out_dir is not None:  # before the work, not after it
+        check_output(out_dir, overwrite, files=FIDELITY_FILES)
     card = getattr(model, "card", None) or {}
     model.eval()
     held_out, which = held_out_episodes(model, dataset)
@@ -297,10 +307,8 @@ def evaluate_model(
             if h <= horizon:
                 summary[f"psnr_at_{h}"] = report["visual"]["psnr"][h - 1]
                 summary[f"ssim_at_{h}"] = report["visual"]["ssim"][h - 1]
-    out_dir = Path(out) if out is not None else model_dir
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "fidelity.json").write_text(json.dumps(report, indent=2))
+        atomic_write_text(out_dir / FIDELITY_FILES[0], json.dumps(report, indent=2))
         plot_fidelity(
             report, out_dir / "fidelity.png", title=f"{card.get('family', '')} on {card.get('task', '')}"
         )
@@ -332,5 +340,5 @@ def plot_fidelity(report: dict[str, Any], path: Path, title: str = "") -> None:
     right.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    atomic_write_bytes(Path(path), lambda handle: figure.savefig(handle, format="png", dpi=100))
     plt.close(figure)

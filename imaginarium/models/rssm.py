@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from imaginarium.config import config_from_dict
+from imaginarium.config import check_number, config_from_dict
 from imaginarium.dataset import Dataset
 from imaginarium.errors import ImaginariumError
 from imaginarium.models.base import State, StepOutput, TransitionPredictions, WorldModel, shared_draw
@@ -53,6 +53,22 @@ class RSSMConfig:
     image_size: int = 0
     #: channels of the first convolution; they double at every halving of the frame
     cnn_depth: int = 32
+
+    def __post_init__(self) -> None:
+        """Refuse settings that mean nothing (an empty state, a negative learning rate, a mix that is
+        all uniform) where the config is built, not as a torch error or a silent bad fit later."""
+        where = "rssm config"
+        for name in ("deter", "stoch", "classes", "hidden", "sequence_length", "batch_size", "cnn_depth"):
+            check_number(getattr(self, name), name, at_least=1, integer=True, where=where)
+        check_number(self.layers, "layers", at_least=0, integer=True, where=where)
+        check_number(self.reward_bins, "reward_bins", at_least=2, integer=True, where=where)
+        check_number(self.unimix, "unimix", at_least=0, below=1, where=where)
+        for name in ("free_nats", "dyn_scale", "rep_scale", "weight_decay"):
+            check_number(getattr(self, name), name, at_least=0, where=where)
+        check_number(self.learning_rate, "learning_rate", above=0, where=where)
+        check_number(self.image_size, "image_size", at_least=0, integer=True, where=where)
+        if self.image_size:
+            check_image_size(self.image_size)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

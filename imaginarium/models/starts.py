@@ -9,6 +9,8 @@ colleague, still imagines and ranks. A model trained before they were kept reads
 
 from __future__ import annotations
 
+import tokenize
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import numpy as np
 
 from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import ImaginariumError, ModelError
-from imaginarium.models.checkpoint import atomic_write_bytes
+from imaginarium.outputs import atomic_write_bytes
 
 STARTS_FILE = "starts.npz"
 
@@ -59,7 +61,7 @@ def save_starts(directory: str | Path, starts: DataStarts) -> None:
 def read_starts(directory: str | Path) -> DataStarts | None:
     """The starts kept in the model folder ``directory``, or ``None`` for a model trained without.
 
-    :raises ModelError: the file is there but unreadable.
+    :raises ModelError: the file is there but unreadable (truncated, corrupted, missing an array).
     """
     path = Path(directory) / STARTS_FILE
     if not path.is_file():
@@ -67,7 +69,15 @@ def read_starts(directory: str | Path) -> DataStarts | None:
     try:
         with np.load(path, allow_pickle=False) as arrays:
             return DataStarts(arrays["inputs"], arrays["states"])
-    except (OSError, ValueError, KeyError) as error:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        zipfile.BadZipFile,  # truncated: its directory is gone
+        NotImplementedError,  # damaged: zipfile reads an unknown compression method
+        tokenize.TokenError,  # damaged: numpy cannot parse an array's header
+    ) as error:
         raise ModelError(
             f"{str(path)!r} is unreadable ({error}); delete it to read the dataset instead"
         ) from None

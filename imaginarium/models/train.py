@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from imaginarium import __version__
-from imaginarium.config import config_from_dict, config_to_dict
+from imaginarium.config import check_number, config_from_dict, config_to_dict
 from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import DatasetError, ImaginariumError, ModelError, TrainingError
 from imaginarium.models import WorldModel, build_model, save_world_model
@@ -56,17 +56,12 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        """Refuse settings that mean nothing (a zero step count, a NaN clip), where the config is built."""
         for name in ("steps", "eval_every", "patience", "eval_batches"):
-            if getattr(self, name) < 1:
-                raise ImaginariumError(
-                    f"train config: {name!r} must be a positive integer, got {getattr(self, name)}"
-                )
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ImaginariumError(
-                f"train config: 'validation_fraction' must be in (0, 1), got {self.validation_fraction}"
-            )
-        if self.grad_clip <= 0:
-            raise ImaginariumError(f"train config: 'grad_clip' must be positive, got {self.grad_clip}")
+            check_number(getattr(self, name), name, at_least=1, integer=True, where="train config")
+        check_number(self.validation_fraction, "validation_fraction", above=0, below=1, where="train config")
+        check_number(self.grad_clip, "grad_clip", above=0, allow_inf=True, where="train config")
+        check_number(self.seed, "seed", at_least=0, integer=True, where="train config")
 
 
 @dataclass
@@ -116,6 +111,14 @@ def train_world_model(
         config if isinstance(config, TrainConfig) else config_from_dict(TrainConfig, config, "train config")
     )
     dataset = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    if action_free not in ACTION_FREE_MODES:
+        raise ImaginariumError(
+            f"action_free must be one of {', '.join(ACTION_FREE_MODES)}, got {action_free!r}"
+        )
+    device = check_device(device)
+    torch.manual_seed(config.seed)
+    # built before ``out`` is touched, so a meaningless setting never costs the model it would overwrite
+    model = build_model(family, dataset.observation_space, dataset.action_space, preset, model_overrides)
     out = Path(out)
     assert_is_new_or_resumable(out, resume, overwrite)
     resuming = resume and (out / TRAINING_STATE_FILE).exists()
@@ -125,14 +128,6 @@ def train_world_model(
         for name in (WEIGHTS_FILE, CARD_FILE, TRAINING_STATE_FILE, STARTS_FILE):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "tb", ignore_errors=True)
-    device = check_device(device)
-
-    if action_free not in ACTION_FREE_MODES:
-        raise ImaginariumError(
-            f"action_free must be one of {', '.join(ACTION_FREE_MODES)}, got {action_free!r}"
-        )
-    torch.manual_seed(config.seed)
-    model = build_model(family, dataset.observation_space, dataset.action_space, preset, model_overrides)
     model.check_frames(dataset)
     dataset, labelling = _action_free_episodes(dataset, model, action_free, labeller, device, progress)
     train, validation = dataset.split(config.validation_fraction, seed=config.seed)

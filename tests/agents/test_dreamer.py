@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from imaginarium.agents.dreamer import DreamerPolicy, lambda_returns, train_dreamer
+from imaginarium.agents.dreamer import (
+    DreamerConfig,
+    DreamerPolicy,
+    OnlineConfig,
+    lambda_returns,
+    train_dreamer,
+)
 from imaginarium.agents.policies import load_policy, policy_name
+from imaginarium.config import config_from_dict
 from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError, TrainingError
 
@@ -25,6 +32,38 @@ def test_lambda_returns_match_the_recursion_by_hand() -> None:
     second = 2.0 + 0.9 * 0.5 * (0.5 * 20.0 + 0.5 * 20.0)  # R_1 = r_1 + γ c_1 v_2 (R_2 = v_2)
     first = 1.0 + 0.9 * 1.0 * (0.5 * 10.0 + 0.5 * second)
     assert returns[:, 0].tolist() == pytest.approx([first, second])
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("actor_lr", -3e-4),
+        ("critic_lr", float("nan")),
+        ("gamma", 0.0),
+        ("gamma", 1.5),
+        ("lambda_", float("inf")),
+        ("max_std", 0.05),
+        ("batch_size", 1),
+        ("log_every", 0),
+        ("unimix", 1.0),
+        ("uncertainty_penalty", float("nan")),
+        ("grad_clip", float("nan")),
+    ],
+)
+def test_meaningless_dreamer_settings_are_refused_by_name(
+    option: str, value: float, pendulum_model: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ImaginariumError, match=f"dreamer config: '{option}' must be"):
+        config_from_dict(DreamerConfig, {option: value})
+    with pytest.raises(ImaginariumError, match=f"'{option}' must be"):
+        train_dreamer(pendulum_model, tmp_path / "agent", {option: value}, progress=False)
+    assert not (tmp_path / "agent").exists()
+
+
+@pytest.mark.parametrize("option", ["real_steps", "round_steps", "eval_episodes"])
+def test_online_counts_below_one_are_refused_by_name(option: str) -> None:
+    with pytest.raises(ImaginariumError, match=f"online config: '{option}' must be a positive integer"):
+        config_from_dict(OnlineConfig, {option: 0})
 
 
 def test_a_trained_actor_acts_on_the_real_task_as_a_policy(pendulum_model: Path, tmp_path: Path) -> None:
@@ -57,7 +96,7 @@ def test_resuming_continues_from_the_last_checkpoint(pendulum_model: Path, tmp_p
             pendulum_model, tmp_path / "agent", config, progress=False, evaluate=interrupt_at_update_12
         )
     assert json.loads((tmp_path / "agent" / "dreamer.json").read_text())["updates"] == 10
-    with pytest.raises(ImaginariumError, match="resume or overwrite"):
+    with pytest.raises(ImaginariumError, match="already holds an agent; pass --resume or --overwrite"):
         train_dreamer(pendulum_model, tmp_path / "agent", config, progress=False)
     summary = train_dreamer(pendulum_model, tmp_path / "agent", config, resume=True, progress=False)
     assert summary["updates"] == 20 and summary["resumed_from"] == 10

@@ -55,7 +55,7 @@ def test_episode_truncates_at_the_time_limit(pendulum_model: Path) -> None:
 
 
 def test_uncertainty_limit_truncates_and_flags(pendulum_model: Path) -> None:
-    env = gym.make("WAMImagined-v0", model=pendulum_model, uncertainty_limit=0.0, uncertainty_penalty=1.0)
+    env = gym.make("WAMImagined-v0", model=pendulum_model, uncertainty_limit=1e-6, uncertainty_penalty=1.0)
     env.reset(seed=0)
     _, _, terminated, truncated, info = env.step(np.zeros(1, np.float32))
     assert truncated and info["uncertainty_limit_hit"] and info["uncertainty"] > 0
@@ -86,6 +86,58 @@ def test_bad_actions_and_order_are_refused(pendulum_model: Path, cartpole_model:
     discrete.reset(seed=0)
     with pytest.raises(ValueError, match="outside"):
         discrete.step(2)
+
+
+def test_a_single_env_refuses_a_batch_of_one_box_action(pendulum_model: Path, cartpole_model: Path) -> None:
+    env = gym.make("WAMImagined-v0", model=pendulum_model).unwrapped
+    env.reset(seed=0)
+    for batched in (np.zeros((1, 1), np.float32), [[0.0]]):
+        with pytest.raises(ValueError, match=r"action has shape \(1, 1\), expected \(1,\)"):
+            env.step(batched)
+    env.step([0.0])  # a list of the space's shape is an action too
+    discrete = gym.make("WAMImagined-v0", model=cartpole_model).unwrapped
+    discrete.reset(seed=0)
+    discrete.step(1)
+    discrete.step(np.array([0]))
+    with pytest.raises(ValueError, match=r"shape \(1, 1\)"):
+        discrete.step(np.array([[1]]))
+    vector = gym.make_vec("WAMImagined-v0", num_envs=1, model=pendulum_model)
+    vector.reset(seed=0)
+    vector.step(np.zeros((1, 1), np.float32))  # the batched form is the vector env's
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf"), float("-inf"), "0.5"])
+def test_non_finite_or_negative_uncertainty_penalty_is_refused(pendulum_model: Path, value: object) -> None:
+    with pytest.raises(ImaginariumError, match="uncertainty_penalty must be a finite number ≥ 0"):
+        gym.make("WAMImagined-v0", model=pendulum_model, uncertainty_penalty=value)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
+def test_non_positive_or_non_finite_uncertainty_limit_is_refused(pendulum_model: Path, value: float) -> None:
+    with pytest.raises(ImaginariumError, match="uncertainty_limit must be a finite number > 0"):
+        gym.make("WAMImagined-v0", model=pendulum_model, uncertainty_limit=value)
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, float("nan"), True])
+def test_a_time_limit_that_is_not_a_positive_integer_is_refused(pendulum_model: Path, value: object) -> None:
+    with pytest.raises(ImaginariumError, match="time_limit must be a positive integer"):
+        gym.make("WAMImagined-v0", model=pendulum_model, time_limit=value)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("uncertainty_penalty", float("nan")), ("uncertainty_limit", 0.0), ("time_limit", 0), ("num_envs", 0)],
+)
+def test_vector_and_sb3_envs_refuse_the_same_bad_options(
+    pendulum_model: Path, option: str, value: object
+) -> None:
+    from imaginarium.envs.sb3 import imagined_vec_env
+
+    options = {"num_envs": 2, option: value}
+    with pytest.raises(ImaginariumError, match=option):
+        gym.make_vec("WAMImagined-v0", model=pendulum_model, **options)
+    with pytest.raises(ImaginariumError, match=option):
+        imagined_vec_env(pendulum_model, **options)
 
 
 def test_a_model_of_another_task_is_refused_at_make(pendulum_model: Path) -> None:

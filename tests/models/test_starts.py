@@ -95,3 +95,15 @@ def test_video_episodes_give_no_state_starts_and_a_damaged_file_is_named(
     (copy / STARTS_FILE).write_bytes(b"not an npz file")
     with pytest.raises(ModelError, match=STARTS_FILE):
         load_world_model(copy)
+
+
+@pytest.mark.parametrize("kept", [0.0, 0.1, 0.5, 0.99])
+def test_a_truncated_starts_file_is_refused_by_name(
+    pendulum_model: Path, tmp_path: Path, kept: float
+) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(pendulum_model, copy)
+    whole = (copy / STARTS_FILE).read_bytes()
+    (copy / STARTS_FILE).write_bytes(whole[: int(kept * len(whole))])  # an empty file reads as EOFError
+    with pytest.raises(ModelError, match=f"{STARTS_FILE}.* is unreadable .*delete it"):
+        load_world_model(copy)

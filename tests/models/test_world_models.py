@@ -206,6 +206,52 @@ def test_unknown_config_keys_are_refused_by_name() -> None:
         build_model("rssm", space, gym.spaces.Box(-1, 1, (1,)), preset="xl")
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("family", "option", "value"),
+    [
+        ("ensemble", "learning_rate", -1e-3),
+        ("ensemble", "learning_rate", 0.0),
+        ("ensemble", "learning_rate", NAN),
+        ("ensemble", "learning_rate", INF),
+        ("ensemble", "weight_decay", -1e-5),
+        ("ensemble", "weight_decay", NAN),
+        ("ensemble", "min_logvar", 1.0),
+        ("ensemble", "max_logvar", NAN),
+        ("ensemble", "elites", 9),
+        ("ensemble", "batch_size", 0),
+        ("ensemble", "members", 0),
+        ("rssm", "learning_rate", -3e-4),
+        ("rssm", "weight_decay", INF),
+        ("rssm", "unimix", 1.0),
+        ("rssm", "free_nats", NAN),
+        ("rssm", "reward_bins", 1),
+        ("rssm", "sequence_length", 0),
+    ],
+)
+def test_meaningless_model_settings_are_refused_by_name(family: str, option: str, value: float) -> None:
+    space = gym.spaces.Box(-1, 1, (3,))
+    with pytest.raises(ImaginariumError, match=f"{family} config: '{option}' must be"):
+        build_model(family, space, gym.spaces.Box(-1, 1, (1,)), overrides={option: value})
+
+
+def test_a_meaningless_setting_is_refused_before_the_model_it_would_overwrite_is_touched(
+    pendulum_model: Path, pendulum_dataset: Dataset, tmp_path: Path
+) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(pendulum_model, copy)
+    with pytest.raises(ImaginariumError, match="'learning_rate' must be a finite number > 0, got -0.001"):
+        train_world_model(
+            pendulum_dataset, copy, model_overrides={"learning_rate": -1e-3}, overwrite=True, progress=False
+        )
+    with pytest.raises(ImaginariumError, match="train config: 'grad_clip' must be"):
+        train_world_model(pendulum_dataset, copy, config={"grad_clip": NAN}, overwrite=True, progress=False)
+    assert (copy / WEIGHTS_FILE).is_file()
+    load_world_model(copy)
+
+
 @pytest.fixture(scope="module")
 def suite_datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Four short random episodes of every suite task."""
