@@ -143,3 +143,26 @@ def test_a_network_that_does_not_fit_its_weights_is_refused_without_falling_back
             target.writestr(item, content)
     with pytest.raises(PolicySpecError, match="cannot rebuild.*--allow-code"):
         parse_policy(f"sb3:{mismatched}", *PENDULUM.spaces)
+
+
+def test_a_zoo_ranks_the_same_through_the_safe_path_as_through_sb3s_loader(
+    zoo: dict[str, Path], pendulum_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imaginarium.ranking import rank_policies
+
+    policies = [str(zoo[name]) for name in ("sac", "td3", "ppo_custom", "sac_custom", "td3_custom")]
+    settings = {"starts": 4, "horizon": 20, "workers": 0, "progress": False}
+    forget_loaded_sb3_policies()
+    safe = rank_policies(pendulum_model, policies, **settings)
+    forget_loaded_sb3_policies()
+
+    def refuse(path: str, device: str) -> None:
+        raise UnsafeArchiveError("forced")
+
+    monkeypatch.setattr(imaginarium.policy, "_rebuild_sb3_policy", refuse)
+    by_sb3 = rank_policies(pendulum_model, policies, allow_code=True, **settings)
+    forget_loaded_sb3_policies()
+    assert all(entry["error"] is None for entry in safe["policies"])
+    assert [(entry["path"], entry["imagined_return"]) for entry in safe["policies"]] == [
+        (entry["path"], entry["imagined_return"]) for entry in by_sb3["policies"]
+    ]

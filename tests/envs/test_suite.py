@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import pytest
 
@@ -69,3 +71,14 @@ def test_reacher_frames_show_the_arm_large_enough_to_learn_from_at_64_pixels() -
     changed = (np.abs(frames[0] - frames[1]).sum(axis=-1) > 30).sum()
     assert changed > 150
     env.close()
+
+
+def test_a_task_id_naming_a_module_never_imports_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Datasets and model cards name their task: an id of the form ``module:Env-v0`` read from one
+    must not import that module (Gymnasium imports it only in ``make``, after the lookup refused it)."""
+    marker = tmp_path / "imported"
+    (tmp_path / "planted_env.py").write_text(f"open({str(marker)!r}, 'w').write('code ran')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TaskError, match="unknown task"):
+        get_task("planted_env:Env-v0")
+    assert not marker.exists()
