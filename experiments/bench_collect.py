@@ -22,7 +22,7 @@ from stable_baselines3 import SAC
 
 from imaginarium.collect import collect
 from imaginarium.envs.suite import get_task
-from imaginarium.policy import parse_policy
+from imaginarium.policy import load_policy
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def bare_steps_per_second(task_name: str, policy_spec: str, steps: int, seed: in
     """Step the plain env with the policy called on one observation at a time."""
     task = get_task(task_name)
     env = task.make()
-    policy = parse_policy(policy_spec, *task.spaces, seed=seed)
+    policy = load_policy(policy_spec, *task.spaces, seed=seed)
     observation, _ = env.reset(seed=seed)
     policy.reset(np.array([0]))
     started = time.perf_counter()

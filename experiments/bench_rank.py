@@ -25,10 +25,9 @@ from ranking_study import Config as StudyConfig
 from ranking_study import model_for
 from zoo import zoo
 
-from imaginarium.agents.policies import load_policy
 from imaginarium.envs.suite import get_task
 from imaginarium.evaluation import real_rollouts
-from imaginarium.policy import forget_loaded_sb3_policies
+from imaginarium.policy import forget_loaded_sb3_policies, load_policy
 from imaginarium.ranking import keep_local_ray_on_loopback, rank_policies, start_ray
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from imaginarium.envs.suite import get_task
-from imaginarium.policy import Policy, parse_policy
+from imaginarium.policy import Policy, load_policy
 
 #: the pendulum's pivot in a 64×64 frame, and its time step (Pendulum-v1's ``dt``)
 PIVOT = (31.5, 31.5)
@@ -71,4 +71,4 @@ class FramePolicy:
 def frame_policies(specs: list[str], seed: int = 0) -> list[tuple[str, FramePolicy]]:
     """Pendulum state policies named by ``specs``, each as a :class:`FramePolicy`."""
     task = get_task("pendulum")
-    return [(spec, FramePolicy(parse_policy(spec, *task.spaces, seed=seed))) for spec in specs]
+    return [(spec, FramePolicy(load_policy(spec, *task.spaces, seed=seed))) for spec in specs]

@@ -32,7 +32,7 @@ from imaginarium.envs.suite import get_task
 from imaginarium.evaluation import real_rollouts
 from imaginarium.models.checkpoint import read_card
 from imaginarium.models.train import train_world_model
-from imaginarium.policy import parse_policy
+from imaginarium.policy import load_policy
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def study_task(task: str, config: Config, previous: dict[str, Any] | None = None
         }
         print(f"{task} {kind}: real return {real['return']['mean']:.1f}")
     real_task = get_task(task)
-    random = parse_policy("random", *real_task.spaces, seed=config.seed)
+    random = load_policy("random", *real_task.spaces, seed=config.seed)
     result["random_return"] = real_rollouts(real_task, random, config.episodes, seed=10_000)["return"]
     state, pixels = result["state"]["real_return"]["mean"], result["pixels"]["real_return"]["mean"]
     # "within 20%" means something only where the state agent learned: it must beat acting at random

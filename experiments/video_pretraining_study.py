@@ -49,7 +49,7 @@ from imaginarium.models import load_world_model
 from imaginarium.models.checkpoint import read_card
 from imaginarium.models.evaluate import open_loop_errors
 from imaginarium.models.train import train_world_model
-from imaginarium.policy import Policy, parse_policy
+from imaginarium.policy import Policy, load_policy
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def _zoo(config: Config) -> list[tuple[str, Policy]]:
 
         return frame_policies(specs, config.seed)
     task = get_task(config.task)
-    return [(spec, parse_policy(spec, *task.spaces, seed=config.seed)) for spec in specs]
+    return [(spec, load_policy(spec, *task.spaces, seed=config.seed)) for spec in specs]
 
 
 def _real_values(config: Config, policies: list[tuple[str, Policy]]) -> list[float]:

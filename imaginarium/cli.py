@@ -17,6 +17,11 @@ from imaginarium.errors import ImaginariumError, SearchInterrupted
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+POLICY_HELP = (
+    "policy spec: random, a policy file or folder (SB3 .zip, TorchScript module, Dreamer agent), "
+    "sb3:PATH, torchscript:PATH, dreamer:FOLDER or py:MODULE:FUNCTION (--allow-code); SPEC@noise=S adds "
+    "action noise; '0.5*SPEC + 0.5*SPEC' draws one per episode"
+)
 ALLOW_CODE_HELP = (
     "accept policies that run code when loaded: py:MODULE:FUNCTION, and SB3 files naming classes "
     "outside the safe loader's allowlist"
@@ -381,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument(
         "--policy",
         default="random",
-        help="policy spec: random | sb3:PATH.zip, optionally @noise=S; mixtures as '0.5*random + 0.5*sb3:a.zip'",
+        help=POLICY_HELP,
     )
     amount = collect.add_mutually_exclusive_group(required=True)
     amount.add_argument("--episodes", type=int, help="number of episodes to collect")
@@ -560,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--policies",
         nargs="+",
         required=True,
-        help="SB3 .zip or TorchScript files, or policy specs (random, sb3:PATH@noise=S, py:MODULE:FUNCTION)",
+        help=f"one or more policies; each a {POLICY_HELP}",
     )
     rank.add_argument("--report", required=True, help="folder for ranking.json, report.md and report.html")
     rank.add_argument("--real-env", help="also run real episodes on this task or Gymnasium id")
@@ -599,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
         "video", help="a policy's real and imagined episodes side by side from the same start (.mp4 or .gif)"
     )
     video.add_argument("--model", required=True, help="model folder (its task gives the real episode)")
-    video.add_argument("--policy", required=True, help="policy file, Dreamer folder or spec")
+    video.add_argument("--policy", required=True, help=POLICY_HELP)
     video.add_argument("--out", required=True, help="rollout.mp4 or rollout.gif")
     video.add_argument("--steps", type=int, help="at most this many steps (default: the task's time limit)")
     video.add_argument("--seed", type=int, default=0, help="seed of the real reset both episodes start from")

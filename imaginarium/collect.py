@@ -23,7 +23,7 @@ from imaginarium.dataset import DatasetWriter, Episode, deferred_interrupts
 from imaginarium.envs.render import rendered_frame, rendering_env
 from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task, get_task
 from imaginarium.errors import ImaginariumError, PolicySpecError
-from imaginarium.policy import Policy, parse_policy
+from imaginarium.policy import Policy, load_policy
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def collect(
     observation_space, action_space = task.spaces
     policy_spec = policy if isinstance(policy, str) else type(policy).__name__
     if isinstance(policy, str):
-        policy = parse_policy(policy, observation_space, action_space, seed=seed, allow_code=allow_code)
+        policy = load_policy(policy, observation_space, action_space, seed=seed, allow_code=allow_code)
 
     writer = DatasetWriter(
         out,

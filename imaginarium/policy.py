@@ -1,17 +1,24 @@
-"""Policies that act on batches of observations, and the spec strings that name them.
+"""Policies that act on batches of observations, and the one grammar that names them everywhere.
 
-A spec names a policy on the command line and in configs:
+Every command and API that takes a policy (``collect``, ``rank``, ``video``, ``load_policy``) reads
+the same spec:
 
 - ``random`` — uniform over the action space;
-- ``sb3:PATH`` — a Stable-Baselines3 checkpoint (``.zip``) of any algorithm, detected from the file;
+- ``sb3:PATH`` — a Stable-Baselines3 checkpoint (``.zip``) of any algorithm, detected from the file
+  and rebuilt without running code it holds (:mod:`imaginarium.sb3_archive`);
 - ``torchscript:PATH`` — a TorchScript module mapping a float batch of observations to actions
   (for discrete actions: integer actions, or one score per action whose argmax is taken);
+- ``dreamer:FOLDER`` — a Dreamer agent folder (``imaginarium dream``);
 - ``py:MODULE:FUNCTION`` — a Python callable ``f(observations) -> actions``; importing it runs code, so
   it is only accepted when the caller allows code (``allow_code=True``, ``--allow-code``);
+- ``PATH`` alone — a file or folder, its kind found from its contents (an SB3 ``.zip``, a TorchScript
+  module, a Dreamer folder);
 - ``SPEC@noise=S`` — the policy with action noise: Gaussian with std ``S`` × half the action range for
   continuous actions, a random action with probability ``S`` for discrete ones;
 - ``W*SPEC + W*SPEC ...`` — a mixture: each episode is run by one component, drawn in proportion to
   the weights, so a dataset holds experience of varied quality.
+
+A new kind of policy is one entry of :data:`POLICY_SOURCES`.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import functools
 import io
 import json
 import logging
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +37,7 @@ import gymnasium as gym
 import numpy as np
 
 from imaginarium.envs.suite import space_mismatch
-from imaginarium.errors import PolicySpecError
+from imaginarium.errors import ImaginariumError, PolicySpecError
 from imaginarium.sb3_archive import UnsafeArchiveError, read_policy_description
 
 LOGGER = logging.getLogger(__name__)
@@ -467,25 +475,28 @@ class CallablePolicy:
         pass
 
 
-def parse_policy(
-    spec: str,
+def load_policy(
+    source: str | Path,
     observation_space: gym.Space,
     action_space: gym.Space,
     seed: int = 0,
     allow_code: bool = False,
 ) -> Policy:
-    """Build the policy a spec string names (grammar in the module docstring) for the given spaces.
+    """The policy ``source`` names (grammar in the module docstring), checked against the spaces it
+    must act in.
 
-    :param allow_code: accept ``py:MODULE:FUNCTION`` policies, which run code when imported.
-    :raises PolicySpecError: with the offending part of the spec, for anything that does not parse or fit.
+    :param allow_code: accept policies that run code when loaded (``py:`` callables, SB3 files
+        outside the safe loader's allowlist).
+    :raises PolicySpecError: with the offending part of the spec, for anything that does not parse,
+        is missing or unreadable, or does not fit the spaces.
     """
-    spec = spec.strip()
+    spec = str(source).strip()
     if not spec:
         raise PolicySpecError("empty policy spec: expected e.g. 'random' or 'sb3:agent.zip@noise=0.2'")
     seeds = np.random.SeedSequence(seed)
     parts = split_spec(spec)
     if len(parts) == 1 and "*" not in spec:
-        return _parse_component(parts[0][1], observation_space, action_space, seeds, allow_code)
+        return _load_component(parts[0][1], observation_space, action_space, seeds, allow_code)
     components, weights = [], []
     for (weight_text, component_spec), child_seed in zip(parts, seeds.spawn(len(parts)), strict=True):
         try:
@@ -493,7 +504,7 @@ def parse_policy(
         except ValueError:
             raise PolicySpecError(f"mixture weight {weight_text!r} in {spec!r} is not a number") from None
         components.append(
-            _parse_component(component_spec, observation_space, action_space, child_seed, allow_code)
+            _load_component(component_spec, observation_space, action_space, child_seed, allow_code)
         )
     return MixturePolicy(components, weights, seed=int(seeds.generate_state(1)[0]))
 
@@ -508,7 +519,92 @@ def split_spec(spec: str) -> list[tuple[str, str]]:
     return parts
 
 
-def _parse_component(
+def _random(
+    argument: str, observation_space: gym.Space, action_space: gym.Space, seed: int, allow_code: bool
+) -> Policy:
+    return RandomPolicy(action_space, seed=seed)
+
+
+def _sb3(
+    argument: str, observation_space: gym.Space, action_space: gym.Space, seed: int, allow_code: bool
+) -> Policy:
+    policy = SB3Policy(argument, allow_code=allow_code)
+    check_policy_spaces(policy, observation_space, action_space, f"SB3 agent {argument!r}")
+    return policy
+
+
+def _torchscript(
+    argument: str, observation_space: gym.Space, action_space: gym.Space, seed: int, allow_code: bool
+) -> Policy:
+    return TorchScriptPolicy(argument, action_space)
+
+
+def _dreamer(
+    argument: str, observation_space: gym.Space, action_space: gym.Space, seed: int, allow_code: bool
+) -> Policy:
+    # A Dreamer actor filters observations through its world model: agents and models sit above this
+    # module (collect, which needs policies, comes before them in the chain), so they load on demand.
+    from imaginarium.agents.dreamer import DreamerPolicy
+
+    try:
+        policy = DreamerPolicy(argument)
+    except ImaginariumError as error:
+        raise PolicySpecError(f"cannot load Dreamer agent {argument!r}: {error}") from None
+    check_policy_spaces(policy, observation_space, action_space, f"Dreamer agent {argument!r}")
+    return policy
+
+
+def _callable(
+    argument: str, observation_space: gym.Space, action_space: gym.Space, seed: int, allow_code: bool
+) -> Policy:
+    if not allow_code:
+        raise PolicySpecError(
+            f"policy 'py:{argument}' imports and runs Python code; allow it explicitly "
+            "(--allow-code on the command line, allow_code=True in Python)"
+        )
+    return CallablePolicy(argument)
+
+
+PolicySource = Callable[[str, gym.Space, gym.Space, int, bool], Policy]
+
+#: the kinds of policy a spec can name, ``KIND:ARGUMENT``: each builds the policy from its argument,
+#: the spaces it must act in, a seed and whether loading may run code. ``random`` takes no argument.
+POLICY_SOURCES: dict[str, PolicySource] = {
+    "random": _random,
+    "sb3": _sb3,
+    "torchscript": _torchscript,
+    "dreamer": _dreamer,
+    "py": _callable,
+}
+
+#: file suffixes taken for TorchScript modules when a bare path names a policy
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".jit")
+
+
+def _kind_of_path(text: str) -> str | None:
+    """The source kind of a bare path, from its contents; ``None`` when no such file or folder.
+
+    :raises PolicySpecError: a file of no kind a policy can be.
+    """
+    path = Path(text)
+    if path.is_file():
+        names = zipfile.ZipFile(path).namelist() if zipfile.is_zipfile(path) else []
+        if "data" in names:  # SB3 writes its JSON description as the archive's "data" entry
+            return "sb3"
+        if path.suffix.lower() in TORCHSCRIPT_SUFFIXES or any(name.endswith("/data.pkl") for name in names):
+            return "torchscript"
+        raise PolicySpecError(
+            f"cannot tell what kind of policy {text!r} is: expected an SB3 .zip, a TorchScript module "
+            f"({', '.join(TORCHSCRIPT_SUFFIXES)}) or a Dreamer folder"
+        )
+    if (path / "dreamer.json").is_file():
+        return "dreamer"
+    if path.suffix.lower() in (".zip", *TORCHSCRIPT_SUFFIXES):
+        raise PolicySpecError(f"policy file {text!r} not found")
+    return None
+
+
+def _load_component(
     spec: str,
     observation_space: gym.Space,
     action_space: gym.Space,
@@ -518,33 +614,32 @@ def _parse_component(
     base_spec, _, options_text = spec.partition("@")
     options = _parse_options(options_text, spec)
     policy_seed, noise_seed = (int(s.generate_state(1)[0]) for s in seeds.spawn(2))
-    kind, _, argument = base_spec.partition(":")
-    policy: Policy
-    if kind == "random" and not argument:
-        policy = RandomPolicy(action_space, seed=policy_seed)
-    elif kind == "sb3" and argument:
-        policy = SB3Policy(argument, allow_code=allow_code)
-        check_policy_spaces(policy, observation_space, action_space, f"SB3 agent {argument!r}")
-    elif kind == "torchscript" and argument:
-        policy = TorchScriptPolicy(argument, action_space)
-    elif kind == "py" and argument:
-        if not allow_code:
-            raise PolicySpecError(
-                f"policy {base_spec!r} imports and runs Python code; allow it explicitly "
-                "(--allow-code on the command line, allow_code=True in Python)"
-            )
-        policy = CallablePolicy(argument)
-    else:
+    kind, colon, argument = base_spec.partition(":")
+    if kind not in POLICY_SOURCES or (kind == "random") != (not colon):
+        kind, argument = _kind_of_path(base_spec) or "", base_spec
+    if kind not in POLICY_SOURCES or (kind != "random" and not argument):
         raise PolicySpecError(
-            f"unknown policy {base_spec!r}: expected 'random', 'sb3:PATH', 'torchscript:PATH' or "
-            "'py:MODULE:FUNCTION', optionally with '@noise=S'"
+            f"unknown policy {base_spec!r}: expected 'random', a policy file or folder, or "
+            f"{', '.join(f'{name}:...' for name in POLICY_SOURCES if name != 'random')}, "
+            "optionally with '@noise=S'"
         )
+    policy = POLICY_SOURCES[kind](argument, observation_space, action_space, policy_seed, allow_code)
     unknown = set(options) - {"noise"}
     if unknown:
         raise PolicySpecError(f"unknown policy option {sorted(unknown)[0]!r} in {spec!r}; known: noise")
     if "noise" in options:
         policy = NoisyPolicy(policy, action_space, options["noise"], seed=noise_seed)
     return policy
+
+
+def policy_name(source: str | Path) -> str:
+    """A short name for reports: a policy file's stem (a folder's name), or the spec with each path in
+    it shortened to its stem (``sb3:zoo/sac_10k.zip@noise=0.3`` -> ``sac_10k@noise=0.3``)."""
+    text = str(source).strip()
+    path = Path(text)
+    if path.is_file() or (path / "dreamer.json").is_file():
+        return path.name if path.is_dir() else path.stem
+    return re.sub(r"(?:sb3|torchscript|dreamer):([^@+\s]+)", lambda match: Path(match.group(1)).stem, text)
 
 
 def _parse_options(text: str, spec: str) -> dict[str, Any]:

@@ -59,10 +59,10 @@ def _evaluate_group(
 ) -> list[dict[str, Any]]:
     """Some policies, imagined together in lockstep (and each on the real task): never raises, a
     policy that fails is returned with its error while the others go on."""
-    from imaginarium.agents.policies import load_policy, policy_name
     from imaginarium.allocator import keep_freed_memory
     from imaginarium.envs.suite import get_task
     from imaginarium.evaluation import imagined_rollouts_lockstep, real_rollouts
+    from imaginarium.policy import load_policy, policy_name
 
     keep_freed_memory()  # a worker's model came unpickled, not built or loaded
     entries = [{"name": policy_name(source), "path": str(source), "error": None} for source in sources]
@@ -482,9 +482,9 @@ def _warm_workers() -> None:
 def _import_task_modules() -> None:
     import stable_baselines3  # noqa: F401  (most candidate policies are SB3 checkpoints)
 
-    import imaginarium.agents.policies  # noqa: F401
     import imaginarium.envs.suite  # noqa: F401
     import imaginarium.evaluation  # noqa: F401
+    import imaginarium.policy  # noqa: F401
 
 
 def _assemble(entries: list[dict[str, Any]], reference: float | None) -> dict[str, Any]:

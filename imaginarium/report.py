@@ -236,11 +236,11 @@ def _fidelity(model_dir: str | Path | None) -> dict[str, Any]:
 def _rollout_gifs(result: dict[str, Any], model_dir: Path, count: int, steps: int) -> list[dict[str, str]]:
     """Side-by-side GIFs (base64) of a real and an imagined episode of the top ``count`` policies, the
     imagined one started from the real episode's first observation."""
-    from imaginarium.agents.policies import load_policy
     from imaginarium.envs.imagined import ImaginedEnv
     from imaginarium.envs.render import offscreen
     from imaginarium.envs.suite import get_task
     from imaginarium.errors import ImaginariumError
+    from imaginarium.policy import load_policy
     from imaginarium.video import episode_frames, real_env_for
 
     offscreen()

@@ -89,11 +89,11 @@ def write_rollout_video(
     :raises ImaginariumError: an unknown suffix, an output that exists or cannot be written, bad
         numbers, a model without a task, or a task the renderer cannot draw.
     """
-    from imaginarium.agents.policies import load_policy
     from imaginarium.envs.imagined import ImaginedEnv
     from imaginarium.envs.render import offscreen
     from imaginarium.envs.suite import get_task
     from imaginarium.models.checkpoint import read_card
+    from imaginarium.policy import load_policy
 
     out = Path(out)
     if out.suffix.lower() not in VIDEO_SUFFIXES:

@@ -15,7 +15,8 @@ from imaginarium.policy import (
     RandomPolicy,
     SB3Policy,
     detect_sb3_algorithm,
-    parse_policy,
+    load_policy,
+    policy_name,
 )
 
 PENDULUM = SUITE["pendulum"]
@@ -47,29 +48,29 @@ def _observations(space: gym.Space, n: int) -> np.ndarray:
 
 
 def test_random_policy_acts_in_bounds_for_a_batch() -> None:
-    policy = parse_policy("random", *PENDULUM.spaces, seed=1)
+    policy = load_policy("random", *PENDULUM.spaces, seed=1)
     actions = policy.act(_observations(PENDULUM.observation_space, 64))
     assert actions.shape == (64, 1) and actions.dtype == np.float32
     assert np.all(actions >= -2.0) and np.all(actions <= 2.0) and actions.std() > 0.5
 
 
 def test_random_policy_on_discrete_actions_gives_integers() -> None:
-    actions = parse_policy("random", *CARTPOLE.spaces).act(_observations(CARTPOLE.observation_space, 200))
+    actions = load_policy("random", *CARTPOLE.spaces).act(_observations(CARTPOLE.observation_space, 200))
     assert actions.shape == (200,) and set(np.unique(actions)) == {0, 1}
 
 
 def test_same_seed_same_actions() -> None:
     observations = _observations(PENDULUM.observation_space, 8)
-    first = parse_policy("random@noise=0.1", *PENDULUM.spaces, seed=5).act(observations)
-    second = parse_policy("random@noise=0.1", *PENDULUM.spaces, seed=5).act(observations)
+    first = load_policy("random@noise=0.1", *PENDULUM.spaces, seed=5).act(observations)
+    second = load_policy("random@noise=0.1", *PENDULUM.spaces, seed=5).act(observations)
     np.testing.assert_array_equal(first, second)
 
 
 def test_noise_perturbs_a_deterministic_policy_and_stays_in_bounds(sb3_checkpoints: dict[str, Path]) -> None:
     observations = _observations(PENDULUM.observation_space, 256)
     clean = SB3Policy(sb3_checkpoints["SAC"]).act(observations)
-    noisy = parse_policy(f"sb3:{sb3_checkpoints['SAC']}@noise=0.5", *PENDULUM.spaces).act(observations)
-    assert isinstance(parse_policy("random@noise=0.5", *PENDULUM.spaces), NoisyPolicy)
+    noisy = load_policy(f"sb3:{sb3_checkpoints['SAC']}@noise=0.5", *PENDULUM.spaces).act(observations)
+    assert isinstance(load_policy("random@noise=0.5", *PENDULUM.spaces), NoisyPolicy)
     assert np.abs(noisy - clean).mean() > 0.2
     assert np.all(np.abs(noisy) <= 2.0)
 
@@ -96,7 +97,7 @@ def test_mixture_keeps_one_component_per_episode_until_reset() -> None:
 
 
 def test_mixture_spec_parses_weights_and_components(sb3_checkpoints: dict[str, Path]) -> None:
-    policy = parse_policy(f"0.25*random + 0.75*sb3:{sb3_checkpoints['PPO']}@noise=0.1", *CARTPOLE.spaces)
+    policy = load_policy(f"0.25*random + 0.75*sb3:{sb3_checkpoints['PPO']}@noise=0.1", *CARTPOLE.spaces)
     assert isinstance(policy, MixturePolicy)
     np.testing.assert_allclose(policy.probabilities, [0.25, 0.75])
     assert policy.act(_observations(CARTPOLE.observation_space, 10)).shape == (10,)
@@ -145,19 +146,19 @@ def test_a_checkpoint_saved_again_at_the_same_path_is_loaded_anew(tmp_path: Path
 )
 def test_bad_specs_are_refused_with_the_reason(spec: str, message: str) -> None:
     with pytest.raises(PolicySpecError, match=message):
-        parse_policy(spec, *PENDULUM.spaces)
+        load_policy(spec, *PENDULUM.spaces)
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
     bogus = tmp_path / "agent.zip"
     bogus.write_bytes(b"not a zip at all")
     with pytest.raises(PolicySpecError, match="not a Stable-Baselines3 checkpoint"):
-        parse_policy(f"sb3:{bogus}", *PENDULUM.spaces)
+        load_policy(f"sb3:{bogus}", *PENDULUM.spaces)
 
 
 def test_an_agent_for_another_task_is_refused(sb3_checkpoints: dict[str, Path]) -> None:
     with pytest.raises(PolicySpecError, match="observation space"):
-        parse_policy(f"sb3:{sb3_checkpoints['PPO']}", *PENDULUM.spaces)
+        load_policy(f"sb3:{sb3_checkpoints['PPO']}", *PENDULUM.spaces)
 
 
 def test_sb3_policy_acts_on_any_batch_layout(sb3_checkpoints: dict[str, Path]) -> None:
@@ -165,3 +166,13 @@ def test_sb3_policy_acts_on_any_batch_layout(sb3_checkpoints: dict[str, Path]) -
     observations = _observations(PENDULUM.observation_space, 8)
     reversed_view = observations[::-1]  # negative strides: torch cannot wrap this without a copy
     np.testing.assert_array_equal(policy.act(reversed_view), policy.act(observations)[::-1])
+
+
+def test_a_bare_file_is_read_by_its_contents_in_any_part_of_a_spec(sb3_checkpoints: dict[str, Path]) -> None:
+    policy = load_policy(f"0.5*{sb3_checkpoints['SAC']}@noise=0.1 + 0.5*random", *PENDULUM.spaces)
+    assert isinstance(policy, MixturePolicy)
+    noisy, uniform = policy.components
+    assert isinstance(noisy, NoisyPolicy) and isinstance(noisy.base, SB3Policy)
+    assert isinstance(uniform, RandomPolicy)
+    assert policy_name(f"sb3:{sb3_checkpoints['SAC']}@noise=0.1") == "sac@noise=0.1"
+    assert policy_name(str(sb3_checkpoints["SAC"])) == "sac"

@@ -98,7 +98,7 @@ def test_code_policies_need_explicit_permission(pendulum_model: Path) -> None:
     )
     assert "allow it explicitly" in result["policies"][0]["error"]
     with pytest.raises(PolicySpecError, match="allow it explicitly"):
-        from imaginarium.agents.policies import load_policy
+        from imaginarium.policy import load_policy
 
         load_policy("py:support.policies:push", None, None)
 

@@ -14,7 +14,7 @@ from support.malicious import booby_trap
 import imaginarium.policy
 from imaginarium.envs.suite import SUITE
 from imaginarium.errors import PolicySpecError
-from imaginarium.policy import forget_loaded_sb3_policies, parse_policy
+from imaginarium.policy import forget_loaded_sb3_policies, load_policy
 from imaginarium.sb3_archive import UnsafeArchiveError, read_policy_description
 
 PENDULUM = SUITE["pendulum"]
@@ -86,7 +86,7 @@ def test_every_algorithm_loads_through_the_safe_path_and_acts_as_sb3_loads_it(
 
     monkeypatch.setattr(imaginarium.policy, "_sb3_own_load", no_fallback)
     observation_space, action_space = _spaces(zoo[name])
-    policy = parse_policy(f"sb3:{zoo[name]}", observation_space, action_space)
+    policy = load_policy(f"sb3:{zoo[name]}", observation_space, action_space)
     agent = getattr(stable_baselines3, name.split("_")[0].upper()).load(zoo[name])
     observation_space.seed(1)
     observations = np.stack([observation_space.sample() for _ in range(16)])
@@ -102,7 +102,7 @@ def test_a_checkpoint_whose_description_runs_code_is_refused_naming_the_global(
     marker = tmp_path / "pwned"
     evil = booby_trap(zoo["sac"], tmp_path / "evil.zip", field, marker)
     with pytest.raises(UnsafeArchiveError, match=r"builtins\.exec.*--allow-code"):
-        parse_policy(f"sb3:{evil}", *PENDULUM.spaces)
+        load_policy(f"sb3:{evil}", *PENDULUM.spaces)
     assert not marker.exists()
 
 
@@ -113,7 +113,7 @@ def test_fields_that_rebuilding_does_not_need_are_never_unpickled(
     evil = booby_trap(zoo["sac"], tmp_path / "evil.zip", "extra_field", marker)
     description = read_policy_description(evil)
     assert "extra_field" not in description
-    policy = parse_policy(f"sb3:{evil}", *PENDULUM.spaces)
+    policy = load_policy(f"sb3:{evil}", *PENDULUM.spaces)
     assert policy.act(np.zeros((2, 3), dtype=np.float32)).shape == (2, 1)
     assert not marker.exists()
 
@@ -122,7 +122,7 @@ def test_allow_code_lets_sb3_load_what_the_allowlist_refuses(zoo: dict[str, Path
     marker = tmp_path / "ran"
     trusted = booby_trap(zoo["sac"], tmp_path / "trusted.zip", "policy_kwargs", marker)
     with pytest.raises(PolicySpecError):  # SB3 gets an exec result (None) as policy_kwargs, and says so
-        parse_policy(f"sb3:{trusted}", *PENDULUM.spaces, allow_code=True)
+        load_policy(f"sb3:{trusted}", *PENDULUM.spaces, allow_code=True)
     assert marker.read_text() == "code ran"  # the opt-in really hands the file to SB3's unpickler
 
 
@@ -142,7 +142,7 @@ def test_a_network_that_does_not_fit_its_weights_is_refused_without_falling_back
                 content = json.dumps(data).encode()
             target.writestr(item, content)
     with pytest.raises(PolicySpecError, match="cannot rebuild.*--allow-code"):
-        parse_policy(f"sb3:{mismatched}", *PENDULUM.spaces)
+        load_policy(f"sb3:{mismatched}", *PENDULUM.spaces)
 
 
 def test_a_zoo_ranks_the_same_through_the_safe_path_as_through_sb3s_loader(

@@ -42,8 +42,8 @@ def test_bad_search_spaces_are_refused_by_name_before_any_trial(
 def test_a_small_search_trains_in_the_model_validates_the_best_and_saves_the_chosen_agent(
     pendulum_model: Path, tmp_path: Path
 ) -> None:
-    from imaginarium.agents.policies import load_policy
     from imaginarium.envs.suite import get_task
+    from imaginarium.policy import load_policy
 
     report = run_search(
         pendulum_model, "ppo", samples=2, out=tmp_path / "search", steps=128, reports=2, space=SMALL_PPO,
@@ -103,8 +103,8 @@ def test_an_interrupted_search_resumes_where_it_stopped(pendulum_model: Path, tm
 def test_a_dreamer_search_trains_actor_critics_and_saves_the_chosen_agent_folder(
     pendulum_model: Path, tmp_path: Path
 ) -> None:
-    from imaginarium.agents.policies import load_policy
     from imaginarium.envs.suite import get_task
+    from imaginarium.policy import load_policy
 
     space = {
         "actor_lr": {"loguniform": [1e-4, 1e-3]},

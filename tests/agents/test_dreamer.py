@@ -16,10 +16,10 @@ from imaginarium.agents.dreamer import (
     lambda_returns,
     train_dreamer,
 )
-from imaginarium.agents.policies import load_policy, policy_name
 from imaginarium.config import config_from_dict
 from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError, TrainingError
+from imaginarium.policy import load_policy, policy_name
 
 FAST = {"batch_size": 16, "horizon": 5, "hidden": 32, "log_every": 5, "checkpoint_every": 5}
 
