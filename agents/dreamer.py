@@ -41,6 +41,7 @@ from imaginarium.errors import ImaginariumError, TrainingError
 from imaginarium.models import WorldModel, load_world_model
 from imaginarium.models.checkpoint import load_tensors, save_tensors
 from imaginarium.outputs import OutputError, atomic_write_bytes, check_writable
+from imaginarium.progress import Progress, tracking
 from imaginarium.rewards.heads import TwoHotRewardHead, mlp
 from imaginarium.samplers import SequenceSampler
 
@@ -377,7 +378,7 @@ def train_dreamer(
     """
     if not isinstance(config, DreamerConfig):
         config = config_from_dict(DreamerConfig, config or {}, where="dreamer config")
-    out = _check_agent_folder(Path(out), resume or overwrite)
+    out = check_agent_folder(Path(out), resume or overwrite)
     torch.manual_seed(config.seed)
     world_model = load_world_model(model, device=device)
     card = getattr(world_model, "card", {}) or {}
@@ -399,10 +400,10 @@ def train_dreamer(
         _copy_model(Path(model), out / "model")
     sampler = start_sampler(world_model, data, config)
     info = {"task": card.get("task"), "env_id": card.get("env_id"), "model_family": world_model.family}
-    return _learn(learner, sampler, out, info, progress, evaluate)
+    return learn(learner, sampler, out, info, progress, evaluate)
 
 
-def _check_agent_folder(out: Path, replace: bool) -> Path:
+def check_agent_folder(out: Path, replace: bool) -> Path:
     """``out`` if an agent can be written there: a folder that can be written, empty unless ``replace``.
 
     :raises OutputError: a file in the way, an agent already there, or a folder that cannot be written.
@@ -422,32 +423,27 @@ def _copy_model(source: Path, destination: Path) -> None:
             shutil.copy2(source / name, destination / name)
 
 
-def _learn(
+def learn(
     learner: DreamerLearner,
     sampler: SequenceSampler,
     out: Path,
     info: dict[str, Any],
-    progress: bool,
+    progress: bool | Progress,
     evaluate: Callable[[DreamerLearner], float] | None,
     total: int | None = None,
 ) -> dict[str, Any]:
     """Update until ``total`` (default ``config.steps``) updates, logging, evaluating and checkpointing."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from torch.utils.tensorboard import SummaryWriter
 
     config = learner.config
     total = total or config.steps
     started, resumed_from = time.perf_counter(), learner.updates
     figures: dict[str, float] = {}
-    columns = [
-        TextColumn("dreamer"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[note]}"),
-    ]
-    with SummaryWriter(str(out / "tb")) as board, Progress(*columns, disable=not progress) as bar:
-        task_id = bar.add_task("updates", total=total, completed=learner.updates, note="")
+    with (
+        SummaryWriter(str(out / "tb")) as board,
+        tracking(progress, "dreamer", total, learner.updates) as bar,
+    ):
+        note = None
         while learner.updates < total:
             figures = learner.update(start_states(learner.model, sampler))
             step = learner.updates
@@ -459,10 +455,9 @@ def _learn(
                 note = f"imagined {figures['imagined_return']:.1f}"
                 if "real_return" in figures:
                     note += f"  real {figures['real_return']:.1f}"
-                bar.update(task_id, note=note)
             if step % config.checkpoint_every == 0 or step == total:
                 _checkpoint(learner, out, {**info, "updates": step})
-            bar.update(task_id, completed=step)
+            bar.update(step, note)
     return {
         "updates": learner.updates,
         "resumed_from": resumed_from,
@@ -504,12 +499,16 @@ class DreamerPolicy:
         self._fresh: np.ndarray | None = None
 
     def reset(self, slots: np.ndarray) -> None:
-        """Forget the history of the envs in ``slots``: their next observation starts a new state."""
-        slots = np.asarray(slots, dtype=bool)
-        if self._fresh is None or len(self._fresh) != len(slots):
-            self._state, self._fresh = None, slots.copy()
-        else:
-            self._fresh |= slots
+        """Forget the history of the batch rows ``slots``: their next observation starts a new state."""
+        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+        if len(slots) == 0:
+            return
+        known = 0 if self._fresh is None else len(self._fresh)
+        fresh = np.zeros(max(known, int(slots.max()) + 1), dtype=bool)
+        if self._fresh is not None:
+            fresh[:known] = self._fresh
+        fresh[slots] = True
+        self._fresh = fresh
 
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
@@ -519,8 +518,8 @@ class DreamerPolicy:
             self._state = self.model.initial_state(observed)
         else:
             self._state = self.model.update(self._state, self._last_actions, observed)
-            if self._fresh is not None and self._fresh.any():
-                rows = torch.as_tensor(np.flatnonzero(self._fresh), device=self.model.device)
+            if self._fresh is not None and self._fresh[:count].any():
+                rows = torch.as_tensor(np.flatnonzero(self._fresh[:count]), device=self.model.device)
                 fresh = self.model.initial_state(observed[rows])
                 self._state = {
                     key: value.index_copy(0, rows, fresh[key]) for key, value in self._state.items()
@@ -531,137 +530,3 @@ class DreamerPolicy:
         )
         self._last_actions = actions
         return actions.cpu().numpy()
-
-
-@dataclass(frozen=True)
-class OnlineConfig:
-    """The real-world loop of :func:`dream_online`."""
-
-    real_steps: int = 20_000
-    initial_steps: int = 2_000
-    round_steps: int = 2_000
-    model_preset: str = "s"
-    model_steps: int = 1_000
-    updates_per_round: int = 150
-    eval_episodes: int = 5
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        """Refuse step and episode counts that mean nothing (zero, negative) where the config is built."""
-        counts = (
-            "real_steps",
-            "initial_steps",
-            "round_steps",
-            "model_steps",
-            "updates_per_round",
-            "eval_episodes",
-        )
-        for name in counts:
-            check_number(getattr(self, name), name, at_least=1, integer=True, where="online config")
-        check_number(self.seed, "seed", at_least=0, integer=True, where="online config")
-
-
-def dream_online(
-    task: str,
-    out: str | Path,
-    online: OnlineConfig | dict[str, Any] | None = None,
-    config: DreamerConfig | dict[str, Any] | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """The full loop, from scratch: act on the real task, add the experience, refit the world model,
-    learn in imagination, repeat until ``real_steps`` real steps were used.
-
-    Writes the agent (with its model) to ``out``, the growing dataset to ``out/data``, and the learning
-    curve (real steps against the deterministic actor's real return) to ``out/curve.json`` and
-    ``out/curve.png``.
-    """
-    from imaginarium.collect import collect
-    from imaginarium.dataset import write_dataset
-    from imaginarium.envs.suite import get_task
-    from imaginarium.evaluation import real_rollouts
-    from imaginarium.models.train import train_world_model
-
-    if not isinstance(online, OnlineConfig):
-        online = config_from_dict(OnlineConfig, online or {}, where="online config")
-    if not isinstance(config, DreamerConfig):
-        config = config_from_dict(DreamerConfig, config or {}, where="dreamer config")
-    resolved = get_task(task)
-    out = _check_agent_folder(Path(out), overwrite)
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    torch.manual_seed(online.seed)
-    data_dir = out / "data"
-    collect(
-        resolved, data_dir, "random", steps=online.initial_steps, seed=online.seed, num_envs=1, progress=False
-    )
-    learner: DreamerLearner | None = None
-    curve: list[dict[str, float]] = []
-    info = {"task": resolved.name, "env_id": resolved.env_id}
-    started = time.perf_counter()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = [TextColumn("real steps"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, TextColumn("{task.fields[note]}"), disable=not progress) as bar:
-        task_id = bar.add_task("online", total=online.real_steps, note="")
-        for round_index in range(10_000):
-            data = load_dataset(data_dir)
-            train_world_model(
-                data, out / "model", preset=online.model_preset, overwrite=True, progress=False,
-                config={"steps": online.model_steps, "seed": online.seed + round_index},
-            )  # fmt: skip
-            model = load_world_model(out / "model")
-            if learner is None:
-                learner = DreamerLearner(model, config)
-            else:
-                learner.use_model(model)
-            sampler = start_sampler(model, data, config)
-            info.update(model_family=model.family, real_steps=data.num_steps)
-            _learn(learner, sampler, out, info, False, None, total=learner.updates + online.updates_per_round)
-            real = real_rollouts(
-                resolved, DreamerPolicy(out), online.eval_episodes, seed=10_000 + round_index
-            )
-            curve.append({"real_steps": data.num_steps, "updates": learner.updates, **real["return"]})
-            _write_curve(out, curve, resolved.name)
-            bar.update(
-                task_id,
-                completed=min(data.num_steps, online.real_steps),
-                note=f"round {round_index + 1}: {learner.updates} updates, real return {real['return']['mean']:.1f}",
-            )
-            if data.num_steps >= online.real_steps:
-                break
-            explorer = DreamerPolicy(out, deterministic=False)
-            fresh = collect(
-                resolved, out / "fresh", explorer, steps=online.round_steps, seed=online.seed + 1 + round_index,
-                num_envs=1, overwrite=True, progress=False,
-            )  # fmt: skip
-            added = load_dataset(fresh.path)
-            episodes = [data.episode(i) for i in range(data.num_episodes)]
-            episodes += [added.episode(i) for i in range(added.num_episodes)]
-            write_dataset(data_dir, episodes, resolved, overwrite=True)
-            shutil.rmtree(out / "fresh", ignore_errors=True)
-    return {
-        "curve": curve,
-        "updates": learner.updates if learner else 0,
-        "seconds": time.perf_counter() - started,
-    }
-
-
-def _write_curve(out: Path, curve: list[dict[str, float]], task: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    text = json.dumps({"task": task, "curve": curve}, indent=2)
-    atomic_write_bytes(out / "curve.json", lambda handle: handle.write(text.encode()))
-    figure, axis = plt.subplots(figsize=(6, 4))
-    steps = [point["real_steps"] for point in curve]
-    axis.plot(steps, [point["mean"] for point in curve], marker="o")
-    axis.fill_between(steps, [p["ci_low"] for p in curve], [p["ci_high"] for p in curve], alpha=0.2)
-    axis.set_xlabel("real environment steps")
-    axis.set_ylabel("real return (deterministic actor)")
-    axis.set_title(f"Dreamer online on {task}")
-    axis.grid(alpha=0.3)
-    figure.savefig(out / "curve.png", dpi=100, bbox_inches="tight")
-    plt.close(figure)

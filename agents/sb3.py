@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
+from imaginarium.envs.imagined import ImaginedEnv
 from imaginarium.envs.sb3 import imagined_vec_env
 from imaginarium.envs.suite import Task, get_task
 from imaginarium.errors import ImaginariumError
+from imaginarium.evaluation import episode_rollouts, real_rollouts
+from imaginarium.models import load_world_model
 from imaginarium.outputs import atomic_path, check_output
+from imaginarium.policy import SB3Policy
 
 ALGORITHMS = ("ppo", "sac", "td3", "a2c", "dqn")
 _CONTINUOUS_ONLY = {"sac", "td3"}
@@ -85,54 +88,28 @@ def real_return(
     pixels: int | None = None,
     rendered: bool = False,
 ) -> dict[str, float]:
-    """Mean and standard error of the agent's undiscounted return on the real task (deterministic actions).
+    """The agent's undiscounted return on the real task (deterministic actions): mean with a
+    bootstrap 95% CI over episodes, as every evaluation reports it.
 
     :param pixels: the agent sees frames: the real states are drawn as ``WAMImagined-v0`` draws them.
     :param rendered: the frames are instead the env's own, as ``collect --pixels`` stores them (the
         agent of a model that learned from frames).
     """
-    from imaginarium.envs.render import FrameObservation, PixelObservation
-
     task = get_task(task) if isinstance(task, str) else task
-    if pixels is not None and rendered:
-        env = FrameObservation(task, pixels)
-    else:
-        env = task.make() if pixels is None else PixelObservation(task.make(), task, pixels)
-    try:
-        return _mean_return(agent_path, env, episodes, seed)
-    finally:
-        env.close()
+    outcome = real_rollouts(task, SB3Policy(agent_path), episodes, seed, pixels=pixels, drawn=not rendered)
+    return outcome["return"]
 
 
 def imagined_return(
     agent_path: str | Path, model_dir: str | Path, episodes: int = 10, seed: int = 10_000, **env_options: Any
 ) -> dict[str, float]:
     """The same figure inside the model: real start states, the model's own episode ends."""
-    from imaginarium.envs.imagined import ImaginedEnv
-
-    return _mean_return(
-        agent_path, ImaginedEnv(model_dir, **{"observation": "decoded", **env_options}), episodes, seed
-    )
-
-
-def _mean_return(agent_path: str | Path, env: gym.Env, episodes: int, seed: int) -> dict[str, float]:
-    from imaginarium.policy import SB3Policy
-
-    policy = SB3Policy(agent_path)
-    returns = []
-    for episode in range(episodes):
-        observation, _ = env.reset(seed=seed + episode)
-        total, done = 0.0, False
-        while not done:
-            observation, reward, terminated, truncated, _ = env.step(
-                policy.act(np.asarray(observation)[None])[0]
-            )
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    values = np.asarray(returns)
-    stderr = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
-    return {"mean": float(values.mean()), "stderr": stderr}
+    if episodes < 1:
+        raise ImaginariumError(f"episodes must be a positive integer, got {episodes}")
+    model = load_world_model(model_dir)
+    options = {"observation": "decoded", **env_options}
+    envs: list[gym.Env] = [ImaginedEnv(model, **options) for _ in range(episodes)]
+    return episode_rollouts(envs, SB3Policy(agent_path), seed)["return"]
 
 
 def silent_logger() -> Any:

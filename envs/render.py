@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -126,6 +127,10 @@ class StateRenderer:
         self.env.close()
 
 
+#: the ``info`` key under which the frame wrappers keep the state each frame shows
+FRAME_STATE_KEY = "frame_state"
+
+
 class PixelObservation(gym.ObservationWrapper):
     """A real suite env whose observations are its states drawn as ``pixels`` × ``pixels`` RGB frames,
     exactly as ``WAMImagined-v0`` draws imagined states (``observation="pixels"``), so an agent trained
@@ -139,6 +144,14 @@ class PixelObservation(gym.ObservationWrapper):
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return self.renderer.frame(np.asarray(observation), self.pixels)
+
+    def reset(self, **options: Any) -> tuple[np.ndarray, dict]:
+        state, info = self.env.reset(**options)
+        return self.observation(state), {**info, FRAME_STATE_KEY: state}  # the state, for success rules
+
+    def step(self, action: object) -> tuple[np.ndarray, float, bool, bool, dict]:
+        state, reward, terminated, truncated, info = self.env.step(action)
+        return self.observation(state), reward, terminated, truncated, {**info, FRAME_STATE_KEY: state}
 
     def close(self) -> None:
         self.renderer.close()
@@ -161,10 +174,6 @@ def rendered_frame(env: gym.Env, pixels: int) -> np.ndarray:
     if frame.shape[:2] != (pixels, pixels):
         frame = resize_frame(frame, pixels, pixels)
     return frame.astype(np.uint8, copy=False)
-
-
-#: the ``info`` key under which :class:`FrameObservation` keeps the state its frame shows
-FRAME_STATE_KEY = "frame_state"
 
 
 class FrameObservation(gym.Wrapper):

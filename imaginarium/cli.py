@@ -6,6 +6,9 @@ Every error a user can fix ends as one line on stderr and exit status 2; Ctrl-C 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
+import inspect
 import json
 import sys
 import time
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imaginarium.errors import ImaginariumError, SearchInterrupted
+from imaginarium.run.console import interval, print_summary
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -28,20 +32,40 @@ ALLOW_CODE_HELP = (
 )
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+class LibraryDefault:
+    """An option's default where it lives: a parameter of a library function, a field of a config
+    dataclass or a key of a mapping, named ``module:attribute``. It is read only when help is shown,
+    so building the parser imports nothing heavy; an option left unset is not passed (:func:`given`),
+    and the library applies its own default."""
 
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in summary.items():
-        if isinstance(value, dict):
-            value = "  ".join(f"{k} {v:,.4g}" for k, v in value.items())
-        elif isinstance(value, float):
-            value = f"{value:.4g}"
-        table.add_row(key.replace("_", " "), "—" if value is None else str(value))
-    Console().print(table)
+    def __init__(self, target: str, name: str) -> None:
+        self.target, self.name = target, name
+
+    def __str__(self) -> str:
+        module, _, attribute = self.target.partition(":")
+        owner = getattr(importlib.import_module(module), attribute)
+        if dataclasses.is_dataclass(owner):
+            value = getattr(owner(), self.name)
+        elif isinstance(owner, dict):
+            value = owner if self.name == "*" else owner[self.name]
+        else:
+            value = inspect.signature(owner).parameters[self.name].default
+        return str(value)
+
+
+def given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options among ``names`` that the user set, by name: the others keep the library's default."""
+    values = {name: getattr(args, name) for name in names}
+    return {name: value for name, value in values.items() if not isinstance(value, LibraryDefault)}
+
+
+def _option(parser: argparse.ArgumentParser, flag: str, target: str, help: str, **options: Any) -> None:
+    """An option whose default is the library's (``target``, as :class:`LibraryDefault` names it),
+    shown in its help."""
+    name = options.pop("name", None) or options.get("dest") or flag.lstrip("-").replace("-", "_")
+    parser.add_argument(
+        flag, default=LibraryDefault(target, name), help=f"{help} (default %(default)s)", **options
+    )
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -52,16 +76,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
     result = collect(
         task,
         args.out,
-        policy=args.policy,
         episodes=args.episodes,
         steps=args.steps,
-        seed=args.seed,
-        num_envs=args.num_envs,
-        data_format=args.format,
         overwrite=args.overwrite,
         progress=not args.no_progress,
         pixels=args.pixels,
         allow_code=args.allow_code,
+        **given(args, "policy", "seed", "num_envs", "data_format"),
     )
     if result.interrupted:
         if result.path is None:
@@ -87,7 +108,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        _print_summary(summary)
+        print_summary(summary)
     return 0
 
 
@@ -124,18 +145,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
     model_overrides = {**(file_config.get("model") or {}), **_parse_overrides(args.set)}
     if args.pixels is not None:
-        if args.model != "rssm":
+        if args.family != "rssm":
             raise ImaginariumError("only the rssm family learns from frames: use --model rssm with --pixels")
         model_overrides["image_size"] = args.pixels
-    train_config = dict(file_config.get("train") or {})
-    for key in ("steps", "seed", "patience", "eval_every"):
-        if getattr(args, key) is not None:
-            train_config[key] = getattr(args, key)
+    train_config = {
+        **(file_config.get("train") or {}),
+        **given(args, "steps", "seed", "patience", "eval_every"),
+    }
     result = train_world_model(
         args.data,
         args.out,
-        family=args.model,
-        preset=args.preset,
+        **given(args, "family", "preset"),
         model_overrides=model_overrides,
         config=train_config,
         device=args.device,
@@ -147,26 +167,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     training = result.card["training"]
     stop = "stopped early" if result.stopped_early else "ran all steps"
     print(
-        f"trained {args.model} for {result.steps} steps ({stop}) in {result.seconds:.0f} s; best validation loss "
+        f"trained {result.model.family} for {result.steps} steps ({stop}) in {result.seconds:.0f} s; best validation loss "
         f"{training['best_validation_loss']:.4g} at step {training['best_step']}; wrote {result.directory}"
     )
     return 0
 
 
 def cmd_evaluate_model(args: argparse.Namespace) -> int:
-    from imaginarium.models.evaluate import evaluate_model
+    from imaginarium.run.pipeline import evaluate_fidelity
 
-    report = evaluate_model(
+    report = evaluate_fidelity(
         args.model_dir,
         args.data,
-        horizon=args.horizon,
-        starts=args.starts,
-        context=args.context,
         out=args.out,
-        visual=args.visual,
         overwrite=args.overwrite,
+        visual=args.visual,
+        **given(args, "horizon", "starts", "context"),
     )
-    _print_summary(report["summary"])
+    print_summary(report["summary"])
     print(f"wrote {Path(args.out or args.model_dir) / 'fidelity.json'} and fidelity.png")
     return 0
 
@@ -190,7 +208,7 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
 
     if args.eval_episodes < 0:
         raise ImaginariumError(f"--eval-episodes must be 0 (no scoring) or more, got {args.eval_episodes}")
-    env_options = {"uncertainty_penalty": args.uncertainty_penalty, "termination": args.termination}
+    env_options = given(args, "uncertainty_penalty", "termination")
     if args.pixels:
         env_options.update(observation="pixels", pixels=args.pixels)
     path = train_in_imagination(
@@ -198,8 +216,7 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
         args.algo,
         args.steps,
         args.out,
-        num_envs=args.num_envs,
-        seed=args.seed,
+        **given(args, "num_envs", "seed"),
         env_options=env_options,
         progress=not args.no_progress,
         overwrite=args.overwrite,
@@ -209,7 +226,7 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
         imagined = imagined_return(path, args.model, episodes=args.eval_episodes, **env_options)
         card = read_card(args.model)
         task, image_size = card.get("task"), (card.get("config") or {}).get("image_size")
-        line = f"imagined return {imagined['mean']:.1f} ± {imagined['stderr']:.1f}"
+        line = f"imagined return {interval(imagined)}"
         if task:
             real = real_return(
                 path,
@@ -218,37 +235,34 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
                 pixels=image_size or args.pixels,
                 rendered=bool(image_size),
             )
-            line += f"   real return on {task} {real['mean']:.1f} ± {real['stderr']:.1f}"
+            line += f"   real return on {task} {interval(real)}"
         print(f"{line}   ({args.eval_episodes} episodes each)")
     return 0
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
     from imaginarium.outputs import check_output
-    from imaginarium.ranking import rank_policies
     from imaginarium.report import REPORT_FILES, markdown_report, write_report
+    from imaginarium.run.rank import rank_policies
 
     check_output(args.report, args.overwrite, files=REPORT_FILES)  # before the ranking, not after it
     started = time.perf_counter()
     result = rank_policies(
         args.model,
         args.policies,
-        starts=args.starts,
         horizon=args.horizon,
         real_env=args.real_env,
-        real_episodes=args.real_episodes,
         dataset=args.data,
         workers=args.workers,
         address=args.address,
-        seed=args.seed,
         allow_code=args.allow_code,
         progress=not args.no_progress,
-        members=args.members,
         group=args.group,
+        **given(args, "starts", "real_episodes", "seed", "members"),
     )
     seconds = time.perf_counter() - started  # Ray's start and stop included, where it ran on Ray
     paths = write_report(
-        result, args.report, model_dir=args.model, videos=args.videos, overwrite=args.overwrite
+        result, args.report, model_dir=args.model, overwrite=args.overwrite, **given(args, "videos")
     )
     print(markdown_report(result))
     where = "in this process" if result["settings"]["workers"] == 0 else "on Ray"
@@ -271,11 +285,11 @@ def cmd_dream(args: argparse.Namespace) -> int:
 
     config = {**_parse_overrides(args.set)}
     if args.online:
-        from imaginarium.agents.dreamer import dream_online
+        from imaginarium.run.online import dream_online
 
         if not args.task:
             raise ImaginariumError("dream --online needs --task")
-        online = {"real_steps": args.real_steps, "eval_episodes": max(1, args.eval_episodes)}
+        online = {**given(args, "real_steps"), "eval_episodes": max(1, args.eval_episodes)}
         result = dream_online(args.task, args.out, online, config, overwrite=args.overwrite)
         last = result["curve"][-1]
         print(
@@ -285,8 +299,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise ImaginariumError("dream needs --model MODEL_DIR, or --task TASK --online")
-    if args.steps is not None:
-        config["steps"] = args.steps
+    config.update(given(args, "steps"))
     summary = train_dreamer(
         args.model,
         args.out,
@@ -302,30 +315,24 @@ def cmd_dream(args: argparse.Namespace) -> int:
         task = json.loads((Path(args.out) / "dreamer.json").read_text()).get("task")
         if task:
             real = real_rollouts(get_task(task), policy, args.eval_episodes, seed=10_000)["return"]
-            print(f"real return on {task}: {real['mean']:.1f} [{real['ci_low']:.1f}, {real['ci_high']:.1f}]")
+            print(f"real return on {task}: {interval(real)}")
     return 0
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from imaginarium.tune import run_search
+    from imaginarium.run.search import run_search
 
     report = run_search(
         args.model,
         args.algo,
-        args.samples,
-        args.out,
-        steps=args.steps,
-        reports=args.reports,
+        out=args.out,
         space=args.space,
-        top_k=args.top_k,
-        real_episodes=args.real_episodes,
-        uncertainty_penalty=args.uncertainty_penalty,
         workers=args.workers,
         address=args.address,
         resume=args.resume,
-        seed=args.seed,
         overwrite=args.overwrite,
         allow_code=args.allow_code,
+        **given(args, "samples", "steps", "reports", "top_k", "real_episodes", "uncertainty_penalty", "seed"),
     )
     print((Path(args.out) / "tune.md").read_text())
     print(f"search took {report['seconds']:.0f} s; chosen agent: {report['best_agent']}")
@@ -340,9 +347,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         args.policy,
         args.out,
         steps=args.steps,
-        seed=args.seed,
-        size=args.size,
-        fps=args.fps,
+        **given(args, "seed", "size", "fps"),
         allow_code=args.allow_code,
         overwrite=args.overwrite,
     )
@@ -363,11 +368,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from imaginarium.demo import run_demo
+    from imaginarium.run.demo import run_demo
 
-    run_demo(
-        Path(args.out), task=args.task, episodes=args.episodes, seed=args.seed, agent_steps=args.agent_steps
-    )
+    run_demo(Path(args.out), agent_steps=args.agent_steps, **given(args, "task", "episodes", "seed"))
     return 0
 
 
@@ -383,20 +386,29 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument(
         "--task", required=True, help="suite task (pendulum, cartpole, ...) or a Gymnasium id"
     )
-    collect.add_argument(
-        "--policy",
-        default="random",
-        help=POLICY_HELP,
-    )
+    _option(collect, "--policy", "imaginarium.collect:collect", POLICY_HELP)
     amount = collect.add_mutually_exclusive_group(required=True)
     amount.add_argument("--episodes", type=int, help="number of episodes to collect")
     amount.add_argument(
         "--steps", type=int, help="collect complete episodes until this many steps are stored"
     )
     collect.add_argument("--out", required=True, help="dataset folder to create")
-    collect.add_argument("--seed", type=int, default=0)
-    collect.add_argument("--num-envs", type=int, default=8, help="environment copies stepped side by side")
-    collect.add_argument("--format", choices=("hdf5", "arrow"), default="hdf5", help="Minari storage format")
+    _option(collect, "--seed", "imaginarium.collect:collect", "seeds the resets and the policy", type=int)
+    _option(
+        collect,
+        "--num-envs",
+        "imaginarium.collect:collect",
+        "environment copies stepped side by side",
+        type=int,
+    )
+    _option(
+        collect,
+        "--format",
+        "imaginarium.collect:collect",
+        "Minari storage format",
+        dest="data_format",
+        choices=("hdf5", "arrow"),
+    )
     collect.add_argument("--max-episode-steps", type=int, help="override the task's time limit")
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     collect.add_argument(
@@ -429,8 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="fit a world model to a dataset")
     train.add_argument("--data", required=True, help="dataset folder or Minari dataset id")
-    train.add_argument("--model", choices=("ensemble", "rssm"), default="ensemble", help="world-model family")
-    train.add_argument("--preset", choices=("xs", "s", "m"), default="s", help="model size")
+    _option(
+        train, "--model", "imaginarium.models.train:train_world_model", "world-model family", dest="family",
+        choices=("ensemble", "rssm"),
+    )  # fmt: skip
+    _option(
+        train,
+        "--preset",
+        "imaginarium.models.train:train_world_model",
+        "model size",
+        choices=("xs", "s", "m"),
+    )
     train.add_argument("--out", required=True, help="model folder to write")
     train.add_argument(
         "--pixels", type=int, metavar="N", help="learn from the dataset's N x N frames, not its states (rssm)"
@@ -442,10 +463,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="episodes with observations only (video): refuse them, drop them, or label their actions "
         "with an inverse-dynamics model learned from the others",
     )
-    train.add_argument("--steps", type=int, help="gradient steps (default 20000)")
-    train.add_argument("--eval-every", type=int, help="steps between validation checks (default 250)")
-    train.add_argument("--patience", type=int, help="validation checks without improvement before stopping")
-    train.add_argument("--seed", type=int)
+    _option(train, "--steps", "imaginarium.models.train:TrainConfig", "gradient steps", type=int)
+    _option(
+        train,
+        "--eval-every",
+        "imaginarium.models.train:TrainConfig",
+        "steps between validation checks",
+        type=int,
+    )
+    _option(
+        train,
+        "--patience",
+        "imaginarium.models.train:TrainConfig",
+        "validation checks without improvement before stopping",
+        type=int,
+    )
+    _option(
+        train,
+        "--seed",
+        "imaginarium.models.train:TrainConfig",
+        "seeds the split, the weights and the batches",
+        type=int,
+    )
     train.add_argument("--device", default="cpu", help="cpu or cuda")
     train.add_argument("--config", help="YAML file with 'model' and 'train' sections")
     train.add_argument(
@@ -461,10 +500,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--data", required=True, help="the model's dataset (held-out split) or another of its task"
     )
-    evaluate.add_argument("--horizon", type=int, default=50)
-    evaluate.add_argument("--starts", type=int, default=256, help="open-loop start states")
-    evaluate.add_argument(
-        "--context", type=int, default=8, help="real steps filtered before each open-loop start"
+    _option(evaluate, "--horizon", "imaginarium.models.evaluate:evaluate_model", "open-loop steps", type=int)
+    _option(
+        evaluate, "--starts", "imaginarium.models.evaluate:evaluate_model", "open-loop start states", type=int
+    )
+    _option(
+        evaluate,
+        "--context",
+        "imaginarium.models.evaluate:evaluate_model",
+        "real steps filtered before each open-loop start",
+        type=int,
     )
     evaluate.add_argument(
         "--out", help="folder for fidelity.json and fidelity.png (default: the model folder)"
@@ -486,10 +531,25 @@ def build_parser() -> argparse.ArgumentParser:
     imagine.add_argument("--algo", choices=("ppo", "sac", "td3", "a2c", "dqn"), required=True)
     imagine.add_argument("--steps", type=int, required=True, help="imagined environment steps")
     imagine.add_argument("--out", required=True, help="where to save the agent (.zip)")
-    imagine.add_argument("--num-envs", type=int, default=16)
-    imagine.add_argument("--seed", type=int, default=0)
-    imagine.add_argument("--uncertainty-penalty", type=float, default=0.0)
-    imagine.add_argument("--termination", choices=("continue", "success", "both", "none"), default="continue")
+    _option(
+        imagine,
+        "--num-envs",
+        "imaginarium.agents.sb3:train_in_imagination",
+        "imagined envs stepped as one batch",
+        type=int,
+    )
+    _option(imagine, "--seed", "imaginarium.agents.sb3:train_in_imagination", "seeds the agent", type=int)
+    _option(
+        imagine,
+        "--uncertainty-penalty",
+        "imaginarium.envs.imagined:Imagination",
+        "reward minus this x uncertainty",
+        type=float,
+    )
+    _option(
+        imagine, "--termination", "imaginarium.envs.imagined:Imagination", "what ends an imagined episode",
+        choices=("continue", "success", "both", "none"),
+    )  # fmt: skip
     imagine.add_argument(
         "--eval-episodes", type=int, default=10, help="score in the model and on the real task"
     )
@@ -507,8 +567,14 @@ def build_parser() -> argparse.ArgumentParser:
     dream.add_argument("--task", help="task for --online")
     dream.add_argument("--online", action="store_true", help="act on the real task, refit, imagine, repeat")
     dream.add_argument("--out", required=True, help="agent folder")
-    dream.add_argument("--steps", type=int, help="actor-critic updates (default 3000)")
-    dream.add_argument("--real-steps", type=int, default=20_000, help="--online: real steps to use in all")
+    _option(dream, "--steps", "imaginarium.agents.dreamer:DreamerConfig", "actor-critic updates", type=int)
+    _option(
+        dream,
+        "--real-steps",
+        "imaginarium.run.online:OnlineConfig",
+        "--online: real steps to use in all",
+        type=int,
+    )
     dream.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a DreamerConfig field"
     )
@@ -525,23 +591,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("--model", required=True, help="model folder")
     tune.add_argument("--algo", choices=("ppo", "sac", "dreamer"), required=True)
-    tune.add_argument("--samples", type=int, default=16, help="configurations to try")
+    _option(tune, "--samples", "imaginarium.run.search:run_search", "configurations to try", type=int)
     tune.add_argument(
         "--out", required=True, help="folder for the search, its reports and best_agent.zip (or best_agent/)"
     )
     tune.add_argument(
         "--steps",
         type=int,
-        help="training per trial: agent steps for ppo/sac (20000), updates for dreamer (600)",
+        default=LibraryDefault("imaginarium.run.search:DEFAULT_STEPS", "*"),
+        help="training per trial: agent steps for ppo and sac, updates for dreamer (default %(default)s)",
     )
-    tune.add_argument("--reports", type=int, default=5, help="scores reported per trial (ASHA's rungs)")
+    _option(
+        tune,
+        "--reports",
+        "imaginarium.run.search:run_search",
+        "scores reported per trial (ASHA's rungs)",
+        type=int,
+    )
     tune.add_argument(
         "--space", help="YAML search space replacing the default (parameter: {distribution: args})"
     )
-    tune.add_argument("--top-k", type=int, default=3, help="best trials validated on the real task")
-    tune.add_argument("--real-episodes", type=int, default=10)
-    tune.add_argument(
-        "--uncertainty-penalty", type=float, default=0.0, help="score = return - this x member spread"
+    _option(
+        tune,
+        "--top-k",
+        "imaginarium.run.search:run_search",
+        "best trials validated on the real task",
+        type=int,
+    )
+    _option(
+        tune,
+        "--real-episodes",
+        "imaginarium.run.search:run_search",
+        "real episodes per validated trial",
+        type=int,
+    )
+    _option(
+        tune,
+        "--uncertainty-penalty",
+        "imaginarium.run.search:run_search",
+        "score = return - this x member spread",
+        type=float,
     )
     tune.add_argument("--workers", type=int, help="local Ray CPUs (default all)")
     tune.add_argument("--address", help="join the Ray cluster at this address")
@@ -554,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--allow-code", action="store_true", help="trust the search folder's saved state (needed by --resume)"
     )
-    tune.add_argument("--seed", type=int, default=0)
+    _option(tune, "--seed", "imaginarium.run.search:run_search", "seeds the search", type=int)
     tune.set_defaults(func=cmd_tune)
 
     rank = commands.add_parser(
@@ -569,8 +658,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rank.add_argument("--report", required=True, help="folder for ranking.json, report.md and report.html")
     rank.add_argument("--real-env", help="also run real episodes on this task or Gymnasium id")
-    rank.add_argument("--real-episodes", type=int, default=20)
-    rank.add_argument("--starts", type=int, default=64, help="real start states every policy is rolled from")
+    _option(
+        rank,
+        "--real-episodes",
+        "imaginarium.run.rank:rank_policies",
+        "real episodes per policy with --real-env",
+        type=int,
+    )
+    _option(
+        rank,
+        "--starts",
+        "imaginarium.run.rank:rank_policies",
+        "real start states every policy is rolled from",
+        type=int,
+    )
     rank.add_argument("--horizon", type=int, help="steps per rollout (default: the task's time limit)")
     rank.add_argument(
         "--members",
@@ -593,8 +694,20 @@ def build_parser() -> argparse.ArgumentParser:
         "small ranking of a state model without --real-env or py: callables, else all local CPUs)",
     )
     rank.add_argument("--address", help="join the Ray cluster at this address")
-    rank.add_argument("--seed", type=int, default=0)
-    rank.add_argument("--videos", type=int, default=3, help="top policies shown as real and imagined GIFs")
+    _option(
+        rank,
+        "--seed",
+        "imaginarium.run.rank:rank_policies",
+        "seeds the starts and the model's sampling",
+        type=int,
+    )
+    _option(
+        rank,
+        "--videos",
+        "imaginarium.report:write_report",
+        "top policies shown as real and imagined GIFs",
+        type=int,
+    )
     rank.add_argument("--allow-code", action="store_true", help=ALLOW_CODE_HELP)
     rank.add_argument("--overwrite", action="store_true", help="replace a report already in --report")
     rank.add_argument("--no-progress", action="store_true")
@@ -607,9 +720,15 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--policy", required=True, help=POLICY_HELP)
     video.add_argument("--out", required=True, help="rollout.mp4 or rollout.gif")
     video.add_argument("--steps", type=int, help="at most this many steps (default: the task's time limit)")
-    video.add_argument("--seed", type=int, default=0, help="seed of the real reset both episodes start from")
-    video.add_argument("--size", type=int, default=256, help="pixels of each square panel")
-    video.add_argument("--fps", type=int, default=30)
+    _option(
+        video,
+        "--seed",
+        "imaginarium.video:write_rollout_video",
+        "seed of the real reset both episodes start from",
+        type=int,
+    )
+    _option(video, "--size", "imaginarium.video:write_rollout_video", "pixels of each square panel", type=int)
+    _option(video, "--fps", "imaginarium.video:write_rollout_video", "frames per second", type=int)
     video.add_argument("--allow-code", action="store_true", help=ALLOW_CODE_HELP)
     video.add_argument("--overwrite", action="store_true", help="replace a video already at --out")
     video.set_defaults(func=cmd_video)
@@ -619,9 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the whole job end to end at small scale")
     demo.add_argument("--out", default="demo", help="folder for everything the demo writes")
-    demo.add_argument("--task", default="pendulum")
-    demo.add_argument("--episodes", type=int, default=100)
-    demo.add_argument("--seed", type=int, default=0)
+    _option(demo, "--task", "imaginarium.run.demo:run_demo", "suite task")
+    _option(demo, "--episodes", "imaginarium.run.demo:run_demo", "random episodes to collect", type=int)
+    _option(demo, "--seed", "imaginarium.run.demo:run_demo", "seeds every stage", type=int)
     demo.add_argument(
         "--agent-steps", type=int, help="imagined steps for the SB3 agent (default per task; 0 skips it)"
     )

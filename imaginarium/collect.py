@@ -24,6 +24,7 @@ from imaginarium.envs.render import rendered_frame, rendering_env
 from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task, get_task
 from imaginarium.errors import ImaginariumError, PolicySpecError
 from imaginarium.policy import Policy, load_policy
+from imaginarium.progress import Progress, tracking
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def collect(
     num_envs: int = 8,
     data_format: str = "hdf5",
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
     pixels: int | None = None,
     allow_code: bool = False,
 ) -> CollectResult:
@@ -136,6 +137,7 @@ def collect(
     :param seed: seeds the episode resets and the policy's randomness.
     :param num_envs: environment copies stepped side by side; the policy acts on all at once.
     :param data_format: ``hdf5`` (Minari's default) or ``arrow``.
+    :param progress: told the episodes (or steps) done and the rate (:mod:`imaginarium.progress`).
     :param pixels: also store each observation's rendered frame, ``pixels`` × ``pixels`` RGB, beside
         the state (offscreen: MuJoCo through EGL, classic control through SDL's dummy driver).
     :param allow_code: accept policies that run code when loaded (``py:`` callables, SB3 archives
@@ -173,7 +175,7 @@ def collect(
     try:
         copies = num_envs if episodes is None else min(num_envs, episodes)
         envs = [_make_env(task, pixels) for _ in range(copies)]
-        with _sigterm_as_interrupt(), _progress(progress, task, target, episodes is None) as advance:
+        with _sigterm_as_interrupt(), _counting(progress, task, target, episodes is None) as advance:
             interrupted, dropped_steps = _run(
                 task, envs, policy, writer, episodes, steps, seed, advance, pixels, policy_spec
             )
@@ -313,30 +315,20 @@ def _run(
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool, task: Task, target: int, by_steps: bool) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar over episodes (or steps), showing the rate; a no-op when disabled."""
-    if not enabled:
-        yield lambda episodes, steps: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn("[bold]collect[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=False) as bar:
-        unit = "steps" if by_steps else "episodes"
-        bar_task = bar.add_task(f"{task.name} ({unit})", total=target, rate="")
+def _counting(
+    progress: bool | Progress, task: Task, target: int, by_steps: bool
+) -> Iterator[Callable[[int, int], None]]:
+    """``advance(episodes, steps)`` for the run loop, telling ``progress`` the episodes (or steps) done
+    and the rate."""
+    unit = "steps" if by_steps else "episodes"
+    with tracking(progress, f"collect {task.name} ({unit})", target) as bar:
         begun = time.perf_counter()
-        done_steps = 0
+        done_episodes = done_steps = 0
 
         def advance(episodes: int, steps: int) -> None:
-            nonlocal done_steps
-            done_steps += steps
+            nonlocal done_episodes, done_steps
+            done_episodes, done_steps = done_episodes + episodes, done_steps + steps
             rate = done_steps / max(time.perf_counter() - begun, 1e-9)
-            bar.update(bar_task, advance=steps if by_steps else episodes, rate=f"{rate:,.0f} steps/s")
+            bar.update(done_steps if by_steps else done_episodes, f"{rate:,.0f} steps/s")
 
         yield advance

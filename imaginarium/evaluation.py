@@ -229,7 +229,7 @@ def imagined_rollouts_lockstep(
     blocks = [slice(index * block, (index + 1) * block) for index in range(tiles)]
     for index, policy in enumerate(policies):
         try:
-            policy.reset(np.ones(block, dtype=bool))
+            policy.reset(np.arange(block))
         except Exception as error:  # a user's policy can fail in any way; the others go on
             errors[index] = error
             alive[blocks[index]] = 0.0
@@ -327,9 +327,9 @@ def _finite_states(model: WorldModel, state: dict[str, torch.Tensor]) -> torch.T
     return torch.isfinite(values).all(-1)
 
 
-def _episode_success(task: Task, steps: list[tuple[np.ndarray, bool, bool, Any]]) -> bool | None:
+def _episode_success(task: Task | None, steps: list[tuple[np.ndarray, bool, bool, Any]]) -> bool | None:
     """Whether the episode's last step succeeds: the task's rule, else the env's own ``info`` label."""
-    if task.success is not None:
+    if task is not None and task.success is not None:
         next_observations = np.stack([step[0] for step in steps])
         terminated = np.array([step[1] for step in steps])
         truncated = np.array([step[2] for step in steps])
@@ -345,32 +345,52 @@ def real_rollouts(
     seed: int = 0,
     max_episode_steps: int | None = None,
     pixels: int | None = None,
+    drawn: bool = False,
 ) -> dict[str, Any]:
-    """Run ``episodes`` real episodes side by side (one batched ``act`` per step), seeds ``seed + i``.
+    """Run ``episodes`` real episodes side by side (:func:`episode_rollouts`), seeds ``seed + i``.
 
-    :param pixels: the policy sees the env's own rendered frames, as ``collect --pixels`` stores them
-        (the policy of a world model that learned from frames); default the policy's own ``pixels``
-        attribute, which a Dreamer agent of such a model has.
-
-    :returns: ``return`` (bootstrap CI over episodes), ``per_episode`` returns, ``success`` (fraction of
-        episodes whose last step succeeds; None when the task defines no success) and mean ``length``.
+    :param pixels: the policy sees frames: by default the env's own rendered frames, as ``collect
+        --pixels`` stores them (the policy of a world model that learned from frames; default the
+        policy's own ``pixels`` attribute, which a Dreamer agent of such a model has).
+    :param drawn: the frames are instead the real states drawn as ``WAMImagined-v0`` draws them (an
+        agent trained on imagined frames).
     """
     if episodes < 1:
         raise ImaginariumError(f"episodes must be a positive integer, got {episodes}")
     options = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     pixels = pixels if pixels is not None else getattr(policy, "pixels", None)
-    from imaginarium.envs.render import FRAME_STATE_KEY, FrameObservation
+    from imaginarium.envs.render import FrameObservation, PixelObservation
 
     if pixels is None:
         envs = [task.make(**options) for _ in range(episodes)]
+    elif drawn:
+        envs = [PixelObservation(task.make(**options), task, pixels) for _ in range(episodes)]
     else:
         envs = [FrameObservation(task, pixels, **options) for _ in range(episodes)]
+    return episode_rollouts(envs, policy, seed, task)
+
+
+def episode_rollouts(
+    envs: list[gym.Env], policy: Policy, seed: int = 0, task: Task | None = None
+) -> dict[str, Any]:
+    """One episode in each of ``envs`` side by side (one batched ``act`` per step), reset with seeds
+    ``seed + i``: the one episode loop of evaluation, for real envs and imagined ones alike. The envs
+    are closed afterwards.
+
+    :param task: decides success from the states (else success is read from ``info``).
+    :returns: ``return`` (mean with a bootstrap 95% CI over episodes), ``per_episode`` returns,
+        ``success`` (fraction of episodes whose last step succeeds; None when nothing says) and mean
+        ``length``.
+    """
+    from imaginarium.envs.render import FRAME_STATE_KEY
+
+    episodes = len(envs)
     try:
         observations = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
         returns = np.zeros(episodes)
         history: list[list[tuple[np.ndarray, bool, bool, Any]]] = [[] for _ in range(episodes)]
         running = np.ones(episodes, dtype=bool)
-        policy.reset(np.ones(episodes, dtype=bool))
+        policy.reset(np.arange(episodes))
         space = envs[0].action_space
         while running.any():
             actions = policy.act(observations)

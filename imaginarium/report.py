@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from imaginarium.outputs import atomic_write_text, check_output
+from imaginarium.outputs import atomic_write_bytes, atomic_write_text, check_output
 from imaginarium.ranking import OUTSIDE_FRACTION_WARNING
 
 METRIC_LABELS = {
@@ -364,3 +364,31 @@ figcaption { font-size: 0.9em; color: #555; }
 </body>
 </html>
 """
+
+
+def write_fidelity_plot(report: dict[str, Any], path: Path, title: str = "") -> None:
+    """``fidelity.png`` of an :func:`imaginarium.models.evaluate.evaluate_model` report: normalised MSE
+    over the open-loop horizon (model against repeat-last), and the model's uncertainty."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    horizons = np.arange(1, report["horizon"] + 1)
+    errors = report["open_loop"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(horizons, errors["nmse"], label="world model")
+    left.plot(horizons, errors["repeat_last_nmse"], "--", label="repeat last observation")
+    left.set_yscale("log")
+    left.set_xlabel("open-loop horizon (steps)")
+    left.set_ylabel("normalised MSE")
+    left.legend()
+    left.grid(alpha=0.3)
+    right.plot(horizons, errors["uncertainty"], color="tab:red")
+    right.set_xlabel("open-loop horizon (steps)")
+    right.set_ylabel("model uncertainty")
+    right.grid(alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    atomic_write_bytes(Path(path), lambda handle: figure.savefig(handle, format="png", dpi=100))
+    plt.close(figure)

@@ -29,7 +29,7 @@ def episode_frames(
     """Frames of one episode of ``policy`` in ``env`` (every ``stride``-th step, the first included),
     the env reset with ``reset``; at most ``steps`` steps."""
     observation, _ = env.reset(**reset)
-    policy.reset(np.ones(1, dtype=bool))
+    policy.reset(np.arange(1))
     frames = [env.render()]
     for step in range(steps):
         action = np.asarray(policy.act(np.asarray(observation)[None]))[0]

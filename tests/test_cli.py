@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -89,7 +90,7 @@ def test_info_on_bad_datasets_is_one_line(
 def test_demo_collects_trains_imagines_ranks_and_reports(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from imaginarium.demo import run_demo
+    from imaginarium.run.demo import run_demo
 
     summaries = run_demo(tmp_path / "demo", episodes=6, train_steps=300, agent_steps=300, eval_episodes=2)
     assert load_dataset(tmp_path / "demo" / "dataset").num_episodes == 6
@@ -220,3 +221,27 @@ def test_dream_learns_offline_and_scores_the_actor_on_the_real_task(
     assert (out / "dreamer.json").exists() and (out / "model" / "model.pt").exists()
     code, _, stderr = _run(["dream", "--out", str(tmp_path / "other")], capsys)
     assert code == 2 and "--model MODEL_DIR" in stderr
+
+
+def test_option_defaults_are_read_from_the_library_so_they_cannot_drift() -> None:
+    import argparse
+
+    from imaginarium.cli import LibraryDefault, build_parser, given
+    from imaginarium.models.train import TrainConfig
+    from imaginarium.run.rank import rank_policies
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    defaults = [
+        (name, action.dest, action.default)
+        for name, parser in commands.choices.items()
+        for action in parser._actions
+        if isinstance(action.default, LibraryDefault)
+    ]
+    assert len(defaults) >= 30
+    for name, dest, default in defaults:  # each names a parameter or field that exists
+        assert str(default), f"{name} --{dest}"
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "m", "--steps", "7"])
+    assert str(args.patience) == str(TrainConfig().patience)
+    assert given(args, "steps", "patience", "seed") == {"steps": 7}  # unset options are not passed
+    args = build_parser().parse_args(["rank", "--model", "m", "--policies", "random", "--report", "r"])
+    assert str(args.starts) == str(inspect.signature(rank_policies).parameters["starts"].default)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from imaginarium.errors import ImaginariumError, PolicySpecError
-from imaginarium.ranking import rank_policies
 from imaginarium.report import write_report
+from imaginarium.run.rank import rank_policies
 
 TESTS = Path(__file__).parent
 
@@ -186,7 +186,7 @@ def test_a_local_ray_started_for_ranking_stays_on_loopback_with_a_thread_per_wor
 
     marker = tmp_path / "address"
     script = (
-        "from imaginarium.ranking import rank_policies\n"
+        "from imaginarium.run.rank import rank_policies\n"
         f"rank_policies({str(pendulum_model)!r}, ['py:support.policies:records_node_address'], starts=2,\n"
         "              horizon=2, workers=1, allow_code=True, progress=False)\n"
     )
@@ -207,7 +207,7 @@ def test_ranking_starts_its_ray_when_the_caller_imported_ray_first(pendulum_mode
 
     script = (
         "import ray\n"
-        "from imaginarium.ranking import rank_policies\n"
+        "from imaginarium.run.rank import rank_policies\n"
         f"rank_policies({str(pendulum_model)!r}, ['random'], starts=2, horizon=2, workers=1, progress=False)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
@@ -267,7 +267,7 @@ def test_long_rankings_real_episodes_clusters_and_user_code_are_left_to_ray(
     pendulum_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from imaginarium.models import load_world_model
-    from imaginarium.ranking import IN_PROCESS_STEPS, _in_process_pays
+    from imaginarium.run.rank import IN_PROCESS_STEPS, _in_process_pays
 
     model = load_world_model(pendulum_model)
     small = IN_PROCESS_STEPS // model.rollout_members
@@ -283,7 +283,7 @@ def test_long_rankings_real_episodes_clusters_and_user_code_are_left_to_ray(
 
 
 def test_groups_share_the_policies_costs_evenly_whatever_the_list_order() -> None:
-    from imaginarium.ranking import _groups
+    from imaginarium.run.rank import _groups
 
     alternating = [4.0, 1.0] * 4  # dealt in turn, one worker would get every wide network
     groups = _groups(alternating, None, 2)
@@ -296,7 +296,7 @@ def test_groups_share_the_policies_costs_evenly_whatever_the_list_order() -> Non
 def test_a_policy_costs_its_weights_and_its_noise_or_a_random_one_adds_none(tmp_path: Path) -> None:
     from stable_baselines3 import SAC
 
-    from imaginarium.ranking import POLICY_CALL_COST, _policy_cost
+    from imaginarium.run.rank import POLICY_CALL_COST, _policy_cost
 
     sizes = {}
     for width in (16, 256):

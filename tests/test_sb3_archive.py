@@ -148,7 +148,7 @@ def test_a_network_that_does_not_fit_its_weights_is_refused_without_falling_back
 def test_a_zoo_ranks_the_same_through_the_safe_path_as_through_sb3s_loader(
     zoo: dict[str, Path], pendulum_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imaginarium.ranking import rank_policies
+    from imaginarium.run.rank import rank_policies
 
     policies = [str(zoo[name]) for name in ("sac", "td3", "ppo_custom", "sac_custom", "td3_custom")]
     settings = {"starts": 4, "horizon": 20, "workers": 0, "progress": False}

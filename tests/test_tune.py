@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imaginarium.errors import ImaginariumError
-from imaginarium.tune import run_search, search_space
+from imaginarium.run.search import run_search, search_space
 
 SMALL_PPO = {"learning_rate": {"loguniform": [1e-4, 1e-3]}, "n_steps": {"choice": [32]}}
 

@@ -24,7 +24,7 @@ from imaginarium.errors import DatasetError, ImaginariumError, ModelError
 from imaginarium.models import WorldModel, load_world_model
 from imaginarium.models.base import teacher_forced_predictions
 from imaginarium.models.checkpoint import write_card
-from imaginarium.outputs import atomic_write_bytes, atomic_write_text, check_output
+from imaginarium.outputs import atomic_write_text, check_output
 
 
 def held_out_episodes(model: WorldModel, dataset: Dataset) -> tuple[Dataset, str]:
@@ -241,7 +241,7 @@ def one_step_figures(
 
 
 #: what :func:`evaluate_model` writes into its folder
-FIDELITY_FILES = ("fidelity.json", "fidelity.png")
+FIDELITY_FILE = "fidelity.json"
 
 
 def evaluate_model(
@@ -255,7 +255,8 @@ def evaluate_model(
     visual: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Measure fidelity on held-out episodes; write ``fidelity.json`` and ``fidelity.png`` to ``out``.
+    """Measure fidelity on held-out episodes; write ``fidelity.json`` to ``out`` (its figure:
+    :func:`imaginarium.report.write_fidelity_plot`).
 
     :param model: a model or a model folder (then ``out`` defaults to it, and its card gets the summary).
     :param dataset: the model's dataset (its held-out split is used) or another dataset of the same task.
@@ -278,7 +279,7 @@ def evaluate_model(
             raise ModelError(f"the dataset's {what} space {theirs} does not fit the model's {ours}")
     out_dir = Path(out) if out is not None else model_dir
     if out_dir is not None:  # before the work, not after it
-        check_output(out_dir, overwrite, files=FIDELITY_FILES)
+        check_output(out_dir, overwrite, files=(FIDELITY_FILE,))
     card = getattr(model, "card", None) or {}
     model.eval()
     held_out, which = held_out_episodes(model, dataset)
@@ -308,37 +309,7 @@ def evaluate_model(
                 summary[f"psnr_at_{h}"] = report["visual"]["psnr"][h - 1]
                 summary[f"ssim_at_{h}"] = report["visual"]["ssim"][h - 1]
     if out_dir is not None:
-        atomic_write_text(out_dir / FIDELITY_FILES[0], json.dumps(report, indent=2))
-        plot_fidelity(
-            report, out_dir / "fidelity.png", title=f"{card.get('family', '')} on {card.get('task', '')}"
-        )
+        atomic_write_text(out_dir / FIDELITY_FILE, json.dumps(report, indent=2))
     if model_dir is not None and card:
         write_card(model_dir, {**card, "fidelity": summary})
     return report
-
-
-def plot_fidelity(report: dict[str, Any], path: Path, title: str = "") -> None:
-    """Two panels: normalised MSE over the horizon (model against repeat-last), and uncertainty."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    horizons = np.arange(1, report["horizon"] + 1)
-    errors = report["open_loop"]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(horizons, errors["nmse"], label="world model")
-    left.plot(horizons, errors["repeat_last_nmse"], "--", label="repeat last observation")
-    left.set_yscale("log")
-    left.set_xlabel("open-loop horizon (steps)")
-    left.set_ylabel("normalised MSE")
-    left.legend()
-    left.grid(alpha=0.3)
-    right.plot(horizons, errors["uncertainty"], color="tab:red")
-    right.set_xlabel("open-loop horizon (steps)")
-    right.set_ylabel("model uncertainty")
-    right.grid(alpha=0.3)
-    figure.suptitle(title)
-    figure.tight_layout()
-    atomic_write_bytes(Path(path), lambda handle: figure.savefig(handle, format="png", dpi=100))
-    plt.close(figure)

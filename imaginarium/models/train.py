@@ -8,10 +8,8 @@ and leaves the last good checkpoint in place.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from imaginarium.models.checkpoint import (
 )
 from imaginarium.models.labeller import LabellerConfig, label_actions, train_labeller
 from imaginarium.models.starts import STARTS_FILE, save_starts, starts_of
+from imaginarium.progress import Progress, tracking
 from imaginarium.samplers import Batch, SequenceSampler
 
 ACTION_FREE_MODES = ("refuse", "drop", "label")
@@ -86,7 +85,7 @@ def train_world_model(
     device: str = "cpu",
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
     action_free: str = "refuse",
     labeller: LabellerConfig | dict[str, Any] | None = None,
 ) -> TrainResult:
@@ -99,6 +98,7 @@ def train_world_model(
     :param device: ``cpu`` or ``cuda``.
     :param resume: continue from ``out``'s last checkpoint (same family, config and dataset).
     :param overwrite: discard a model already in ``out``.
+    :param progress: told the steps and the validation loss (:mod:`imaginarium.progress`; ``True``: a bar).
     :param action_free: what to do with episodes that hold observations only: ``refuse`` them,
         ``drop`` them, or ``label`` them: an inverse-dynamics labeller learned from the episodes with
         actions infers theirs, and the model learns its dynamics from every episode (rewards only
@@ -160,8 +160,10 @@ def train_world_model(
     from torch.utils.tensorboard import SummaryWriter
 
     stopped_early = False
-    with SummaryWriter(str(out / "tb")) as board, _progress(progress, family, config.steps) as bar:
-        bar(progress_state["step"], None)
+    with (
+        SummaryWriter(str(out / "tb")) as board,
+        tracking(progress, f"train {family}", config.steps, progress_state["step"]) as bar,
+    ):
         train_losses: list[float] = []
         while progress_state["step"] < config.steps and not stopped_early:
             model.train()
@@ -195,7 +197,7 @@ def train_world_model(
                     progress_state["bad_evals"] += 1
                     stopped_early = progress_state["bad_evals"] >= config.patience
                 _save_training_state(out, model, optimizer, sampler, progress_state)
-                bar(step, validation_loss)
+                bar.update(step, f"val {validation_loss:.4g}")
 
     model.load_state_dict(load_tensors(out / WEIGHTS_FILE, device)["state_dict"])
     model.eval()
@@ -222,7 +224,7 @@ def _action_free_episodes(
     mode: str,
     labeller: LabellerConfig | dict[str, Any] | None,
     device: str,
-    progress: bool = False,
+    progress: bool | Progress = False,
 ) -> tuple[Dataset, dict[str, Any] | None]:
     """The dataset the model learns from, and what was done with its action-free episodes."""
     if not dataset.has_action_free:
@@ -247,10 +249,10 @@ def _action_free_episodes(
         labeller = config_from_dict(LabellerConfig, labeller or {}, where="labeller config")
     with (
         torch.random.fork_rng(devices=devices),  # the model's own seeding stays as it was
-        _progress(progress, "labeller", labeller.steps) as bar,
+        tracking(progress, "train labeller", labeller.steps) as bar,
     ):
         inverse, figures = train_labeller(
-            dataset, model.observes_pixels, labeller, device, on_step=lambda step: bar(step, None)
+            dataset, model.observes_pixels, labeller, device, on_step=bar.update
         )
     labelled = label_actions(dataset, inverse, device)
     return labelled, {"mode": "label", "episodes": int(free.sum()), "labeller": figures}
@@ -390,27 +392,3 @@ def _restore(
     state = dict(saved["progress"])
     state["curve"] = saved["curve"].tolist()
     return state
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, family: str, total: int) -> Iterator[Any]:
-    """A rich progress bar over training steps showing the latest validation loss."""
-    if not enabled:
-        yield lambda step, loss: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn(f"[bold]train[/] {family}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[loss]}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns) as bar:
-        task = bar.add_task("train", total=total, loss="")
-
-        def update(step: int, loss: float | None) -> None:
-            bar.update(task, completed=step, **({"loss": f"val {loss:.4g}"} if loss is not None else {}))
-
-        yield update

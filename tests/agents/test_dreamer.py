@@ -12,7 +12,6 @@ import torch
 from imaginarium.agents.dreamer import (
     DreamerConfig,
     DreamerPolicy,
-    OnlineConfig,
     lambda_returns,
     train_dreamer,
 )
@@ -20,6 +19,7 @@ from imaginarium.config import config_from_dict
 from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError, TrainingError
 from imaginarium.policy import load_policy, policy_name
+from imaginarium.run.online import OnlineConfig
 
 FAST = {"batch_size": 16, "horizon": 5, "hidden": 32, "log_every": 5, "checkpoint_every": 5}
 
@@ -141,7 +141,7 @@ def test_discrete_actions_are_learned_over_the_rssm_family_too(
 
 
 def test_the_online_loop_acts_refits_imagines_and_writes_its_learning_curve(tmp_path: Path) -> None:
-    from imaginarium.agents.dreamer import dream_online
+    from imaginarium.run.online import dream_online
 
     online = {
         "real_steps": 800, "initial_steps": 600, "round_steps": 200, "model_preset": "xs",

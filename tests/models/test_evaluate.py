@@ -28,9 +28,14 @@ def test_auc_matches_counting_pairs() -> None:
 
 
 def test_evaluation_writes_figures_plot_and_card(ensemble_dir: Path, pendulum_dataset_path: Path) -> None:
+    from imaginarium.run.pipeline import evaluate_fidelity
+
     report = evaluate_model(ensemble_dir, pendulum_dataset_path, horizon=20, starts=64)
     saved = json.loads((ensemble_dir / "fidelity.json").read_text())
     assert saved["summary"] == report["summary"]
+    assert not (ensemble_dir / "fidelity.png").exists()  # the models layer draws nothing
+    drawn = evaluate_fidelity(ensemble_dir, pendulum_dataset_path, overwrite=True, horizon=20, starts=64)
+    assert drawn["summary"] == report["summary"]
     assert (ensemble_dir / "fidelity.png").stat().st_size > 10_000
     summary = read_card(ensemble_dir)["fidelity"]
     assert summary["held_out"].startswith("validation episodes")

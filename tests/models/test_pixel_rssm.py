@@ -135,7 +135,7 @@ def test_dreamer_learns_on_the_pixel_model_and_acts_on_real_frames(pixel_model, 
 
 
 def test_pixel_agents_are_ranked_in_the_pixel_model_and_on_real_frames(pixel_model, tmp_path: Path) -> None:
-    from imaginarium.ranking import rank_policies
+    from imaginarium.run.rank import rank_policies
     from imaginarium.video import write_rollout_video
 
     train_dreamer(pixel_model.directory, tmp_path / "agent", {"steps": 2, "batch_size": 8}, progress=False)

@@ -17,7 +17,7 @@ from imaginarium.errors import DatasetError, ModelError
 from imaginarium.models import load_world_model
 from imaginarium.models.checkpoint import CARD_FILE
 from imaginarium.models.starts import STARTS_FILE, keep_starts, model_starts, starts_of
-from imaginarium.ranking import rank_policies
+from imaginarium.run.rank import rank_policies
 
 
 def _copy_without_dataset(model: Path, into: Path) -> Path:

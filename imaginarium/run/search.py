@@ -26,11 +26,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+import stable_baselines3
+import torch
 
+from imaginarium.agents.dreamer import STATE_FILE, DreamerPolicy, train_dreamer
+from imaginarium.agents.sb3 import silent_logger
 from imaginarium.config import load_yaml
+from imaginarium.envs.sb3 import imagined_vec_env
 from imaginarium.errors import ImaginariumError, SearchInterrupted
+from imaginarium.evaluation import imagined_rollouts, start_states
+from imaginarium.models import load_world_model
+from imaginarium.models.checkpoint import read_card, spaces_from_card
+from imaginarium.models.starts import model_starts
 from imaginarium.outputs import atomic_write_text, check_output, check_writable
+from imaginarium.policy import SB3Policy
+from imaginarium.run.cluster import keep_local_ray_on_loopback, start_ray
+from imaginarium.run.rank import rank_policies
 
 #: default search spaces: parameter -> {distribution: arguments}
 SEARCH_SPACES: dict[str, dict[str, dict[str, list]]] = {
@@ -191,12 +204,7 @@ def imagined_trainable(config: dict[str, Any]) -> None:
 
     Each report carries a checkpoint of the agent, so a restored trial goes on from its last report
     (``resumed_from`` in the metrics says where)."""
-    import torch
     from ray import tune
-
-    from imaginarium.evaluation import imagined_rollouts, start_states
-    from imaginarium.models import load_world_model
-    from imaginarium.models.starts import model_starts
 
     torch.set_num_threads(1)
     setup: TrialSetup = config["setup"]
@@ -240,10 +248,6 @@ class _SB3Trial:
     """A Stable-Baselines3 agent learning in the imagined vector env; saved as ``agent.zip``."""
 
     def __init__(self, setup: TrialSetup, hyperparameters: dict[str, Any], work: Path) -> None:
-        import stable_baselines3
-
-        from imaginarium.agents.sb3 import silent_logger
-        from imaginarium.envs.sb3 import imagined_vec_env
 
         venv = imagined_vec_env(
             setup.model, num_envs=setup.num_envs, observation="decoded", track_uncertainty=False
@@ -257,7 +261,6 @@ class _SB3Trial:
         self.agent.set_logger(silent_logger())
 
     def learn(self, steps: int, total: int) -> Any:
-        from imaginarium.policy import SB3Policy
 
         self.agent.learn(steps, reset_num_timesteps=False)
         self.agent.save(self.path)
@@ -271,7 +274,6 @@ class _DreamerTrial:
         self.setup, self.hyperparameters, self.folder = setup, hyperparameters, work / "agent"
 
     def learn(self, steps: int, total: int) -> Any:
-        from imaginarium.agents.dreamer import STATE_FILE, DreamerPolicy, train_dreamer
 
         config = {
             **self.hyperparameters,
@@ -288,8 +290,8 @@ class _DreamerTrial:
 def run_search(
     model: str | Path,
     algo: str,
-    samples: int,
     out: str | Path,
+    samples: int = 16,
     steps: int | None = None,
     reports: int = 5,
     space: str | Path | dict[str, Any] | None = None,
@@ -320,10 +322,6 @@ def run_search(
     :raises SearchInterrupted: the search was stopped (Ctrl+C) before every trial ended; its state is
         saved, and ``resume=True`` goes on from there.
     """
-    import gymnasium as gym
-
-    from imaginarium.models.checkpoint import read_card, spaces_from_card
-    from imaginarium.ranking import keep_local_ray_on_loopback, rank_policies, start_ray
 
     keep_local_ray_on_loopback(address)  # before the first import of Ray, below and in search_space
     # Only each trial's newest checkpoint is kept, which makes Tune snapshot the experiment at every
@@ -459,7 +457,6 @@ def _unfinished_tracker(out: Path) -> Any:
     step of the search. Tune marks the running trials of an interrupted search as ended when it cleans
     up, so this file is how an interruption is told from a finished search (also after a restore,
     which brings back an unpickled copy of the callback)."""
-    import json
 
     from ray.tune import Callback
     from ray.tune.experiment import Trial

@@ -13,8 +13,12 @@ from typing import Any
 
 from rich.console import Console
 
-from imaginarium.collect import collect
+from imaginarium.agents.sb3 import imagined_return, real_return, train_in_imagination
 from imaginarium.dataset import load_dataset
+from imaginarium.report import markdown_report, write_report
+from imaginarium.run.console import interval, print_summary
+from imaginarium.run.pipeline import collect_train_evaluate
+from imaginarium.run.rank import rank_policies
 
 #: the agent the demo trains in imagination, per task: algorithm, agent steps, SB3 keyword arguments
 AGENTS: dict[str, tuple[str, int, dict[str, Any]]] = {
@@ -37,41 +41,32 @@ def run_demo(
     :param agent_steps: imagined steps for the SB3 agent (default per task; 0 skips that stage).
     :returns: the dataset and fidelity summaries, and the agent's imagined and real returns.
     """
-    from imaginarium.agents.sb3 import imagined_return, real_return, train_in_imagination
-    from imaginarium.cli import _print_summary
-    from imaginarium.models.evaluate import evaluate_model
-    from imaginarium.models.train import train_world_model
 
     console = Console()
     out.mkdir(parents=True, exist_ok=True)
-    console.rule(f"[bold]1. collect[/] {episodes} episodes of {task}")
-    result = collect(task, out / "dataset", policy="random", episodes=episodes, seed=seed, overwrite=True)
-    console.print(f"wrote {result.episodes} episodes ({result.steps} steps) to {result.path}")
-    dataset_summary = load_dataset(out / "dataset").summary()
-    _print_summary(dataset_summary)
-
-    console.rule("[bold]2. train[/] a world model (ensemble, preset xs)")
-    trained = train_world_model(
-        out / "dataset",
-        out / "model",
-        family="ensemble",
-        preset="xs",
-        config={"steps": train_steps, "seed": seed},
-        overwrite=True,
-    )
+    stages = iter(range(1, 10))
+    prepared = collect_train_evaluate(
+        task, out / "dataset", out / "model", episodes=episodes, seed=seed, preset="xs",
+        train_config={"steps": train_steps, "seed": seed}, fresh=True, progress=True,
+        announce=lambda title: console.rule(f"[bold]{next(stages)}.[/] {title}"),
+    )  # fmt: skip
+    assert prepared.collected is not None and prepared.trained is not None and prepared.fidelity is not None
+    collected, trained = prepared.collected, prepared.trained
+    console.print(f"wrote {collected.episodes} episodes ({collected.steps} steps) to {collected.path}")
     console.print(f"trained for {trained.steps} steps in {trained.seconds:.0f} s; wrote {trained.directory}")
-
-    console.rule("[bold]3. fidelity[/] on held-out episodes")
-    fidelity = evaluate_model(out / "model", out / "dataset", horizon=50, overwrite=True)["summary"]
-    _print_summary(fidelity)
-    console.print(f"plot: {out / 'model' / 'fidelity.png'}")
-    summary: dict[str, Any] = {"dataset": dataset_summary, "fidelity": fidelity}
+    dataset_summary = load_dataset(prepared.dataset).summary()
+    print_summary(dataset_summary)
+    print_summary(prepared.fidelity)
+    console.print(f"plot: {prepared.model / 'fidelity.png'}")
+    summary: dict[str, Any] = {"dataset": dataset_summary, "fidelity": prepared.fidelity}
 
     algo, default_steps, algo_kwargs = AGENTS.get(task, ("ppo", 50_000, {}))
     agent_steps = default_steps if agent_steps is None else agent_steps
     if agent_steps <= 0:
         return summary
-    console.rule(f"[bold]4. imagine[/] train {algo.upper()} for {agent_steps} steps inside the model only")
+    console.rule(
+        f"[bold]{next(stages)}. imagine[/] train {algo.upper()} for {agent_steps} steps inside the model only"
+    )
     agent = train_in_imagination(
         out / "model",
         algo,
@@ -87,12 +82,12 @@ def run_demo(
     real = real_return(agent, task, episodes=eval_episodes)
     console.print(f"wrote {agent}; {eval_episodes} episodes each, from the same seeds:")
     for label, figures in (("imagined return (in the model)", imagined), (f"real return (on {task})", real)):
-        console.print(f"  {label:<32} {figures['mean']:9.1f} ± {figures['stderr']:.1f}")
+        console.print(f"  {label:<32} {interval(figures)}")
     summary["agent"] = {"algo": algo, "steps": agent_steps, "imagined_return": imagined, "real_return": real}
 
-    console.rule("[bold]5. rank[/] candidate policies inside the model, checked on the real task")
-    from imaginarium.ranking import rank_policies
-    from imaginarium.report import markdown_report, write_report
+    console.rule(
+        f"[bold]{next(stages)}. rank[/] candidate policies inside the model, checked on the real task"
+    )
 
     candidates = ["random", f"sb3:{agent}"] + [f"sb3:{agent}@noise={noise}" for noise in (0.3, 1.0)]
     ranking = rank_policies(
