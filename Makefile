@@ -9,7 +9,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench lint format install system-deps test-system-deps clean
+.PHONY: demo test test-fast bench lint format install system-deps test-system-deps clean
 
 # Debian packages the project needs, installed only when missing: offscreen GL (EGL with Mesa's
 # software driver) so MuJoCo tasks render without a screen.
@@ -44,10 +44,17 @@ install: $(STAMP)
 demo: system-deps $(STAMP)
 	$(VENV)/bin/imaginarium demo --out demo
 
+# Both tiers: the unit tests and the integration ones (training, Ray, Chromium, the experiments' smoke runs).
 test: test-system-deps $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -m "not slow" -q
+
+# The unit tier alone, in under a minute: what tests/conftest.py does not mark integration.
+test-fast: system-deps $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest -m "not slow and not integration" -q
 
 bench: $(STAMP)
 	$(PY) experiments/bench.py

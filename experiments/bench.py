@@ -8,6 +8,7 @@ fp32 matmul's FLOP/s (for compute-bound work). The references are measured befor
 scripts; the table shows the mean and the JSON both.
 
     python experiments/bench.py [--only imagined,flops] [--out experiments/results/bench.json]
+    python experiments/bench.py --smoke  # every script with --smoke: does the whole chain still run?
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bench_flops import matmul_flops
 from bench_imagined import real_hopper_steps_per_second
-from common import ROOT, machine, parse_config, write_report
+from common import ROOT, machine, parse_config, smoke, write_report
 
 #: script name -> extra arguments for its run here
 SCRIPTS: dict[str, list[str]] = {
@@ -40,14 +41,19 @@ SCRIPTS: dict[str, list[str]] = {
 @dataclass(frozen=True)
 class Config:
     only: str = ""
+    #: how long each reference is timed, before the scripts and after, and the matmul's size
+    reference_seconds: float = 3.0
+    matmul_size: int = 1024
     results: str = "experiments/results/bench"
     out: str = "experiments/results/bench.json"
+    SMOKE: ClassVar[dict] = {"reference_seconds": 0.05, "matmul_size": 64}
 
 
-def references() -> dict[str, float]:
+def references(config: Config) -> dict[str, float]:
+    """Real Hopper-v5's steps/s and the fp32 matmul's FLOP/s: what the figures are set beside."""
     return {
-        "real_hopper_steps_per_s": real_hopper_steps_per_second(3.0),
-        "matmul_flops_per_s": matmul_flops(1024, 3.0, "cpu"),
+        "real_hopper_steps_per_s": real_hopper_steps_per_second(config.reference_seconds),
+        "matmul_flops_per_s": matmul_flops(config.matmul_size, config.reference_seconds, "cpu"),
     }
 
 
@@ -124,6 +130,8 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
             ("every elite, 2 workers, Ray started by the call", "speedup_over_real_2_workers", "seconds_2_workers", False),
             ("every elite, 2 workers, Ray already running", "warm_speedup_over_real_2_workers", "warm_seconds_2_workers", False),
         ):  # fmt: skip
+            if key not in report:  # run with --no-screening
+                continue
             ratio = report[key]
             rows.append(figure(f"rank {size}, {label}", report[seconds], "s", ratio,
                                f"real {task} time, same number of whole episodes (÷ this)",
@@ -137,6 +145,8 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
             ("--members one, Ray started by the call", "screening_speedup_2_over_1"),
             ("--members one, Ray already running", "screening_warm_speedup_2_over_1"),
         ):
+            if key not in report:
+                continue
             speedup, rounds = report[key], report.get(f"{key}_rounds") or []
             spread = f" (rounds {min(rounds):.2f}–{max(rounds):.2f})" if len(rounds) > 1 else ""
             rows.append(figure(f"rank: 2 Ray workers over 1, {label}, median times{spread}", speedup, "×",
@@ -145,6 +155,8 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
 
 
 def run_script(name: str, arguments: list[str], results: Path) -> dict[str, Any]:
+    """Run ``bench_<name>.py`` in its own process (with ``--smoke`` alone in a smoke run) and read its JSON."""
+    arguments = ["--smoke"] if smoke() else arguments
     out = results / f"bench_{name}.json"
     command = [sys.executable, str(ROOT / "experiments" / f"bench_{name}.py"), *arguments, "--out", str(out)]
     print(f"== {' '.join(command[1:])}", flush=True)
@@ -179,7 +191,7 @@ def main() -> None:
     chosen = [name for name in SCRIPTS if not config.only or name in config.only.split(",")]
     results = Path(config.results)
     results.mkdir(parents=True, exist_ok=True)
-    before = references()
+    before = references(config)
     reports: dict[str, Any] = {}
     failures: dict[str, str] = {}
     for name in chosen:
@@ -187,7 +199,7 @@ def main() -> None:
             reports[name] = run_script(name, SCRIPTS[name], results)
         except subprocess.CalledProcessError as error:  # one broken benchmark must not hide the others
             failures[name] = str(error)
-    after = references()
+    after = references(config)
     ref = {key: (before[key] + after[key]) / 2 for key in before}
     rows = [row for name, report in reports.items() for row in headlines(name, report, ref)]
     print_table(rows)

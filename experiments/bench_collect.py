@@ -6,6 +6,7 @@ on one observation per step, reset on episode end, store nothing. Our figure inc
 `collect` does: batched acting over env copies, success labels, and writing the Minari HDF5 file.
 
     python experiments/bench_collect.py [--steps 50000] [--repeats 3] [--out experiments/results/bench_collect.json]
+    python experiments/bench_collect.py --smoke  # a few hundred steps: does it still run?
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from common import machine, parse_config, write_report
@@ -33,6 +35,7 @@ class Config:
     num_envs: int = 8
     seed: int = 0
     out: str = "experiments/results/bench_collect.json"
+    SMOKE: ClassVar[dict] = {"steps": 200, "repeats": 1, "num_envs": 2}
 
 
 def bare_steps_per_second(task_name: str, policy_spec: str, steps: int, seed: int) -> float:

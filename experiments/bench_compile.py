@@ -10,6 +10,7 @@ and whether the compiled step predicts what the eager one does. Inductor's cache
 compile time is what a first run pays.
 
     python experiments/bench_compile.py [--sizes 1,1024] [--rounds 5] [--seconds 1]
+    python experiments/bench_compile.py --smoke  # batch 1, one round, dynamo's eager backend (no C++ build)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="imaginarium-inductor-"))
 
@@ -38,7 +40,12 @@ class Config:
     sizes: str = "1,1024"
     rounds: int = 5
     seconds: float = 1.0
+    #: ``torch.compile``'s backend: ``eager`` traces with dynamo and compiles nothing, in seconds
+    backend: str = "inductor"
+    #: random Hopper episodes the normalisers and start states come from
+    episodes: int = 30
     out: str = "experiments/results/bench_compile.json"
+    SMOKE: ClassVar[dict] = {"sizes": "1", "rounds": 1, "seconds": 0.05, "backend": "eager", "episodes": 3}
 
 
 def measure(model, observations: torch.Tensor, size: int, seeded: bool, config: Config) -> dict:
@@ -59,7 +66,7 @@ def measure(model, observations: torch.Tensor, size: int, seeded: bool, config: 
         )
     torch._dynamo.reset()
     inductor_config.fx_graph_cache = False  # compiled kernels of an earlier run would be reused
-    compiled = torch.compile(model.step)
+    compiled = torch.compile(model.step, backend=config.backend)
     started = time.perf_counter()
     call(compiled)
     compile_seconds = time.perf_counter() - started
@@ -92,7 +99,7 @@ def measure(model, observations: torch.Tensor, size: int, seeded: bool, config: 
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     with tempfile.TemporaryDirectory() as scratch:
-        collect("hopper", Path(scratch) / "data", episodes=30, progress=False)
+        collect("hopper", Path(scratch) / "data", episodes=config.episodes, progress=False)
         dataset = load_dataset(Path(scratch) / "data")
     observations = torch.as_tensor(dataset.observations)
     rows = []

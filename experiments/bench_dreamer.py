@@ -6,6 +6,7 @@ from 1024 real starts (``DreamerLearner.imagine``), and a whole update (imaginat
 and critic steps) is timed too.
 
     python experiments/bench_dreamer.py [--starts 1024] [--seconds 5]
+    python experiments/bench_dreamer.py --smoke  # a call or two of 8 starts × 2 steps
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from common import calls_per_second, machine, parse_config, write_report
 
@@ -27,13 +29,16 @@ class Config:
     starts: int = 1024
     horizon: int = 15
     seconds: float = 5.0
+    #: random Hopper episodes the normalisers and start states come from
+    episodes: int = 60
     out: str = "experiments/results/bench_dreamer.json"
+    SMOKE: ClassVar[dict] = {"starts": 8, "horizon": 2, "seconds": 0.05, "episodes": 3}
 
 
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     with tempfile.TemporaryDirectory() as scratch:
-        collect("hopper", Path(scratch) / "data", episodes=60, progress=False)
+        collect("hopper", Path(scratch) / "data", episodes=config.episodes, progress=False)
         dataset = load_dataset(Path(scratch) / "data")
     rows = []
     for family, preset in (("ensemble", "s"), ("ensemble", "m"), ("rssm", "s")):

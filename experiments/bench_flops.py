@@ -7,11 +7,13 @@ batch 1024 reaches ≥ 50% of the matmul's. The ensemble (preset ``m``, one elit
 beside it. Speed does not depend on training, so the models are fresh.
 
     python experiments/bench_flops.py [--batch 1024] [--seconds 3]
+    python experiments/bench_flops.py --smoke  # a few calls at batch 8
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 from common import calls_per_second, machine, parse_config, write_report
@@ -28,6 +30,7 @@ class Config:
     matmul_size: int = 1024
     device: str = "cpu"
     out: str = "experiments/results/bench_flops.json"
+    SMOKE: ClassVar[dict] = {"batch": 8, "seconds": 0.05, "matmul_size": 64}
 
 
 def matmul_flops(size: int, seconds: float, device: str) -> float:

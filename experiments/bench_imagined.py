@@ -8,6 +8,7 @@ The ensemble is measured with the uncertainty tracked (every elite runs on every
 (``track_uncertainty=False``: one elite per sample, what SB3 training in the model uses).
 
     python experiments/bench_imagined.py [--seconds 3] [--sizes 1,64,1024,4096]
+    python experiments/bench_imagined.py --smoke  # a few steps at batches 1 and 4
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -32,7 +34,10 @@ class Config:
     seconds: float = 3.0
     sizes: str = "1,64,1024,4096"
     device: str = "cpu"
+    #: random Hopper episodes the normalisers and start states come from
+    episodes: int = 30
     out: str = "experiments/results/bench_imagined.json"
+    SMOKE: ClassVar[dict] = {"seconds": 0.05, "sizes": "1,4", "episodes": 3}
 
 
 def real_hopper_steps_per_second(seconds: float) -> float:
@@ -79,7 +84,7 @@ def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     sizes = [int(size) for size in config.sizes.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
-        collect("hopper", Path(scratch) / "data", episodes=30, progress=False)
+        collect("hopper", Path(scratch) / "data", episodes=config.episodes, progress=False)
         dataset = load_dataset(Path(scratch) / "data")
     real = real_hopper_steps_per_second(config.seconds)
     print(f"real Hopper-v5: {real:,.0f} steps/s")

@@ -6,6 +6,7 @@ warm-up (the first 10% of the steps), peak growth must stay under 5%: no buffer,
 may grow with the number of steps.
 
     python experiments/bench_memory.py [--steps 10000000] [--num-envs 1024]
+    python experiments/bench_memory.py --smoke  # ten batched steps of 4 envs
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -31,7 +33,10 @@ class Config:
     num_envs: int = 1024
     every: int = 100
     warmup_fraction: float = 0.1
+    #: random Hopper episodes the normalisers and start states come from
+    episodes: int = 20
     out: str = "experiments/results/bench_memory.json"
+    SMOKE: ClassVar[dict] = {"steps": 40, "num_envs": 4, "every": 1, "episodes": 3}
 
 
 def resident_bytes() -> int:
@@ -43,7 +48,7 @@ def resident_bytes() -> int:
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     with tempfile.TemporaryDirectory() as scratch:
-        collect("hopper", Path(scratch) / "data", episodes=20, progress=False)
+        collect("hopper", Path(scratch) / "data", episodes=config.episodes, progress=False)
         dataset = load_dataset(Path(scratch) / "data")
     model = build_model("ensemble", dataset.observation_space, dataset.action_space, "m")
     model.fit_normalizers(dataset)

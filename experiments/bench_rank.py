@@ -11,6 +11,7 @@ setting once in turn, 1 worker first in even rounds and 2 first in odd ones (thi
 drifts by about a tenth between minutes); each round's ratios are kept beside them.
 
     python experiments/bench_rank.py [--task hopper] [--starts 64] [--horizon 200] [--repeats 3]
+    python experiments/bench_rank.py --smoke  # 6 pendulum policies × 2 starts × 5 steps, one round, no screening
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from common import machine, parse_config, write_report
+from common import default_config, machine, parse_config, write_report
 from ranking_study import Config as StudyConfig
 from ranking_study import model_for
 from zoo import zoo
@@ -28,7 +29,8 @@ from zoo import zoo
 from imaginarium.envs.suite import get_task
 from imaginarium.evaluation import real_rollouts
 from imaginarium.policy import forget_loaded_sb3_policies, load_policy
-from imaginarium.ranking import keep_local_ray_on_loopback, rank_policies, start_ray
+from imaginarium.run.cluster import keep_local_ray_on_loopback, start_ray
+from imaginarium.run.rank import rank_policies
 
 
 @dataclass(frozen=True)
@@ -37,16 +39,29 @@ class Config:
     starts: int = 64
     horizon: int = 200
     repeats: int = 3
+    #: at most this many policies: the zoo's checkpoints, then random, then the noisy SAC
+    policies: int = 20
+    #: also time screening (``--members one``), beside every elite from each start
+    screening: bool = True
     out: str = "experiments/results/bench_rank.json"
+    #: screening runs the same calls with another ``members``, and would double the Ray sessions
+    SMOKE: ClassVar[dict] = {
+        "task": "pendulum",
+        "starts": 2,
+        "horizon": 5,
+        "repeats": 1,
+        "policies": 6,
+        "screening": False,
+    }
 
 
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
-    model = model_for(config.task, StudyConfig())
+    model = model_for(config.task, default_config(StudyConfig))
     checkpoints = [str(path) for path in zoo(config.task)]
     sac = sorted((path for path in checkpoints if "sac_" in path), key=lambda path: int(path.split("_")[-2]))
     noisy = [f"sb3:{sac[-1]}@noise={noise}" for noise in (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)]
-    policies = (checkpoints + ["random"] + noisy)[:20]
+    policies = (checkpoints + ["random"] + noisy)[: config.policies]
     keep_local_ray_on_loopback(None)
     import ray
 
@@ -80,10 +95,11 @@ def main() -> None:
 
     results: dict[tuple[int, str], list[float]] = {}
     in_process: dict[str, bool] = {}
-    runs: dict[str, dict[str, list[float]]] = {members: {} for members in ("each", "one")}
+    modes = ("each", "one") if config.screening else ("each",)  # every elite from each start; one a step
+    runs: dict[str, dict[str, list[float]]] = {members: {} for members in modes}
     for number in range(config.repeats):  # rounds, each timing every setting once: drift hits them all alike
         order = (1, 2) if number % 2 == 0 else (2, 1)  # and neither worker count always goes first
-        for members in ("each", "one"):  # every elite from each start; one drawn each step (screening)
+        for members in modes:
             row = runs[members]
             for workers in order:
                 row.setdefault(f"cold_{workers}", []).append(cold(workers, members))
@@ -106,7 +122,7 @@ def main() -> None:
             f"{row['cold_1']:.1f} s, 2 workers {row['cold_2']:.1f} s; Ray running, 1 worker {row['warm_1']:.1f} s, "
             f"2 workers {row['warm_2']:.1f} s; no Ray running, workers left to choose: {row['default']:.1f} s"
         )
-    same = all(results[(1, members)] == results[(2, members)] for members in ("each", "one"))
+    same = all(results[(1, members)] == results[(2, members)] for members in modes)
 
     task = get_task(config.task)
     real: dict[str, dict[str, float]] = {}
@@ -153,7 +169,7 @@ def main() -> None:
         "starts": config.starts,
         "horizon": config.horizon,
         **mode_figures("", "each"),  # every elite from each start
-        **mode_figures("screening_", "one"),  # --members one
+        **(mode_figures("screening_", "one") if config.screening else {}),  # --members one
         "ray_startup_seconds": ray_startup,
         "real_seconds": real_full,
         "real_steps": real["full"]["steps"],
@@ -163,11 +179,15 @@ def main() -> None:
         "same_results_1_and_2_workers": same,
         "imagined_steps": len(policies) * config.starts * config.horizon,
     }
+    screening = (
+        f"; --members one: {figures['screening_speedup_2_over_1']:.2f}, "
+        f"{figures['screening_warm_speedup_2_over_1']:.2f}"
+        if config.screening
+        else ""
+    )
     print(
         f"speed-up of 2 workers over 1: {figures['speedup_2_over_1']:.2f} (Ray started by the call), "
-        f"{figures['warm_speedup_2_over_1']:.2f} (Ray running); --members one: "
-        f"{figures['screening_speedup_2_over_1']:.2f}, {figures['screening_warm_speedup_2_over_1']:.2f}; "
-        f"same results: {same}"
+        f"{figures['warm_speedup_2_over_1']:.2f} (Ray running){screening}; same results: {same}"
     )
     print(
         f"2 workers against real {config.task}: {figures['speedup_over_real_2_workers']:.1f}× "

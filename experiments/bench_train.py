@@ -5,6 +5,7 @@ rssm: batch × sequence length). Timed over full optimisation steps (forward, ba
 warm-up, on a real Pendulum dataset.
 
     python experiments/bench_train.py [--steps 30] [--device cpu] [--out experiments/results/bench_train.json]
+    python experiments/bench_train.py --smoke  # one step of each family's smallest preset
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from common import machine, parse_config, write_report
@@ -28,7 +30,10 @@ class Config:
     steps: int = 30
     warmup: int = 3
     device: str = "cpu"
+    presets: str = "xs,s,m"
+    dataset_steps: int = 20_000
     out: str = "experiments/results/bench_train.json"
+    SMOKE: ClassVar[dict] = {"steps": 1, "warmup": 1, "presets": "xs", "dataset_steps": 400}
 
 
 def measure(family: str, preset: str, dataset, config: Config) -> dict:
@@ -73,11 +78,11 @@ def measure(family: str, preset: str, dataset, config: Config) -> dict:
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     with tempfile.TemporaryDirectory() as scratch:
-        collect("pendulum", Path(scratch) / "data", steps=20_000, progress=False)
+        collect("pendulum", Path(scratch) / "data", steps=config.dataset_steps, progress=False)
         dataset = load_dataset(Path(scratch) / "data")
     rows = []
     for family in ("ensemble", "rssm"):
-        for preset in ("xs", "s", "m"):
+        for preset in config.presets.split(","):
             row = measure(family, preset, dataset, config)
             rows.append(row)
             print(

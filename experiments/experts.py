@@ -3,7 +3,7 @@
 Each is trained on the real environment with a fixed budget and cached under
 ``experiments/results/experts/<task>.zip``; a second call returns the cached file.
 
-    python experiments/experts.py --task pendulum
+    python experiments/experts.py --task pendulum [--smoke]
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT
+from common import results_dir, smoke, start_smoke
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 
 from imaginarium.envs.suite import get_task
-
-CACHE = ROOT / "experiments" / "results" / "experts"  # wherever the script runs from
 
 #: algorithm, real environment steps, keyword arguments (RL-Zoo-like settings, shortened for a CPU)
 RECIPES: dict[str, tuple[str, int, dict]] = {
@@ -43,14 +41,29 @@ RECIPES: dict[str, tuple[str, int, dict]] = {
     "halfcheetah": ("sac", 30_000, {"learning_rate": 1e-3, "learning_starts": 5_000}),
 }
 
+#: a smoke run's real steps: PPO's one rollout of 8 envs × 32 steps, SAC's learning starting halfway
+SMOKE_STEPS = {"ppo": 256, "sac": 200}
+
+
+def recipe(task_name: str) -> tuple[str, int, dict]:
+    """The task's recipe, or in a smoke run (:func:`common.smoke`) the same cut to a few hundred steps."""
+    algorithm, steps, kwargs = RECIPES[task_name]
+    if not smoke():
+        return algorithm, steps, kwargs
+    if algorithm == "sac":
+        kwargs = {**kwargs, "learning_starts": SMOKE_STEPS["sac"] // 2}
+    return algorithm, SMOKE_STEPS[algorithm], kwargs
+
 
 def expert(task_name: str, seed: int = 0) -> Path:
-    """Path of a trained agent for ``task_name``, training it first if it is not cached."""
-    path = CACHE / f"{task_name}.zip"
+    """Path of a trained agent for ``task_name``, training it first if it is not cached (under
+    :func:`common.results_dir`, wherever the script runs from)."""
+    cache = results_dir() / "experts"
+    path = cache / f"{task_name}.zip"
     if path.exists():
         return path
     task = get_task(task_name)
-    algorithm, steps, kwargs = RECIPES[task.name]
+    algorithm, steps, kwargs = recipe(task.name)
     started = time.perf_counter()
     if algorithm == "ppo":
         env = make_vec_env(task.env_id, n_envs=8, seed=seed)
@@ -58,11 +71,11 @@ def expert(task_name: str, seed: int = 0) -> Path:
     else:
         agent = SAC("MlpPolicy", task.make(), seed=seed, verbose=0, **kwargs)
     agent.learn(steps)
-    CACHE.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     agent.save(path)
     print(
         f"trained {algorithm} on {task.name} for {steps} steps in {time.perf_counter() - started:.0f} s: "
-        f"real return {real_return(agent, task_name):.1f}"
+        f"real return {real_return(agent, task_name, 1 if smoke() else 10):.1f}"
     )
     return path
 
@@ -86,4 +99,8 @@ def real_return(agent, task_name: str, episodes: int = 10, seed: int = 1000) -> 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", required=True, choices=sorted(RECIPES))
-    print(expert(parser.parse_args().task))
+    parser.add_argument("--smoke", action="store_true", help="a few hundred steps, cached apart")
+    arguments = parser.parse_args()
+    if arguments.smoke:
+        start_smoke()
+    print(expert(arguments.task))

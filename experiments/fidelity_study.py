@@ -10,13 +10,14 @@ and ≤ 0.1 at 25, reward R² ≥ 0.95, success and continue AUC ≥ 0.95 (where
 classes); reacher and hopper beat the repeat-last predictor at every horizon.
 
     python experiments/fidelity_study.py [--tasks pendulum,cartpole,reacher,hopper]
+    python experiments/fidelity_study.py --smoke  # pendulum (strict) and hopper, a few steps each
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from common import is_trained, machine, parse_config, write_report
 from experts import expert
@@ -40,6 +41,17 @@ class Config:
     seed: int = 0
     workdir: str = "experiments/results/fidelity"
     out: str = "experiments/results/fidelity.json"
+    #: a strict task and another; 25 steps of horizon, since the thresholds read the error there
+    SMOKE: ClassVar[dict] = {
+        "tasks": "pendulum,hopper",
+        "dataset_steps": 600,
+        "ensemble_preset": "xs",
+        "ensemble_steps": 2,
+        "rssm_preset": "xs",
+        "rssm_steps": 2,
+        "horizon": 25,
+        "starts": 8,
+    }
 
 
 STRICT_TASKS = {"pendulum", "cartpole"}
@@ -79,8 +91,8 @@ def study_task(task: str, config: Config) -> dict[str, Any]:
                 config={"steps": steps, "seed": config.seed},
                 overwrite=True,
             )
-        report = evaluate_model(
-            model_dir, data, horizon=config.horizon, starts=config.starts, seed=config.seed
+        report = evaluate_model(  # each run measures afresh, a cached model too
+            model_dir, data, horizon=config.horizon, starts=config.starts, seed=config.seed, overwrite=True
         )
         card = read_card(model_dir)
         results[family] = {

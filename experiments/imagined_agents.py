@@ -1,21 +1,24 @@
 """Agents trained only inside the model, scored on the real task (issue #4).
 
-Uses the world models of ``experiments/fidelity_study.py`` (50k real steps each). For each task the
-same SB3 algorithm is trained twice with the same number of agent steps: inside ``WAMImagined-v0``
-and on the real environment; both are scored over 20 real episodes.
+Uses the world models of ``experiments/fidelity_study.py`` (50k real steps each; made if missing). For
+each task the same SB3 algorithm is trained twice with the same number of agent steps: inside
+``WAMImagined-v0`` and on the real environment; both are scored over 20 real episodes.
 
     python experiments/imagined_agents.py [--tasks cartpole,pendulum]
+    python experiments/imagined_agents.py --smoke  # pendulum's SAC, 256 agent steps, 1 episode
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from common import machine, parse_config, write_report
+from common import default_config, machine, parse_config, write_report
 from experts import RECIPES as EXPERT_RECIPES
+from ranking_study import Config as StudyConfig
+from ranking_study import model_for
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -35,16 +38,29 @@ class Config:
     tasks: str = "cartpole,pendulum"
     models: str = "experiments/results/fidelity"
     episodes: int = 20
+    #: agent steps of each algorithm (0: its recipe's)
+    steps: int = 0
     seed: int = 0
     out: str = "experiments/results/imagined_agents.json"
+    SMOKE: ClassVar[dict] = {"tasks": "pendulum", "episodes": 1, "steps": 256}
+
+
+def recipe(task: str, steps: int) -> tuple[str, int, int, dict[str, Any]]:
+    """The task's recipe, with ``steps`` agent steps (learning starting by halfway) unless 0."""
+    algo, default_steps, num_envs, kwargs = RECIPES[task]
+    if not steps:
+        return algo, default_steps, num_envs, kwargs
+    if "learning_starts" in kwargs:
+        kwargs = {**kwargs, "learning_starts": min(kwargs["learning_starts"], steps // 2)}
+    return algo, steps, num_envs, kwargs
 
 
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     report: dict[str, Any] = {"config": asdict(config), "machine": machine(), "tasks": {}}
     for task in config.tasks.split(","):
-        algo, steps, num_envs, kwargs = RECIPES[task]
-        model_dir = Path(config.models) / task / "ensemble"
+        algo, steps, num_envs, kwargs = recipe(task, config.steps)
+        model_dir = model_for(task, replace(default_config(StudyConfig), workdir=config.models))
         folder = Path(config.out).parent / "imagined_agents"
         started = time.perf_counter()
         imagined_agent = train_in_imagination(

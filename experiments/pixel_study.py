@@ -13,6 +13,7 @@ real return is reported beside them, since the comparison means something only w
 agent beats it.
 
     python experiments/pixel_study.py [--tasks pendulum,reacher] [--model-steps 1500] [--pixel-model-steps 6000]
+    python experiments/pixel_study.py --smoke  # pendulum: 2 steps of each model and agent, 1 episode
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from common import is_trained, machine, parse_config, write_report
 from fidelity_study import mixed_policy
@@ -39,6 +40,8 @@ from imaginarium.policy import load_policy
 class Config:
     tasks: str = "pendulum,reacher"
     dataset_steps: int = 20_000
+    #: env copies collecting side by side (each ends its episode, so at least this many episodes)
+    num_envs: int = 8
     pixels: int = 64
     preset: str = "s"
     cnn_depth: int = 16
@@ -53,6 +56,18 @@ class Config:
     seed: int = 0
     workdir: str = "experiments/results/pixels"
     out: str = "experiments/results/pixel_study.json"
+    SMOKE: ClassVar[dict] = {
+        "tasks": "pendulum",
+        "dataset_steps": 400,
+        "num_envs": 3,
+        "preset": "xs",
+        "cnn_depth": 4,
+        "pixel_batch": 2,
+        "model_steps": 2,
+        "pixel_model_steps": 2,
+        "dreamer_updates": 2,
+        "episodes": 1,
+    }
 
 
 def study_task(task: str, config: Config, previous: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -67,6 +82,7 @@ def study_task(task: str, config: Config, previous: dict[str, Any] | None = None
             policy=mixed_policy(task),
             steps=config.dataset_steps,
             seed=config.seed,
+            num_envs=config.num_envs,
             pixels=config.pixels,
             overwrite=True,
         )

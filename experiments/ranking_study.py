@@ -16,6 +16,7 @@ their noise, and a ranking of ties scores the order of noise; the ladder's real 
     python experiments/ranking_study.py [--tasks cartpole,pendulum,reacher,hopper] [--workers 2]
     python experiments/ranking_study.py --zoo graded --reports experiments/results/ranking_graded \
         --out experiments/results/ranking_study_graded.json
+    python experiments/ranking_study.py --smoke  # pendulum: 2 starts, 1 real episode, no Ray, 1 short GIF
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from common import is_trained, machine, parse_config, write_report
 from fidelity_study import mixed_policy
@@ -33,8 +34,8 @@ from imaginarium.collect import collect
 from imaginarium.models.evaluate import evaluate_model
 from imaginarium.models.starts import keep_starts, read_starts
 from imaginarium.models.train import train_world_model
-from imaginarium.ranking import rank_policies
 from imaginarium.report import write_report as write_ranking_report
+from imaginarium.run.rank import rank_policies
 
 THRESHOLDS = {
     "cartpole": {"spearman": 0.9, "regret_at_1": 0.05},
@@ -56,15 +57,33 @@ class Config:
     ensemble_steps: int = 10_000
     workdir: str = "experiments/results/fidelity"
     reports: str = "experiments/results/ranking"
+    #: the top policies the report shows a real and an imagined episode of, and those episodes' steps
+    videos: int = 3
+    video_steps: int = 200
     out: str = "experiments/results/ranking_study.json"
+    SMOKE: ClassVar[dict] = {
+        "tasks": "pendulum",
+        "starts": 2,
+        "real_episodes": 1,
+        "workers": 0,
+        "dataset_steps": 600,
+        "ensemble_steps": 2,
+        "videos": 1,
+        "video_steps": 10,
+    }
+
+
+def dataset_for(task: str, config: Config) -> Path:
+    """The task's mixed-quality dataset (the fidelity study's), collected if missing."""
+    data = Path(config.workdir) / task / "data"
+    if not (data / "data" / "metadata.json").exists():
+        collect(task, data, policy=mixed_policy(task), steps=config.dataset_steps, seed=config.seed)
+    return data
 
 
 def model_for(task: str, config: Config) -> Path:
     """The task's mixed-quality dataset and ensemble model, made (and evaluated) if missing."""
-    folder = Path(config.workdir) / task
-    data, model = folder / "data", folder / "ensemble"
-    if not (data / "data" / "metadata.json").exists():
-        collect(task, data, policy=mixed_policy(task), steps=config.dataset_steps, seed=config.seed)
+    data, model = dataset_for(task, config), Path(config.workdir) / task / "ensemble"
     if not is_trained(model):
         train_world_model(
             data,
@@ -111,7 +130,9 @@ def main() -> None:
             workers=config.workers,
             seed=config.seed,
         )
-        write_ranking_report(result, Path(config.reports) / task, model_dir=model)
+        write_ranking_report(
+            result, Path(config.reports) / task, model, config.videos, config.video_steps, overwrite=True
+        )
         metrics = result["metrics"]
         report["tasks"][task] = {
             "policies": len(policies),

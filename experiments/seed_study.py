@@ -4,23 +4,25 @@ For one task, trains the ensemble that ``experiments/ranking_study.py`` ranks in
 same dataset, as long) with each training seed and success/continue head width, then ranks the
 task's checkpoint zoo (``experiments/zoo.py`` and the random policy) in each model with that
 study's settings, taken from its config. Writes each model's ranking metrics and every policy's
-imagined and real return. Models already trained are reused.
+imagined and real return. Models already trained are reused; the dataset is made if missing.
 
     python experiments/seed_study.py [--task hopper] [--seeds 0,1,2] [--widths 64,128]
+    python experiments/seed_study.py --smoke  # one pendulum model, the ranking study's smoke settings
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from common import is_trained, machine, parse_config, write_report
+from common import default_config, is_trained, machine, parse_config, write_report
 from ranking_study import Config as StudyConfig
+from ranking_study import dataset_for
 from zoo import zoo
 
 from imaginarium.models.train import train_world_model
-from imaginarium.ranking import rank_policies
+from imaginarium.run.rank import rank_policies
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,13 @@ class Config:
     widths: str = "64,128"
     workdir: str = "experiments/results/seed_study"
     out: str = "experiments/results/seed_study.json"
+    SMOKE: ClassVar[dict] = {"task": "pendulum", "seeds": "0", "widths": "64"}
 
 
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
-    study = StudyConfig()  # the ranking study's data, training length, starts, real episodes and workers
+    study = default_config(StudyConfig)  # the ranking study's data, training, starts, real episodes, workers
+    data = dataset_for(config.task, study)
     policies = [str(path) for path in zoo(config.task, study.seed)] + ["random"]
     report: dict[str, Any] = {
         "config": asdict(config),
@@ -47,7 +51,7 @@ def main() -> None:
             folder = Path(config.workdir) / config.task / f"heads_{width}_seed_{seed}"
             if not is_trained(folder):
                 train_world_model(
-                    Path(study.workdir) / config.task / "data",
+                    data,
                     folder,
                     family="ensemble",
                     preset="s",

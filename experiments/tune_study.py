@@ -5,17 +5,19 @@ the configuration ranked first by imagined score is within 10% of the best real-
 among the validated trials, and the whole search's wall-clock time (≤ 20 minutes asked).
 
     python experiments/tune_study.py [--samples 16] [--steps 8000] [--top-k 4]
+    python experiments/tune_study.py --smoke  # one trial of 128 steps, validated on 1 episode
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
-from common import machine, parse_config, write_report
+from common import default_config, machine, parse_config, write_report
 from ranking_study import Config as StudyConfig
 from ranking_study import model_for
 
-from imaginarium.tune import run_search
+from imaginarium.run.search import run_search
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,14 @@ class Config:
     real_episodes: int = 10
     out: str = "experiments/results/tune/pendulum"
     report: str = "experiments/results/tune_study.json"
+    SMOKE: ClassVar[dict] = {"samples": 1, "steps": 128, "reports": 1, "top_k": 1, "real_episodes": 1}
 
 
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
-    model = model_for("pendulum", StudyConfig())
+    model = model_for("pendulum", default_config(StudyConfig))
     result = run_search(
-        model, config.algo, config.samples, config.out, steps=config.steps, reports=config.reports,
+        model, config.algo, samples=config.samples, out=config.out, steps=config.steps, reports=config.reports,
         top_k=config.top_k, real_episodes=config.real_episodes,
     )  # fmt: skip
     by_trial = {trial["trial"]: trial for trial in result["trials"]}

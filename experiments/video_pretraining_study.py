@@ -26,6 +26,7 @@ model and stops, so the models can train side by side in separate processes.
         --family rssm --model-steps 2000 --labeller-batch 64 --zoo graded \
         --workdir experiments/results/video_pretraining_pixels \
         --out experiments/results/video_pretraining_pixels.json
+    python experiments/video_pretraining_study.py --smoke [--pixels 64 --family rssm]  # 6 episodes, 2 steps
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from common import is_trained, machine, parse_config, write_report
@@ -64,6 +65,8 @@ class Config:
     horizon: int = 10
     starts: int = 64
     real_episodes: int = 10
+    #: steps of each real and imagined episode the zoo is scored over (0: the task's time limit)
+    episode_steps: int = 0
     seed: int = 0
     workdir: str = "experiments/results/video_pretraining"
     out: str = "experiments/results/video_pretraining_study.json"
@@ -76,6 +79,7 @@ class Config:
     dataset: str = ""
     #: windows per step of the inverse-dynamics labeller (frames cost 0.43 s a step at 256 on 2 CPUs)
     labeller_batch: int = 256
+    labeller_steps: int = 3_000
     #: the policies ranked: ``checkpoints`` (the zoo's SB3 checkpoints and random) or ``graded`` (its
     #: best under a ladder of action noise, and random: returns spread evenly, no ties)
     zoo: str = "checkpoints"
@@ -83,6 +87,24 @@ class Config:
     reference_model: str = ""
     #: train only this model (labelled_only, video_pretrained, all_labelled), then stop
     train_only: str = ""
+    #: three labelled episodes (two to train on: a batch's worth of windows) and three videos; the graded
+    #: zoo (the checkpoint zoo is the ranking study's)
+    SMOKE: ClassVar[dict] = {
+        "episodes": 6,
+        "labelled": 0.5,
+        "test_episodes": 1,
+        "preset": "xs",
+        "model_steps": 2,
+        "horizon": 2,
+        "starts": 2,
+        "real_episodes": 1,
+        "episode_steps": 20,
+        "cnn_depth": 4,
+        "pixel_batch": 2,
+        "labeller_batch": 8,
+        "labeller_steps": 2,
+        "zoo": "graded",
+    }
 
 
 def _datasets(config: Config, folder: Path) -> dict[str, Path]:
@@ -140,7 +162,9 @@ def _zoo(config: Config) -> list[tuple[str, Policy]]:
 def _real_values(config: Config, policies: list[tuple[str, Policy]]) -> list[float]:
     task = get_task(config.task)
     return [
-        real_rollouts(task, policy, config.real_episodes, seed=10_000)["return"]["mean"]
+        real_rollouts(
+            task, policy, config.real_episodes, seed=10_000, max_episode_steps=config.episode_steps or None
+        )["return"]["mean"]
         for _, policy in policies
     ]
 
@@ -153,8 +177,9 @@ def _score(
     errors = open_loop_errors(model, test, config.horizon, starts=256, seed=config.seed)
     task = get_task(config.task)
     starts = start_states(model.inputs(test, test.episode_starts[:-1]), config.starts, config.seed)
+    steps = config.episode_steps or task.max_episode_steps
     imagined = [
-        imagined_rollouts(model, policy, starts, task.max_episode_steps, seed=config.seed)["return"]["mean"]
+        imagined_rollouts(model, policy, starts, steps, seed=config.seed)["return"]["mean"]
         for _, policy in policies
     ]
     return {
@@ -181,7 +206,7 @@ def _train(path: Path, model_dir: Path, config: Config) -> None:
         config={"steps": config.model_steps, "seed": config.seed},
         overwrite=True,
         action_free="label",
-        labeller={"batch_size": config.labeller_batch, "seed": config.seed},
+        labeller={"batch_size": config.labeller_batch, "steps": config.labeller_steps, "seed": config.seed},
     )
 
 

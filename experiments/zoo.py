@@ -2,9 +2,10 @@
 task, so the policies range from random-like to expert.
 
 Each checkpoint is cached under ``experiments/results/zoo/<task>/<algo>_<steps>_steps.zip``; a second
-call returns the cached files.
+call returns the cached files. ``--smoke`` trains two checkpoints of each algorithm for a few hundred
+steps, cached apart (:func:`common.results_dir`).
 
-    python experiments/zoo.py --task pendulum
+    python experiments/zoo.py --task pendulum [--smoke]
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-from common import ROOT
+from common import results_dir, smoke, start_smoke
 from experts import RECIPES as EXPERT_RECIPES
 from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.callbacks import CheckpointCallback
@@ -22,7 +23,6 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from imaginarium.envs.suite import get_task
 
-CACHE = ROOT / "experiments" / "results" / "zoo"  # wherever the script runs from
 ALGORITHMS = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3}
 ON_POLICY_ENVS = 8
 
@@ -47,12 +47,28 @@ RECIPES: dict[str, list[tuple[str, int, int, dict]]] = {
 }
 
 
+def recipes(task_name: str) -> list[tuple[str, int, int, dict]]:
+    """The task's recipes, or in a smoke run two checkpoints of each: one rollout apart on policy (8 envs
+    × ``n_steps``), 100 steps apart off policy with learning starting at the first."""
+    if not smoke():
+        return RECIPES[task_name]
+    cut = []
+    for algorithm, _, _, kwargs in RECIPES[task_name]:
+        if algorithm in ("ppo", "a2c"):
+            every = ON_POLICY_ENVS * kwargs.get("n_steps", 5)
+        else:
+            every, kwargs = 100, {**kwargs, "learning_starts": 100}
+        cut.append((algorithm, 2 * every, every, kwargs))
+    return cut
+
+
 def zoo(task_name: str, seed: int = 0) -> list[Path]:
-    """The checkpoints of ``task_name``'s zoo, training whatever is not cached yet."""
+    """The checkpoints of ``task_name``'s zoo, training whatever is not cached yet (under
+    :func:`common.results_dir`, wherever the script runs from)."""
     task = get_task(task_name)
-    folder = CACHE / task.name
+    folder = results_dir() / "zoo" / task.name
     paths: list[Path] = []
-    for algorithm, steps, every, kwargs in RECIPES[task.name]:
+    for algorithm, steps, every, kwargs in recipes(task.name):
         expected = [folder / f"{algorithm}_{step}_steps.zip" for step in range(every, steps + 1, every)]
         if not all(path.exists() for path in expected):
             started = time.perf_counter()
@@ -91,5 +107,9 @@ def graded_zoo(task_name: str, seed: int = 0) -> list[str]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", required=True, choices=sorted(RECIPES))
-    for path in zoo(parser.parse_args().task):
+    parser.add_argument("--smoke", action="store_true", help="two checkpoints of each, cached apart")
+    arguments = parser.parse_args()
+    if arguments.smoke:
+        start_smoke()
+    for path in zoo(arguments.task):
         print(path)
