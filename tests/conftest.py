@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
@@ -126,3 +127,49 @@ def pendulum_model(tmp_path_factory: pytest.TempPathFactory, pendulum_dataset_pa
 @pytest.fixture(scope="session")
 def cartpole_model(tmp_path_factory: pytest.TempPathFactory, cartpole_dataset_path: Path) -> Path:
     return _train_tiny_ensemble(cartpole_dataset_path, tmp_path_factory.mktemp("models") / "cartpole")
+
+
+@pytest.fixture(scope="session")
+def sb3_zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny untrained agents of every supported algorithm, with SB3's default network and with a
+    custom one (and PPO with state-dependent exploration), seeded and saved the way SB3 saves them."""
+    from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
+
+    custom = {"net_arch": [32, 16], "activation_fn": torch.nn.Tanh}
+    folder = tmp_path_factory.mktemp("sb3_zoo")
+    agents = {
+        "ppo": PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, seed=0),
+        "a2c": A2C("MlpPolicy", "CartPole-v1", seed=0),
+        "sac": SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=0),
+        "td3": TD3("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=0),
+        "dqn": DQN("MlpPolicy", "CartPole-v1", buffer_size=100, seed=0),
+        "ppo_sde": PPO("MlpPolicy", "Pendulum-v1", n_steps=16, batch_size=16, use_sde=True, seed=0),
+        "ppo_custom": PPO(
+            "MlpPolicy",
+            "Pendulum-v1",
+            n_steps=16,
+            batch_size=16,
+            seed=0,
+            policy_kwargs={
+                "net_arch": {"pi": [8], "vf": [16]},
+                "activation_fn": torch.nn.ELU,
+                "optimizer_class": torch.optim.RMSprop,
+                "optimizer_kwargs": {"alpha": 0.9, "eps": 1e-5},
+            },
+        ),
+        "a2c_custom": A2C("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=custom),
+        "sac_custom": SAC(
+            "MlpPolicy",
+            "Pendulum-v1",
+            buffer_size=100,
+            seed=0,
+            policy_kwargs={"net_arch": {"pi": [32], "qf": [16]}, "activation_fn": torch.nn.LeakyReLU},
+        ),
+        "td3_custom": TD3("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=0, policy_kwargs=custom),
+        "dqn_custom": DQN("MlpPolicy", "CartPole-v1", buffer_size=100, seed=0, policy_kwargs=custom),
+    }
+    paths = {}
+    for name, agent in agents.items():
+        paths[name] = folder / f"{name}.zip"
+        agent.save(paths[name])
+    return paths

@@ -5,7 +5,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
+from stable_baselines3 import SAC
 
 from imaginarium.envs.suite import SUITE
 from imaginarium.errors import PolicySpecError
@@ -24,22 +24,9 @@ CARTPOLE = SUITE["cartpole"]
 
 
 @pytest.fixture(scope="module")
-def sb3_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny untrained agents of three algorithms, saved the way SB3 saves them."""
-    folder = tmp_path_factory.mktemp("agents")
-    agents = {
-        "PPO": PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, seed=0),
-        "A2C": A2C("MlpPolicy", "CartPole-v1", seed=0),
-        "SAC": SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=0),
-        "TD3": TD3("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=0),
-        "DQN": DQN("MlpPolicy", "CartPole-v1", buffer_size=100, seed=0),
-        "PPO_SDE": PPO("MlpPolicy", "Pendulum-v1", n_steps=16, batch_size=16, use_sde=True, seed=0),
-    }
-    paths = {}
-    for name, agent in agents.items():
-        paths[name] = folder / f"{name.lower()}.zip"
-        agent.save(paths[name])
-    return paths
+def sb3_checkpoints(sb3_zoo: dict[str, Path]) -> dict[str, Path]:
+    """Tiny untrained agents of every algorithm with SB3's default network, by algorithm name."""
+    return {name.upper(): sb3_zoo[name] for name in ("ppo", "a2c", "sac", "td3", "dqn", "ppo_sde")}
 
 
 def _observations(space: gym.Space, n: int) -> np.ndarray:

@@ -7,8 +7,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
-from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from support.malicious import booby_trap
 
 import imaginarium.policy
@@ -19,48 +17,6 @@ from imaginarium.sb3_archive import UnsafeArchiveError, read_policy_description
 
 PENDULUM = SUITE["pendulum"]
 CARTPOLE = SUITE["cartpole"]
-CUSTOM = {"net_arch": [32, 16], "activation_fn": torch.nn.Tanh}
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every supported algorithm with SB3's default network and with a custom one, seeded and saved."""
-    folder = tmp_path_factory.mktemp("zoo")
-    agents = {
-        "ppo": PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, seed=0),
-        "a2c": A2C("MlpPolicy", "CartPole-v1", seed=0),
-        "sac": SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=0),
-        "td3": TD3("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=0),
-        "dqn": DQN("MlpPolicy", "CartPole-v1", buffer_size=100, seed=0),
-        "ppo_custom": PPO(
-            "MlpPolicy",
-            "Pendulum-v1",
-            n_steps=16,
-            batch_size=16,
-            seed=0,
-            policy_kwargs={
-                "net_arch": {"pi": [8], "vf": [16]},
-                "activation_fn": torch.nn.ELU,
-                "optimizer_class": torch.optim.RMSprop,
-                "optimizer_kwargs": {"alpha": 0.9, "eps": 1e-5},
-            },
-        ),
-        "a2c_custom": A2C("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=CUSTOM),
-        "sac_custom": SAC(
-            "MlpPolicy",
-            "Pendulum-v1",
-            buffer_size=100,
-            seed=0,
-            policy_kwargs={"net_arch": {"pi": [32], "qf": [16]}, "activation_fn": torch.nn.LeakyReLU},
-        ),
-        "td3_custom": TD3("MlpPolicy", "Pendulum-v1", buffer_size=100, seed=0, policy_kwargs=CUSTOM),
-        "dqn_custom": DQN("MlpPolicy", "CartPole-v1", buffer_size=100, seed=0, policy_kwargs=CUSTOM),
-    }
-    paths = {}
-    for name, agent in agents.items():
-        paths[name] = folder / f"{name}.zip"
-        agent.save(paths[name])
-    return paths
 
 
 def _spaces(agent_path: Path) -> tuple[gym.Space, gym.Space]:
@@ -75,7 +31,7 @@ def _spaces(agent_path: Path) -> tuple[gym.Space, gym.Space]:
     ["ppo", "a2c", "sac", "td3", "dqn", "ppo_custom", "a2c_custom", "sac_custom", "td3_custom", "dqn_custom"],
 )
 def test_every_algorithm_loads_through_the_safe_path_and_acts_as_sb3_loads_it(
-    name: str, zoo: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    name: str, sb3_zoo: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import stable_baselines3
 
@@ -85,9 +41,9 @@ def test_every_algorithm_loads_through_the_safe_path_and_acts_as_sb3_loads_it(
         raise AssertionError("fell back to SB3's own loader")
 
     monkeypatch.setattr(imaginarium.policy, "_sb3_own_load", no_fallback)
-    observation_space, action_space = _spaces(zoo[name])
-    policy = load_policy(f"sb3:{zoo[name]}", observation_space, action_space)
-    agent = getattr(stable_baselines3, name.split("_")[0].upper()).load(zoo[name])
+    observation_space, action_space = _spaces(sb3_zoo[name])
+    policy = load_policy(f"sb3:{sb3_zoo[name]}", observation_space, action_space)
+    agent = getattr(stable_baselines3, name.split("_")[0].upper()).load(sb3_zoo[name])
     observation_space.seed(1)
     observations = np.stack([observation_space.sample() for _ in range(16)])
     expected, _ = agent.predict(observations, deterministic=True)
@@ -97,20 +53,20 @@ def test_every_algorithm_loads_through_the_safe_path_and_acts_as_sb3_loads_it(
 
 @pytest.mark.parametrize("field", ["policy_class", "observation_space", "action_space", "policy_kwargs"])
 def test_a_checkpoint_whose_description_runs_code_is_refused_naming_the_global(
-    field: str, zoo: dict[str, Path], tmp_path: Path
+    field: str, sb3_zoo: dict[str, Path], tmp_path: Path
 ) -> None:
     marker = tmp_path / "pwned"
-    evil = booby_trap(zoo["sac"], tmp_path / "evil.zip", field, marker)
+    evil = booby_trap(sb3_zoo["sac"], tmp_path / "evil.zip", field, marker)
     with pytest.raises(UnsafeArchiveError, match=r"builtins\.exec.*--allow-code"):
         load_policy(f"sb3:{evil}", *PENDULUM.spaces)
     assert not marker.exists()
 
 
 def test_fields_that_rebuilding_does_not_need_are_never_unpickled(
-    zoo: dict[str, Path], tmp_path: Path
+    sb3_zoo: dict[str, Path], tmp_path: Path
 ) -> None:
     marker = tmp_path / "pwned"
-    evil = booby_trap(zoo["sac"], tmp_path / "evil.zip", "extra_field", marker)
+    evil = booby_trap(sb3_zoo["sac"], tmp_path / "evil.zip", "extra_field", marker)
     description = read_policy_description(evil)
     assert "extra_field" not in description
     policy = load_policy(f"sb3:{evil}", *PENDULUM.spaces)
@@ -118,22 +74,24 @@ def test_fields_that_rebuilding_does_not_need_are_never_unpickled(
     assert not marker.exists()
 
 
-def test_allow_code_lets_sb3_load_what_the_allowlist_refuses(zoo: dict[str, Path], tmp_path: Path) -> None:
+def test_allow_code_lets_sb3_load_what_the_allowlist_refuses(
+    sb3_zoo: dict[str, Path], tmp_path: Path
+) -> None:
     marker = tmp_path / "ran"
-    trusted = booby_trap(zoo["sac"], tmp_path / "trusted.zip", "policy_kwargs", marker)
+    trusted = booby_trap(sb3_zoo["sac"], tmp_path / "trusted.zip", "policy_kwargs", marker)
     with pytest.raises(PolicySpecError):  # SB3 gets an exec result (None) as policy_kwargs, and says so
         load_policy(f"sb3:{trusted}", *PENDULUM.spaces, allow_code=True)
     assert marker.read_text() == "code ran"  # the opt-in really hands the file to SB3's unpickler
 
 
 def test_a_network_that_does_not_fit_its_weights_is_refused_without_falling_back(
-    zoo: dict[str, Path], tmp_path: Path
+    sb3_zoo: dict[str, Path], tmp_path: Path
 ) -> None:
     import json
     import zipfile
 
     mismatched = tmp_path / "mismatched.zip"
-    with zipfile.ZipFile(zoo["td3_custom"]) as source, zipfile.ZipFile(mismatched, "w") as target:
+    with zipfile.ZipFile(sb3_zoo["td3_custom"]) as source, zipfile.ZipFile(mismatched, "w") as target:
         for item in source.infolist():
             content = source.read(item.filename)
             if item.filename == "data":
@@ -146,11 +104,11 @@ def test_a_network_that_does_not_fit_its_weights_is_refused_without_falling_back
 
 
 def test_a_zoo_ranks_the_same_through_the_safe_path_as_through_sb3s_loader(
-    zoo: dict[str, Path], pendulum_model: Path, monkeypatch: pytest.MonkeyPatch
+    sb3_zoo: dict[str, Path], pendulum_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from imaginarium.run.rank import rank_policies
 
-    policies = [str(zoo[name]) for name in ("sac", "td3", "ppo_custom", "sac_custom", "td3_custom")]
+    policies = [str(sb3_zoo[name]) for name in ("sac", "td3", "ppo_custom", "sac_custom", "td3_custom")]
     settings = {"starts": 4, "horizon": 20, "workers": 0, "progress": False}
     forget_loaded_sb3_policies()
     safe = rank_policies(pendulum_model, policies, **settings)
