@@ -9,6 +9,9 @@ the same spec:
 - ``torchscript:PATH`` — a TorchScript module mapping a float batch of observations to actions
   (for discrete actions: integer actions, or one score per action whose argmax is taken);
 - ``dreamer:FOLDER`` — a Dreamer agent folder (``imaginarium dream``);
+- ``plan:MODEL_DIR`` — a planner that imagines short futures in the world model at every step and acts
+  on the best (:mod:`imaginarium.agents.planner`); its settings as options, e.g.
+  ``plan:models/pendulum@method=cem,horizon=20,samples=512``;
 - ``py:MODULE:FUNCTION`` — a Python callable ``f(observations) -> actions``; importing it runs code, so
   it is only accepted when the caller allows code (``allow_code=True``, ``--allow-code``);
 - ``PATH`` alone — a file or folder, its kind found from its contents (an SB3 ``.zip``, a TorchScript
@@ -520,28 +523,52 @@ def split_spec(spec: str) -> list[tuple[str, str]]:
 
 
 def _random(
-    argument: str, observation_space: gym.Space, action_space: gym.Space, seed: int, allow_code: bool
+    argument: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    seed: int,
+    allow_code: bool,
+    options: dict[str, Any],
 ) -> Policy:
+    _no_options(options)
     return RandomPolicy(action_space, seed=seed)
 
 
 def _sb3(
-    argument: str, observation_space: gym.Space, action_space: gym.Space, seed: int, allow_code: bool
+    argument: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    seed: int,
+    allow_code: bool,
+    options: dict[str, Any],
 ) -> Policy:
+    _no_options(options)
     policy = SB3Policy(argument, allow_code=allow_code)
     check_policy_spaces(policy, observation_space, action_space, f"SB3 agent {argument!r}")
     return policy
 
 
 def _torchscript(
-    argument: str, observation_space: gym.Space, action_space: gym.Space, seed: int, allow_code: bool
+    argument: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    seed: int,
+    allow_code: bool,
+    options: dict[str, Any],
 ) -> Policy:
+    _no_options(options)
     return TorchScriptPolicy(argument, action_space)
 
 
 def _dreamer(
-    argument: str, observation_space: gym.Space, action_space: gym.Space, seed: int, allow_code: bool
+    argument: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    seed: int,
+    allow_code: bool,
+    options: dict[str, Any],
 ) -> Policy:
+    _no_options(options)
     # A Dreamer actor filters observations through its world model: agents and models sit above this
     # module (collect, which needs policies, comes before them in the chain), so they load on demand.
     from imaginarium.agents.dreamer import DreamerPolicy
@@ -555,8 +582,14 @@ def _dreamer(
 
 
 def _callable(
-    argument: str, observation_space: gym.Space, action_space: gym.Space, seed: int, allow_code: bool
+    argument: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    seed: int,
+    allow_code: bool,
+    options: dict[str, Any],
 ) -> Policy:
+    _no_options(options)
     if not allow_code:
         raise PolicySpecError(
             f"policy 'py:{argument}' imports and runs Python code; allow it explicitly "
@@ -565,16 +598,53 @@ def _callable(
     return CallablePolicy(argument)
 
 
-PolicySource = Callable[[str, gym.Space, gym.Space, int, bool], Policy]
+def _planner(
+    argument: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    seed: int,
+    allow_code: bool,
+    options: dict[str, Any],
+) -> Policy:
+    # The planner imagines in a world model, which sits above this module in the chain (as for dreamer:).
+    from imaginarium.agents.planner import Planner, planner_config
+    from imaginarium.models import load_world_model
 
-#: the kinds of policy a spec can name, ``KIND:ARGUMENT``: each builds the policy from its argument,
-#: the spaces it must act in, a seed and whether loading may run code. ``random`` takes no argument.
+    try:
+        config = planner_config({"seed": seed, **options}, where=f"policy 'plan:{argument}'")
+    except ImaginariumError as error:
+        raise PolicySpecError(str(error)) from None
+    try:
+        model = load_world_model(argument)
+    except ImaginariumError as error:
+        raise PolicySpecError(f"cannot load the planner's model {argument!r}: {error}") from None
+    try:
+        policy = Planner(model, config)
+    except ImaginariumError as error:
+        raise PolicySpecError(f"policy 'plan:{argument}': {error}") from None
+    check_policy_spaces(policy, observation_space, action_space, f"the planner's model {argument!r}")
+    return policy
+
+
+def _no_options(options: dict[str, Any]) -> None:
+    if options:
+        raise PolicySpecError(
+            f"unknown policy option {sorted(options)[0]!r}; this kind of policy takes only noise"
+        )
+
+
+PolicySource = Callable[[str, gym.Space, gym.Space, int, bool, dict[str, Any]], Policy]
+
+#: the kinds of policy a spec can name, ``KIND:ARGUMENT@OPTIONS``: each builds the policy from its
+#: argument, the spaces it must act in, a seed, whether loading may run code, and the options after
+#: ``@`` other than ``noise`` (refusing those it does not know). ``random`` takes no argument.
 POLICY_SOURCES: dict[str, PolicySource] = {
     "random": _random,
     "sb3": _sb3,
     "torchscript": _torchscript,
     "dreamer": _dreamer,
     "py": _callable,
+    "plan": _planner,
 }
 
 #: file suffixes taken for TorchScript modules when a bare path names a policy
@@ -623,12 +693,19 @@ def _load_component(
             f"{', '.join(f'{name}:...' for name in POLICY_SOURCES if name != 'random')}, "
             "optionally with '@noise=S'"
         )
-    policy = POLICY_SOURCES[kind](argument, observation_space, action_space, policy_seed, allow_code)
-    unknown = set(options) - {"noise"}
-    if unknown:
-        raise PolicySpecError(f"unknown policy option {sorted(unknown)[0]!r} in {spec!r}; known: noise")
-    if "noise" in options:
-        policy = NoisyPolicy(policy, action_space, options["noise"], seed=noise_seed)
+    noise = options.pop("noise", None)
+    try:
+        policy = POLICY_SOURCES[kind](
+            argument, observation_space, action_space, policy_seed, allow_code, options
+        )
+    except PolicySpecError as error:
+        if str(error).startswith("unknown policy option"):
+            raise PolicySpecError(f"{error} (in {spec!r})") from None
+        raise
+    if noise is not None:
+        if isinstance(noise, str):
+            raise PolicySpecError(f"policy option 'noise' in {spec!r} needs a number, got {noise!r}")
+        policy = NoisyPolicy(policy, action_space, noise, seed=noise_seed)
     return policy
 
 
@@ -648,10 +725,9 @@ def _parse_options(text: str, spec: str) -> dict[str, Any]:
         key, equals, value = item.partition("=")
         if not equals:
             raise PolicySpecError(f"policy option {item!r} in {spec!r} must look like key=value")
+        value = value.strip()
         try:
             options[key.strip()] = float(value)
         except ValueError:
-            raise PolicySpecError(
-                f"policy option {key.strip()!r} in {spec!r} needs a number, got {value!r}"
-            ) from None
+            options[key.strip()] = value  # a word (``method=cem``); sources check their own options
     return options

@@ -57,6 +57,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
         ["--smoke", "--pixels", "64", "--family", "rssm", "--episodes", "4", "--zoo", "checkpoints"]
         + ["--workdir", "{tmp}/work", "--out", "{out}"],
     ),
+    "offline_datasets.py": ("offline_datasets.py", ["--smoke", "--out", "{out}"]),
+    "planner_study.py": ("planner_study.py", ["--smoke", "--out", "{out}"]),
     # after the benchmarks and ranking_study.py: their tables are redrawn from their smoke reports
     "docs_tables.py": ("docs_tables.py", ["--results", "{results}", "--docs", "{docs}"]),
 }

@@ -1,0 +1,299 @@
+"""A policy that plans: at every real step it imagines many short futures in a world model, from the
+real state, and acts on the one its imagination scores best (model-predictive control, as PETS and
+TD-MPC2 do).
+
+The model only has to be right a short way ahead, which is where it is right: a planner that
+re-imagines from the real state at each step never meets the compounding error of a whole imagined
+episode. Two optimisers over action sequences:
+
+- ``cem`` — the cross-entropy method: sample sequences from a Gaussian (a categorical per step for
+  discrete actions), refit it on the best ``elites``, repeat ``iterations`` times;
+- ``mppi`` — model-predictive path integral: refit on every sample, weighted by the softmax of its
+  score (scores are standardised first, so ``temperature`` means the same on every task).
+
+A sequence's score is its discounted imagined return, each reward weighted by the probability that
+the episode is still going (the continue head), minus ``penalty`` × the members' disagreement, plus
+a terminal value where one is given. With ``particles`` > 1 each sequence is imagined under that
+many ensemble members (PETS's TS∞) and scored by mean − ``pessimism`` × their spread, so futures the
+members disagree on lose. The previous step's plan, shifted by one, is warm-started and is always
+among the samples, so a plan is never dropped for a worse one by chance.
+
+One decision for ``N`` real envs is one batched model call per imagined step for all ``N × samples ×
+particles`` futures::
+
+    planner = Planner(load_world_model("models/pendulum"), PlannerConfig(horizon=15))
+    actions = planner.act(observations)         # or the policy spec "plan:models/pendulum@horizon=15"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from imaginarium.config import check_number, config_from_dict
+from imaginarium.errors import ImaginariumError
+from imaginarium.models import WorldModel
+
+METHODS = ("cem", "mppi")
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Settings of the planner; the defaults plan 20+ times a second for one env on a laptop CPU."""
+
+    #: ``cem`` (refit on the elites) or ``mppi`` (refit on every sample, softmax-weighted)
+    method: str = "mppi"
+    #: imagined steps of each candidate future
+    horizon: int = 15
+    #: candidate action sequences per decision
+    samples: int = 256
+    #: refits per decision (the warm start from the last decision makes one or two enough)
+    iterations: int = 2
+    #: ``cem``: the best sequences the distribution is refitted on
+    elites: int = 32
+    #: ``mppi``: softmax temperature over standardised scores (lower follows the best more closely)
+    temperature: float = 0.5
+    #: discount of imagined rewards
+    discount: float = 0.99
+    #: ensemble members each sequence is imagined under (scored by mean - pessimism x spread)
+    particles: int = 1
+    #: how many spreads across particles a sequence's score loses
+    pessimism: float = 0.0
+    #: reward minus this x the members' disagreement at each step (runs every member: costlier)
+    penalty: float = 0.0
+    #: first standard deviation of continuous actions, as a share of half the action range
+    init_std: float = 0.5
+    #: the least standard deviation a refit may reach, as a share of half the action range
+    min_std: float = 0.05
+    #: share of the old distribution kept at each refit (smooths the plan between iterations)
+    momentum: float = 0.1
+    #: seeds the candidate sequences
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ImaginariumError(f"planner method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        for name in ("horizon", "samples", "iterations", "elites", "particles"):
+            check_number(getattr(self, name), name, at_least=1, integer=True, where="planner")
+        if self.method == "cem" and self.elites > self.samples:
+            raise ImaginariumError(f"planner: elites ({self.elites}) cannot exceed samples ({self.samples})")
+        check_number(self.temperature, "temperature", above=0, where="planner")
+        check_number(self.discount, "discount", above=0, at_most=1, where="planner")
+        for name in ("pessimism", "penalty"):
+            check_number(getattr(self, name), name, at_least=0, where="planner")
+        check_number(self.init_std, "init_std", above=0, where="planner")
+        check_number(self.min_std, "min_std", above=0, at_most=self.init_std, where="planner")
+        check_number(self.momentum, "momentum", at_least=0, below=1, where="planner")
+        check_number(self.seed, "seed", integer=True, where="planner")
+
+
+def planner_config(options: dict[str, Any], where: str = "planner options") -> PlannerConfig:
+    """A config from ``key=value`` options (numbers given as floats become integers where the field
+    is one), unknown keys refused by name."""
+    values = {}
+    for key, value in options.items():
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        values[key] = value
+    return config_from_dict(PlannerConfig, values, where=where)
+
+
+class Planner:
+    """Model-predictive control in ``model``: a batched :class:`~imaginarium.policy.Policy`.
+
+    :param model: any world model; with a recurrent family the planner filters the real history
+        through it (``model.update``) as a Dreamer actor does.
+    """
+
+    def __init__(self, model: WorldModel, config: PlannerConfig | None = None) -> None:
+        self.model = model.eval()
+        self.config = config or PlannerConfig()
+        self.observation_space = model.input_space
+        self.action_space = model.action_space
+        self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        self._start = int(self.action_space.start) if self.discrete else 0
+        if not self.discrete:
+            space = self.action_space
+            if not (isinstance(space, gym.spaces.Box) and space.is_bounded()):
+                raise ImaginariumError(f"the planner needs bounded or discrete actions, got {space}")
+            device = model.device
+            self._low = torch.as_tensor(space.low, dtype=torch.float32, device=device).reshape(-1)
+            self._high = torch.as_tensor(space.high, dtype=torch.float32, device=device).reshape(-1)
+        if self.config.particles > 1 and model.rollout_members < 2:
+            raise ImaginariumError(
+                f"particles={self.config.particles} needs an ensemble: this {model.family} model has one member"
+            )
+        self.generator = torch.Generator(model.device).manual_seed(self.config.seed)
+        self._plan: torch.Tensor | None = None  # (N, H, A) mean in [-1, 1], or (N, H, K) probabilities
+        self._belief: dict[str, torch.Tensor] | None = None
+        self._last_actions: torch.Tensor | None = None
+        self._fresh = np.zeros(0, dtype=bool)
+        #: imagined model steps taken so far (one per horizon step and iteration), for cost reports
+        self.model_calls = 0
+
+    # ------------------------------------------------------------------------- policy protocol
+
+    def reset(self, slots: np.ndarray) -> None:
+        """New episodes in rows ``slots``: their plans and histories start afresh."""
+        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+        if len(slots) == 0:
+            return
+        if slots.max() >= len(self._fresh):
+            grown = np.zeros(int(slots.max()) + 1, dtype=bool)
+            grown[: len(self._fresh)] = self._fresh
+            self._fresh = grown
+        self._fresh[slots] = True
+
+    @torch.no_grad()
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """The first action of each row's best plan, from the real ``observations`` ``(N, ...)``."""
+        device = self.model.device
+        observed = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=device)
+        count = len(observed)
+        fresh = self._fresh_rows(count)
+        self._belief = self._filter(observed, fresh)
+        if self._plan is None or len(self._plan) != count:
+            self._plan = self._initial_plan(count)
+        elif fresh.any():
+            rows = torch.as_tensor(np.flatnonzero(fresh), device=device)
+            self._plan[rows] = self._initial_plan(len(rows))
+        plan = self._optimise(self._belief, self._plan)
+        first = plan[:, 0]
+        actions = first.argmax(-1) + self._start if self.discrete else self._to_env(first)
+        self._plan = self._shift(plan)
+        self._last_actions = actions
+        return actions.cpu().numpy().astype(self.action_space.dtype, copy=False)
+
+    # ------------------------------------------------------------------------------- planning
+
+    def _fresh_rows(self, count: int) -> np.ndarray:
+        """Which rows start an episode now (and forget the marks)."""
+        fresh = np.ones(count, dtype=bool)
+        if self._belief is not None and self._last_actions is not None and len(self._last_actions) == count:
+            fresh[: min(count, len(self._fresh))] = self._fresh[:count]
+            fresh[len(self._fresh) :] = False
+        self._fresh = np.zeros(count, dtype=bool)
+        return fresh
+
+    def _filter(self, observed: torch.Tensor, fresh: np.ndarray) -> dict[str, torch.Tensor]:
+        """The model's state of each row: started from the observation, or updated with the last step."""
+        if fresh.all():
+            return self.model.initial_state(observed)
+        assert self._belief is not None and self._last_actions is not None
+        state = self.model.update(self._belief, self._last_actions, observed)
+        if fresh.any():
+            rows = torch.as_tensor(np.flatnonzero(fresh), device=observed.device)
+            started = self.model.initial_state(observed[rows])
+            state = {key: value.index_copy(0, rows, started[key]) for key, value in state.items()}
+        return state
+
+    def _initial_plan(self, count: int) -> torch.Tensor:
+        horizon, device = self.config.horizon, self.model.device
+        if self.discrete:
+            size = int(self.action_space.n)
+            return torch.full((count, horizon, size), 1.0 / size, device=device)
+        return torch.zeros((count, horizon, len(self._low)), device=device)
+
+    def _shift(self, plan: torch.Tensor) -> torch.Tensor:
+        """Tomorrow's warm start: the plan one step on, its last step repeated."""
+        return torch.cat([plan[:, 1:], plan[:, -1:]], dim=1)
+
+    def _optimise(self, belief: dict[str, torch.Tensor], plan: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        std = None if self.discrete else torch.full_like(plan, config.init_std)
+        for _ in range(config.iterations):
+            candidates = self._sample(plan, std)  # (N, S, H, A) or (N, S, H) action indices
+            scores = self._score(belief, candidates)  # (N, S)
+            plan, std = self._refit(plan, std, candidates, scores)
+        return plan
+
+    def _sample(self, plan: torch.Tensor, std: torch.Tensor | None) -> torch.Tensor:
+        """``samples`` sequences per row; the first is the plan itself (its mode for discrete actions)."""
+        count, samples = len(plan), self.config.samples
+        if self.discrete:
+            flat = plan.reshape(-1, plan.shape[-1])
+            drawn = torch.multinomial(flat, samples, replacement=True, generator=self.generator)
+            drawn = drawn.reshape(count, self.config.horizon, samples).permute(0, 2, 1)
+            drawn[:, 0] = plan.argmax(-1)
+            return drawn
+        assert std is not None
+        noise = torch.randn((count, samples, *plan.shape[1:]), device=plan.device, generator=self.generator)
+        noise[:, 0] = 0.0
+        return (plan[:, None] + std[:, None] * noise).clamp(-1.0, 1.0)
+
+    def _score(self, belief: dict[str, torch.Tensor], candidates: torch.Tensor) -> torch.Tensor:
+        """Discounted imagined return of every candidate of every row, ``(N, S)``."""
+        config, model = self.config, self.model
+        count, samples = candidates.shape[:2]
+        particles = config.particles
+        futures = samples * particles
+        state = {key: value.repeat_interleave(futures, dim=0) for key, value in belief.items()}
+        if particles > 1:
+            members = torch.randint(
+                model.rollout_members,
+                (count * samples, particles),
+                device=model.device,
+                generator=self.generator,
+            )
+            state = model.pin_members(state, members.reshape(-1))
+        total = torch.zeros(count * futures, device=model.device)
+        alive = torch.ones_like(total)
+        for step in range(config.horizon):
+            chosen = candidates[:, :, step]
+            actions = chosen + self._start if self.discrete else self._to_env(chosen)
+            actions = actions.repeat_interleave(particles, dim=1).reshape(count * futures, *actions.shape[2:])
+            out = model.step(state, actions, uncertainty=config.penalty > 0, generator=self.generator)
+            reward = out.reward
+            if config.penalty > 0 and out.uncertainty is not None:
+                reward = reward - config.penalty * out.uncertainty
+            finite = torch.isfinite(reward)
+            total += (config.discount**step) * alive * torch.where(finite, reward, torch.zeros_like(reward))
+            alive = torch.where(finite, alive * out.continue_prob.nan_to_num(0.0), torch.zeros_like(alive))
+            state = out.state
+            self.model_calls += 1
+        total = total.reshape(count, samples, particles)
+        score = total.mean(-1)
+        if particles > 1 and config.pessimism > 0:
+            score = score - config.pessimism * total.std(-1)
+        return score
+
+    def _refit(
+        self,
+        plan: torch.Tensor,
+        std: torch.Tensor | None,
+        candidates: torch.Tensor,
+        scores: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The sampling distribution refitted on the candidates, weighted by their scores."""
+        config = self.config
+        if config.method == "cem":
+            elite = scores.topk(config.elites, dim=1).indices
+            weights = torch.zeros_like(scores).scatter_(1, elite, 1.0 / config.elites)
+        else:
+            standard = (scores - scores.mean(1, keepdim=True)) / (scores.std(1, keepdim=True) + 1e-6)
+            weights = torch.softmax(standard / config.temperature, dim=1)
+        keep = config.momentum
+        if self.discrete:
+            chosen = torch.nn.functional.one_hot(candidates, plan.shape[-1]).float()  # (N, S, H, K)
+            refit = (weights[:, :, None, None] * chosen).sum(1)
+            floor = 0.05 / plan.shape[-1]  # every action stays possible
+            refit = keep * plan + (1 - keep) * refit
+            refit = refit.clamp_min(floor)
+            return refit / refit.sum(-1, keepdim=True), None
+        assert std is not None
+        w = weights[:, :, None, None]
+        mean = (w * candidates).sum(1)
+        spread = ((w * (candidates - mean[:, None]) ** 2).sum(1)).sqrt()
+        refit_std = (keep * std + (1 - keep) * spread).clamp(config.min_std, config.init_std)
+        return keep * plan + (1 - keep) * mean, refit_std
+
+    def _to_env(self, unit: torch.Tensor) -> torch.Tensor:
+        """Actions in ``[-1, 1]`` mapped onto the action space's bounds."""
+        return self._low + (unit + 1.0) * 0.5 * (self._high - self._low)
+
+
+__all__ = ["METHODS", "Planner", "PlannerConfig", "planner_config"]

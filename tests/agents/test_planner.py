@@ -1,0 +1,187 @@
+"""The planning policy: it finds what a known model rewards, avoids futures that end the episode,
+handles discrete actions and batches of envs, and is named by the ``plan:`` spec everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from imaginarium.agents.planner import Planner, PlannerConfig
+from imaginarium.envs.suite import get_task
+from imaginarium.errors import ImaginariumError, PolicySpecError
+from imaginarium.evaluation import real_rollouts
+from imaginarium.models.base import StepOutput, WorldModel
+from imaginarium.policy import load_policy
+
+GOAL = 2.0
+CLIFF = -1.0
+
+
+class LineWorld(WorldModel):
+    """A point on a line whose dynamics the test knows: ``x' = x + 0.5 a``.
+
+    ``goal``: reward ``-(x' - 2)²``. ``cliff``: reward 1 a step plus 0.3 for each unit moved left, and
+    the episode ends once ``x' < -1`` (so greed walks off the cliff; planning does not).
+    With three discrete actions they move ``-0.5``, ``0``, ``+0.5``.
+    """
+
+    family = "line"
+
+    def __init__(self, task: str = "goal", discrete: bool = False) -> None:
+        actions = gym.spaces.Discrete(3) if discrete else gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        super().__init__(gym.spaces.Box(-10.0, 10.0, (1,), np.float32), actions, None)
+        self.task = task
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # a module with a device
+
+    def move(self, actions: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            return (actions.float() - 1.0) * 1.0
+        return actions.reshape(-1)
+
+    def step(self, state, actions, sample=True, *, uncertainty=True, generator=None, tiles=1):  # noqa: ANN001, ANN201
+        move = self.move(actions)
+        position = state["observation"][:, 0] + 0.5 * move
+        if self.task == "goal":
+            reward = -((position - GOAL) ** 2)
+            going_on = torch.ones_like(position)
+        else:
+            reward = 1.0 - 0.3 * move
+            going_on = (position >= CLIFF).float()
+        return StepOutput(
+            {"observation": position[:, None]},
+            reward,
+            torch.zeros_like(position),
+            going_on,
+            torch.zeros_like(position) if uncertainty else None,
+        )
+
+    def initial_state(self, observations: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"observation": observations.float()}
+
+    def observe(self, observations: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.initial_state(observations[:, -1])
+
+    def decode(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        return state["observation"]
+
+    def features(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        return state["observation"]
+
+    def fit_normalizers(self, dataset) -> None:  # noqa: ANN001
+        raise NotImplementedError
+
+    def loss(self, batch):  # noqa: ANN001, ANN201
+        raise NotImplementedError
+
+    def predict_transitions(self, batch):  # noqa: ANN001, ANN201
+        raise NotImplementedError
+
+
+def run(planner: Planner, model: LineWorld, starts: list[float], steps: int) -> np.ndarray:
+    """Act ``steps`` times in the model taken as the real system; every row's positions ``(steps, N)``."""
+    positions = np.asarray(starts, dtype=np.float32)[:, None]
+    planner.reset(np.arange(len(starts)))
+    trace = []
+    for _ in range(steps):
+        actions = planner.act(positions)
+        assert model.action_space.contains(actions[0])
+        positions = positions + 0.5 * model.move(torch.as_tensor(actions)).numpy()[:, None]
+        trace.append(positions[:, 0].copy())
+    return np.asarray(trace)
+
+
+@pytest.mark.parametrize("method", ["cem", "mppi"])
+def test_the_planner_drives_a_known_system_to_where_the_reward_is(method: str) -> None:
+    model = LineWorld("goal")
+    planner = Planner(model, PlannerConfig(method=method, horizon=8, samples=64, elites=8, seed=1))
+    trace = run(planner, model, [0.0, 4.5], steps=12)
+    assert np.abs(trace[-1] - GOAL).max() < 0.15  # both rows, from either side: rows plan apart
+
+
+def test_futures_that_end_the_episode_lose_to_ones_that_go_on() -> None:
+    model = LineWorld("cliff")
+    greedy = Planner(model, PlannerConfig(horizon=1, samples=64, seed=0))
+    assert run(greedy, model, [0.0], steps=10).min() < CLIFF  # one step ahead, the edge pays
+    careful = Planner(model, PlannerConfig(horizon=10, samples=128, seed=0))
+    assert run(careful, model, [0.0], steps=20).min() >= CLIFF
+
+
+@pytest.mark.parametrize("method", ["cem", "mppi"])
+def test_discrete_actions_are_planned_too(method: str) -> None:
+    model = LineWorld("goal", discrete=True)
+    planner = Planner(model, PlannerConfig(method=method, horizon=6, samples=64, elites=8, seed=2))
+    trace = run(planner, model, [-1.0], steps=10)
+    assert trace.dtype == np.float32 and abs(trace[-1, 0] - GOAL) < 0.01
+
+
+def test_a_new_episode_forgets_the_last_plan_and_a_new_batch_size_is_taken() -> None:
+    model = LineWorld("goal")
+    planner = Planner(model, PlannerConfig(horizon=6, samples=64, seed=3))
+    run(planner, model, [0.0], steps=5)
+    trace = run(planner, model, [6.0, 0.0, -2.0], steps=14)
+    assert np.abs(trace[-1] - GOAL).max() < 0.15
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"method": "beam"}, "method"),
+        ({"samples": 0}, "samples"),
+        ({"method": "cem", "elites": 80, "samples": 64}, "elites"),
+        ({"temperature": 0.0}, "temperature"),
+    ],
+)
+def test_meaningless_settings_are_refused_by_name(options: dict, message: str) -> None:
+    with pytest.raises(ImaginariumError, match=message):
+        PlannerConfig(**options)
+
+
+def test_particles_need_an_ensemble() -> None:
+    with pytest.raises(ImaginariumError, match="ensemble"):
+        Planner(LineWorld(), PlannerConfig(particles=4))
+
+
+def test_the_plan_spec_loads_a_planner_with_its_options(pendulum_model: Path) -> None:
+    task = get_task("pendulum", max_episode_steps=20)
+    spec = f"plan:{pendulum_model}@method=cem,horizon=4,samples=16,elites=4,particles=2,pessimism=1"
+    policy = load_policy(spec, task.observation_space, task.action_space, seed=0)
+    assert isinstance(policy, Planner)
+    assert (policy.config.method, policy.config.horizon, policy.config.particles) == ("cem", 4, 2)
+    outcome = real_rollouts(task, policy, episodes=2, seed=0)
+    assert np.isfinite(outcome["return"]["mean"])
+    noisy = load_policy(
+        f"plan:{pendulum_model}@horizon=3,samples=8,noise=0.5", task.observation_space, task.action_space
+    )
+    assert task.action_space.contains(noisy.act(np.zeros((1, 3), np.float32))[0])
+
+
+@pytest.mark.parametrize(
+    ("suffix", "message"),
+    [("@horizn=3", "horizn"), ("@samples=0", "samples"), ("@method=beam", "method")],
+)
+def test_bad_planner_options_are_named(pendulum_model: Path, suffix: str, message: str) -> None:
+    task = get_task("pendulum")
+    with pytest.raises(PolicySpecError, match=message):
+        load_policy(f"plan:{pendulum_model}{suffix}", task.observation_space, task.action_space)
+
+
+def test_other_policies_refuse_planner_options() -> None:
+    task = get_task("pendulum")
+    with pytest.raises(PolicySpecError, match="horizon"):
+        load_policy("random@horizon=3", task.observation_space, task.action_space)
+
+
+def test_a_planner_of_another_task_is_refused(pendulum_model: Path) -> None:
+    task = get_task("cartpole")
+    with pytest.raises(PolicySpecError, match="space"):
+        load_policy(f"plan:{pendulum_model}", task.observation_space, task.action_space)
+
+
+def test_a_missing_model_is_named(tmp_path: Path) -> None:
+    task = get_task("pendulum")
+    with pytest.raises(PolicySpecError, match="model"):
+        load_policy(f"plan:{tmp_path / 'nothing'}", task.observation_space, task.action_space)
