@@ -64,7 +64,7 @@ class Config:
     #: action noise of the medium dataset (x half the range; the share of random actions if discrete)
     medium_noise: float = 0.1
     #: real steps between the medium agent's evaluations, and the most it may train
-    check_every: int = 1_000
+    check_every: int = 250
     max_training_steps: int = 100_000
     seed: int = 0
     out: str = "experiments/results/offline_datasets.json"
@@ -133,19 +133,29 @@ def medium_agent(task_name: str, config: Config) -> Path:
         agent: Any = PPO("MlpPolicy", env, seed=config.seed, verbose=0, **kwargs)
     else:
         agent = SAC("MlpPolicy", recorder.wrap(task.make()), seed=config.seed, verbose=0, **kwargs)
-    target = REFERENCE[task_name][0] + config.medium_score * (
-        REFERENCE[task_name][1] - REFERENCE[task_name][0]
-    )
+    low, high = REFERENCE[task_name]
+    target = low + config.medium_score * (high - low)
     started, trained, score = time.perf_counter(), 0, -np.inf
+    previous: tuple[int, float, int] | None = None  # steps, return, episodes recorded by then
+    path.parent.mkdir(parents=True, exist_ok=True)
     while trained < config.max_training_steps:
+        if trained:
+            agent.save(path.with_suffix(".previous.zip"))
+            previous = (trained, score, len(recorder.episodes))
         agent.learn(config.check_every, reset_num_timesteps=False)
         trained += config.check_every
         score = _deterministic_return(agent, task, episodes=1 if smoke() else 5, seed=10_000)
         if score >= target:
             break
-    path.parent.mkdir(parents=True, exist_ok=True)
-    agent.save(path)
-    _save_replay(folder(task_name) / "replay.npz", recorder.episodes)
+    kept = len(recorder.episodes)
+    if previous is not None and abs(previous[1] - target) < abs(score - target):
+        # a steep learning curve jumps past the target: the check before it may be nearer
+        path.with_suffix(".previous.zip").replace(path)
+        trained, score, kept = previous
+    else:
+        agent.save(path)
+    path.with_suffix(".previous.zip").unlink(missing_ok=True)
+    _save_replay(folder(task_name) / "replay.npz", recorder.episodes[:kept])
     (folder(task_name) / "medium_agent.json").write_text(
         json.dumps(
             {
