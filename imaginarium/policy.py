@@ -12,6 +12,10 @@ the same spec:
 - ``plan:MODEL_DIR`` — a planner that imagines short futures in the world model at every step and acts
   on the best (:mod:`imaginarium.agents.planner`); its settings as options, e.g.
   ``plan:models/pendulum@method=cem,horizon=20,samples=512``;
+- ``shield:MODEL_DIR[@OPTIONS]:SPEC`` — the policy ``SPEC``, checked a few imagined steps ahead at each
+  step; where the model foresees the episode ending the planner of ``MODEL_DIR`` acts instead
+  (:mod:`imaginarium.agents.shield`; options ``lookahead``, ``risk``, ``particles``, ``outside`` and
+  the planner's);
 - ``py:MODULE:FUNCTION`` — a Python callable ``f(observations) -> actions``; importing it runs code, so
   it is only accepted when the caller allows code (``allow_code=True``, ``--allow-code``);
 - ``PATH`` alone — a file or folder, its kind found from its contents (an SB3 ``.zip``, a TorchScript
@@ -39,6 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from imaginarium.config import config_from_dict
 from imaginarium.envs.suite import space_mismatch
 from imaginarium.errors import ImaginariumError, PolicySpecError
 from imaginarium.sb3_archive import UnsafeArchiveError, read_policy_description
@@ -626,6 +631,63 @@ def _planner(
     return policy
 
 
+def _shield(
+    spec: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    seeds: np.random.SeedSequence,
+    allow_code: bool,
+) -> Policy:
+    """``shield:MODEL_DIR[@OPTIONS]:POLICY_SPEC``: the policy, with the planner of the model stepping
+    in where the model foresees the episode ending (:mod:`imaginarium.agents.shield`); the options are
+    the shield's and the planner's."""
+    import dataclasses
+
+    from imaginarium.agents.planner import PlannerConfig
+    from imaginarium.agents.shield import ShieldConfig, ShieldPolicy
+
+    head, colon, inner = spec.removeprefix("shield:").partition(":")
+    model_dir, _, options_text = head.partition("@")
+    if not colon or not model_dir.strip() or not inner.strip():
+        raise PolicySpecError(f"expected 'shield:MODEL_DIR[@OPTIONS]:POLICY_SPEC', got {spec!r}")
+    options = _parse_options(options_text, spec)
+    shield_fields = {field.name for field in dataclasses.fields(ShieldConfig)}
+    planner_fields = {field.name for field in dataclasses.fields(PlannerConfig)}
+    unknown = set(options) - shield_fields - planner_fields
+    if unknown:
+        raise PolicySpecError(
+            f"unknown shield option {sorted(unknown)[0]!r} in {spec!r}; known: "
+            f"{', '.join(sorted(shield_fields))} and the planner's ({', '.join(sorted(planner_fields))})"
+        )
+    base_seeds, planner_seeds = seeds.spawn(2)
+    base = _load_component(inner.strip(), observation_space, action_space, base_seeds, allow_code)
+    planner_options = {key: value for key, value in options.items() if key in planner_fields}
+    planner = _planner(
+        model_dir.strip(), observation_space, action_space, int(planner_seeds.generate_state(1)[0]),
+        allow_code, planner_options,
+    )  # fmt: skip
+    try:
+        config = config_from_dict(
+            ShieldConfig,
+            {key: _shield_value(key, value) for key, value in options.items() if key in shield_fields},
+            where=f"shield options of {spec!r}",
+        )
+        return ShieldPolicy(base, planner, config)
+    except ImaginariumError as error:
+        raise PolicySpecError(str(error)) from None
+
+
+def _shield_value(key: str, value: Any) -> Any:
+    """A shield option as its field's type: ``outside`` a switch (1/0, true/false), ``risk`` a number,
+    the others counts (checked by the config)."""
+    if key == "outside":
+        switch = {"1": True, "0": False, "true": True, "false": False}
+        return switch.get(str(value).lower().removesuffix(".0"), value)
+    if key == "risk" or not isinstance(value, float) or not value.is_integer():
+        return value
+    return int(value)
+
+
 def _no_options(options: dict[str, Any]) -> None:
     if options:
         raise PolicySpecError(
@@ -681,6 +743,8 @@ def _load_component(
     seeds: np.random.SeedSequence,
     allow_code: bool,
 ) -> Policy:
+    if spec.startswith("shield:"):
+        return _shield(spec, observation_space, action_space, seeds, allow_code)
     base_spec, _, options_text = spec.partition("@")
     options = _parse_options(options_text, spec)
     policy_seed, noise_seed = (int(s.generate_state(1)[0]) for s in seeds.spawn(2))

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from imaginarium.agents.planner import Planner, PlannerConfig
+from imaginarium.agents.shield import ShieldConfig, ShieldPolicy
 from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError, PolicySpecError
 from imaginarium.evaluation import real_rollouts
@@ -185,3 +186,45 @@ def test_a_missing_model_is_named(tmp_path: Path) -> None:
     task = get_task("pendulum")
     with pytest.raises(PolicySpecError, match="model"):
         load_policy(f"plan:{tmp_path / 'nothing'}", task.observation_space, task.action_space)
+
+
+class Constant:
+    """A policy that always takes one action."""
+
+    def __init__(self, action: float) -> None:
+        self.action = action
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        return np.full((len(observations), 1), self.action, dtype=np.float32)
+
+    def reset(self, slots: np.ndarray) -> None:
+        pass
+
+
+def test_the_shield_stops_a_policy_walking_off_the_cliff_and_leaves_a_safe_one_alone() -> None:
+    model = LineWorld("cliff")
+    planner = Planner(model, PlannerConfig(horizon=10, samples=64, seed=0))
+    reckless = ShieldPolicy(Constant(-1.0), planner, ShieldConfig(lookahead=3, particles=1))
+    trace = run(reckless, model, [0.0, 3.0], steps=20)
+    assert trace.min() >= CLIFF and reckless.interventions > 0
+    assert trace[:2, 1].tolist() == [2.5, 2.0]  # far from the edge, the policy's own actions go through
+    careful = ShieldPolicy(Constant(1.0), Planner(model, PlannerConfig(horizon=4, samples=16)))
+    run(careful, model, [0.0], steps=10)
+    assert (careful.interventions, careful.decisions) == (0, 10)
+
+
+def test_the_shield_spec_wraps_any_policy_with_the_models_planner(pendulum_model: Path) -> None:
+    task = get_task("pendulum", max_episode_steps=10)
+    spec = f"shield:{pendulum_model}@lookahead=3,risk=0.2,particles=2,outside=0,horizon=3,samples=8:random@noise=0.1"
+    policy = load_policy(spec, task.observation_space, task.action_space, seed=0)
+    assert isinstance(policy, ShieldPolicy) and policy.known is None
+    assert (policy.config.lookahead, policy.config.risk, policy.planner.config.horizon) == (3, 0.2, 3)
+    real_rollouts(task, policy, episodes=2, seed=0)
+    assert policy.decisions == 20
+    for bad, message in [("@lookahed=3", "lookahed"), ("@risk=1.5", "risk"), ("", "expected 'shield:MODEL_DIR")]:
+        with pytest.raises(PolicySpecError, match=message):
+            load_policy(
+                f"shield:{pendulum_model}{bad}" + ("" if not bad else ":random"),
+                task.observation_space,
+                task.action_space,
+            )
