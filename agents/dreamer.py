@@ -17,6 +17,7 @@ progress) and a copy of the world model, so it acts on the real task on its own:
     train_dreamer("models/pendulum", "agents/dreamer", DreamerConfig(steps=3000))
     policy = DreamerPolicy("agents/dreamer")          # or the spec "dreamer:agents/dreamer"
     actions = policy.act(observations)
+    score_dreamer("agents/dreamer", episodes=10).real  # its return on the real task
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from torch import nn
 
 from imaginarium.config import check_number, config_from_dict, config_to_dict
 from imaginarium.dataset import Dataset, load_dataset
+from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError, TrainingError
+from imaginarium.evaluation import Interval, real_rollouts
 from imaginarium.models import WorldModel, load_world_model
 from imaginarium.models.checkpoint import load_tensors, save_tensors
 from imaginarium.outputs import OutputError, atomic_write_bytes, check_writable
@@ -356,6 +359,23 @@ def save_agent(learner: DreamerLearner, directory: Path, info: dict[str, Any]) -
     atomic_write_bytes(directory / AGENT_FILE, lambda handle: handle.write(text.encode()))
 
 
+@dataclass(frozen=True)
+class DreamerSummary:
+    """What a spell of Dreamer training did.
+
+    :param resumed_from: the updates done before this spell (0 from scratch).
+    :param last: the figures of the last update (losses, ``imagined_return``, and ``real_return`` when
+        evaluated).
+    :param directory: the agent folder.
+    """
+
+    updates: int
+    resumed_from: int
+    seconds: float
+    last: dict[str, float]
+    directory: str
+
+
 def train_dreamer(
     model: str | Path,
     out: str | Path,
@@ -366,7 +386,7 @@ def train_dreamer(
     overwrite: bool = False,
     progress: bool = True,
     evaluate: Callable[[DreamerLearner], float] | None = None,
-) -> dict[str, Any]:
+) -> DreamerSummary:
     """Learn an actor-critic inside the model at ``model`` (offline: its dataset and the model alone).
 
     :param dataset: where start states come from (default: the model's own dataset).
@@ -431,7 +451,7 @@ def learn(
     progress: bool | Progress,
     evaluate: Callable[[DreamerLearner], float] | None,
     total: int | None = None,
-) -> dict[str, Any]:
+) -> DreamerSummary:
     """Update until ``total`` (default ``config.steps``) updates, logging, evaluating and checkpointing."""
     from torch.utils.tensorboard import SummaryWriter
 
@@ -458,13 +478,13 @@ def learn(
             if step % config.checkpoint_every == 0 or step == total:
                 _checkpoint(learner, out, {**info, "updates": step})
             bar.update(step, note)
-    return {
-        "updates": learner.updates,
-        "resumed_from": resumed_from,
-        "seconds": time.perf_counter() - started,
-        "last": figures,
-        "directory": str(out),
-    }
+    return DreamerSummary(
+        updates=learner.updates,
+        resumed_from=resumed_from,
+        seconds=time.perf_counter() - started,
+        last=figures,
+        directory=str(out),
+    )
 
 
 def _checkpoint(learner: DreamerLearner, out: Path, info: dict[str, Any]) -> None:
@@ -530,3 +550,30 @@ class DreamerPolicy:
         )
         self._last_actions = actions
         return actions.cpu().numpy()
+
+
+@dataclass(frozen=True)
+class DreamerScore:
+    """A Dreamer agent's return on the real task its model learned (deterministic actions).
+
+    :param real: None when the agent's ``dreamer.json`` names no task to check against.
+    """
+
+    task: str | None
+    episodes: int
+    real: Interval | None
+
+
+def score_dreamer(agent: str | Path, episodes: int = 10, seed: int = 10_000) -> DreamerScore:
+    """Run ``episodes`` real episodes of the agent in ``agent`` on the task named in its ``dreamer.json``.
+
+    :param seed: seeds the episodes' resets; the default keeps them apart from the seeds data is
+        collected with.
+    :raises ImaginariumError: ``agent`` is not a Dreamer agent folder.
+    """
+    policy = DreamerPolicy(agent)
+    task = json.loads((Path(agent) / AGENT_FILE).read_text()).get("task")
+    if not task:
+        return DreamerScore(task=None, episodes=episodes, real=None)
+    real = real_rollouts(get_task(task), policy, episodes, seed=seed)["return"]
+    return DreamerScore(task=task, episodes=episodes, real=real)

@@ -2,12 +2,14 @@
 
     from imaginarium.agents.sb3 import train_in_imagination
     agent_path = train_in_imagination("models/pendulum", "sac", steps=20_000, out="agents/sac.zip")
+    score = score_agent(agent_path, "models/pendulum", episodes=10)  # score.imagined, score.real
 
 Agents see decoded observations, so the saved agent runs unchanged on the real task.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,9 @@ from imaginarium.envs.imagined import ImaginedEnv
 from imaginarium.envs.sb3 import imagined_vec_env
 from imaginarium.envs.suite import Task, get_task
 from imaginarium.errors import ImaginariumError
-from imaginarium.evaluation import episode_rollouts, real_rollouts
+from imaginarium.evaluation import Interval, episode_rollouts, real_rollouts
 from imaginarium.models import load_world_model
+from imaginarium.models.checkpoint import read_card
 from imaginarium.outputs import atomic_path, check_output
 from imaginarium.policy import SB3Policy
 
@@ -110,6 +113,50 @@ def imagined_return(
     options = {"observation": "decoded", **env_options}
     envs: list[gym.Env] = [ImaginedEnv(model, **options) for _ in range(episodes)]
     return episode_rollouts(envs, SB3Policy(agent_path), seed)["return"]
+
+
+@dataclass(frozen=True)
+class AgentScore:
+    """An agent's return in the model it learned in and on the real task, each over ``episodes``
+    episodes from the same seeds.
+
+    :param real: None when the model card names no task to check against.
+    """
+
+    episodes: int
+    imagined: Interval
+    task: str | None
+    real: Interval | None
+
+
+def score_agent(
+    agent_path: str | Path,
+    model_dir: str | Path,
+    episodes: int = 10,
+    env_options: dict[str, Any] | None = None,
+) -> AgentScore:
+    """Score an agent trained by :func:`train_in_imagination` inside its model and on the model's task.
+
+    The real episodes show the agent what it saw in training: the env's own frames for a model that
+    learned from frames, states drawn as frames for an agent trained on ``observation="pixels"``.
+
+    :param env_options: the options the agent was trained with (``uncertainty_penalty``,
+        ``observation``, ``pixels``, ...).
+    """
+    env_options = env_options or {}
+    imagined = imagined_return(agent_path, model_dir, episodes=episodes, **env_options)
+    card = read_card(model_dir)
+    task, image_size = card.get("task"), (card.get("config") or {}).get("image_size")
+    real = None
+    if task:
+        real = real_return(
+            agent_path,
+            task,
+            episodes=episodes,
+            pixels=image_size or env_options.get("pixels"),
+            rendered=bool(image_size),
+        )
+    return AgentScore(episodes=episodes, imagined=imagined, task=task, real=real)
 
 
 def silent_logger() -> Any:

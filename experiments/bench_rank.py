@@ -77,7 +77,7 @@ def main() -> None:
             model, policies, starts=config.starts, horizon=config.horizon, workers=workers, progress=False,
             members=members,
         )  # fmt: skip
-        results[(workers, members)] = [entry["imagined_return"] for entry in outcome["policies"]]
+        results[(workers, members)] = [entry.imagined_return for entry in outcome.policies]
         return time.perf_counter() - started
 
     def warm(workers: int, members: str) -> float:
@@ -111,7 +111,7 @@ def main() -> None:
                 model, policies, starts=config.starts, horizon=config.horizon, progress=False, members=members
             )
             row.setdefault("default", []).append(time.perf_counter() - started)
-            in_process[members] = outcome["settings"]["workers"] == 0
+            in_process[members] = outcome.settings.workers == 0
     timings = {
         members: {key: statistics.median(values) for key, values in row.items()}
         for members, row in runs.items()

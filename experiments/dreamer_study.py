@@ -68,25 +68,25 @@ def main() -> None:
         summary = train_dreamer(model, agent, {"steps": int(updates[task])}, overwrite=True)
         real = real_rollouts(get_task(task), DreamerPolicy(agent), config.episodes, seed=10_000)
         entry = {
-            "updates": summary["updates"],
-            "seconds": summary["seconds"],
-            "imagined_return": summary["last"].get("imagined_return"),
+            "updates": summary.updates,
+            "seconds": summary.seconds,
+            "imagined_return": summary.last.get("imagined_return"),
             "real_return": real["return"],
             "threshold": THRESHOLDS[task],
             "met": real["return"]["mean"] >= THRESHOLDS[task],
         }
         report["offline"][task] = entry
-        print(f"offline {task}: real return {real['return']['mean']:.1f} after {summary['updates']} updates "
-              f"({summary['seconds']:.0f} s); threshold {THRESHOLDS[task]} met: {entry['met']}")  # fmt: skip
+        print(f"offline {task}: real return {real['return']['mean']:.1f} after {summary.updates} updates "
+              f"({summary.seconds:.0f} s); threshold {THRESHOLDS[task]} met: {entry['met']}")  # fmt: skip
         write_report(config.out, report)
     for task in filter(None, config.online.split(",")):
         agent = Path(config.workdir) / f"{task}_online"
         online = {"real_steps": config.online_real_steps, **(ONLINE_SMOKE if smoke() else {})}
         result = dream_online(task, agent, online, overwrite=True)
-        reached = [point["real_steps"] for point in result["curve"] if point["mean"] >= THRESHOLDS[task]]
+        reached = [point["real_steps"] for point in result.curve if point["mean"] >= THRESHOLDS[task]]
         report["online"][task] = {
-            "curve": result["curve"],
-            "seconds": result["seconds"],
+            "curve": result.curve,
+            "seconds": result.seconds,
             "first_real_steps_at_threshold": reached[0] if reached else None,
             "threshold": THRESHOLDS[task],
             "met": bool(reached),

@@ -136,9 +136,9 @@ def study_task(task: str, config: Config, previous: dict[str, Any] | None = None
             "model_steps": read_card(model)["training"]["steps_done"],
             "model_seconds": round(model_seconds, 1),
             "best_validation_loss": read_card(model)["training"]["best_validation_loss"],
-            "dreamer_updates": summary["updates"],
+            "dreamer_updates": summary.updates,
             "dreamer_seconds": round(time.perf_counter() - started, 1),
-            "imagined_return": summary["last"]["imagined_return"],
+            "imagined_return": summary.last["imagined_return"],
             "real_return": real["return"],
             "real_success": real["success"],
         }

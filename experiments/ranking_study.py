@@ -133,22 +133,22 @@ def main() -> None:
         write_ranking_report(
             result, Path(config.reports) / task, model, config.videos, config.video_steps, overwrite=True
         )
-        metrics = result["metrics"]
+        metrics = result.metrics
         report["tasks"][task] = {
             "policies": len(policies),
             "metrics": metrics,
             "thresholds": THRESHOLDS[task],
             "met": check(task, metrics),
-            "seconds": result["settings"]["seconds"],
+            "seconds": result.settings.seconds,
             "ranking": [
                 {
-                    "name": entry["name"],
-                    "imagined": entry.get("imagined_return"),
-                    "real": entry.get("real_return"),
-                    "uncertainty_warning": entry.get("uncertainty_warning"),
-                    "error": entry.get("error"),
+                    "name": entry.name,
+                    "imagined": entry.imagined_return,
+                    "real": entry.real_return,
+                    "uncertainty_warning": entry.uncertainty_warning,
+                    "error": entry.error,
                 }
-                for entry in result["policies"]
+                for entry in result.policies
             ],
         }
         shown = ", ".join(f"{key} {value:.3f}" for key, value in (metrics or {}).items())

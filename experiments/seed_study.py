@@ -69,7 +69,7 @@ def main() -> None:
                 seed=study.seed,
                 progress=False,
             )
-            metrics = result["metrics"]
+            metrics = result.metrics
             report["models"].append(
                 {
                     "head_width": width,
@@ -77,13 +77,12 @@ def main() -> None:
                     "metrics": metrics,
                     "policies": [
                         {
-                            "name": entry["name"],
-                            "imagined": entry["imagined_return"]["mean"],
-                            "real": entry["real_return"]["mean"],
-                            "outside_fraction": entry["outside_fraction"],
+                            "name": entry.name,
+                            "imagined": entry.imagined_return["mean"],
+                            "real": entry.real_return["mean"],
+                            "outside_fraction": entry.outside_fraction,
                         }
-                        for entry in result["policies"]
-                        if entry.get("error") is None
+                        for entry in result.ranked
                     ],
                 }
             )

@@ -40,24 +40,24 @@ def main() -> None:
         model, config.algo, samples=config.samples, out=config.out, steps=config.steps, reports=config.reports,
         top_k=config.top_k, real_episodes=config.real_episodes,
     )  # fmt: skip
-    by_trial = {trial["trial"]: trial for trial in result["trials"]}
-    validated = [by_trial[index] for index in result["validated"]]
-    best_real = max(trial["real_return"]["mean"] for trial in validated)
-    first = by_trial[result["first_by_imagined_score"]]["real_return"]["mean"]
+    best_real = max(trial.real_return["mean"] for trial in result.validated_trials)
+    first = result.trial(result.first_by_imagined_score).real_return["mean"]
     within = first >= best_real - 0.1 * abs(best_real)
     figures = {
-        "seconds": result["seconds"],
+        "seconds": result.seconds,
         "first_by_imagined_real_return": first,
         "best_validated_real_return": best_real,
         "within_10_percent": within,
-        "failed_trials": sum(trial["error"] is not None for trial in result["trials"]),
-        "metrics": result["metrics"],
+        "failed_trials": len(result.failed_trials),
+        "metrics": result.metrics,
     }
     print(
-        f"{config.samples} trials in {result['seconds'] / 60:.1f} min; first by imagined score: real {first:.1f}; "
+        f"{config.samples} trials in {result.seconds / 60:.1f} min; first by imagined score: real {first:.1f}; "
         f"best validated: {best_real:.1f}; within 10%: {within}"
     )
-    write_report(config.report, {"config": asdict(config), "machine": machine(), **figures, "search": result})
+    write_report(
+        config.report, {"config": asdict(config), "machine": machine(), **figures, "search": result.to_json()}
+    )
 
 
 if __name__ == "__main__":

@@ -203,8 +203,7 @@ def cmd_import_video(args: argparse.Namespace) -> int:
 
 
 def cmd_imagine_train(args: argparse.Namespace) -> int:
-    from imaginarium.agents.sb3 import imagined_return, real_return, train_in_imagination
-    from imaginarium.models.checkpoint import read_card
+    from imaginarium.agents.sb3 import score_agent, train_in_imagination
 
     if args.eval_episodes < 0:
         raise ImaginariumError(f"--eval-episodes must be 0 (no scoring) or more, got {args.eval_episodes}")
@@ -223,20 +222,11 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
     )
     print(f"trained {args.algo} for {args.steps} imagined steps; wrote {path}")
     if args.eval_episodes > 0:
-        imagined = imagined_return(path, args.model, episodes=args.eval_episodes, **env_options)
-        card = read_card(args.model)
-        task, image_size = card.get("task"), (card.get("config") or {}).get("image_size")
-        line = f"imagined return {interval(imagined)}"
-        if task:
-            real = real_return(
-                path,
-                task,
-                episodes=args.eval_episodes,
-                pixels=image_size or args.pixels,
-                rendered=bool(image_size),
-            )
-            line += f"   real return on {task} {interval(real)}"
-        print(f"{line}   ({args.eval_episodes} episodes each)")
+        score = score_agent(path, args.model, episodes=args.eval_episodes, env_options=env_options)
+        line = f"imagined return {interval(score.imagined)}"
+        if score.real is not None:
+            line += f"   real return on {score.task} {interval(score.real)}"
+        print(f"{line}   ({score.episodes} episodes each)")
     return 0
 
 
@@ -265,23 +255,20 @@ def cmd_rank(args: argparse.Namespace) -> int:
         result, args.report, model_dir=args.model, overwrite=args.overwrite, **given(args, "videos")
     )
     print(markdown_report(result))
-    where = "in this process" if result["settings"]["workers"] == 0 else "on Ray"
+    where = "in this process" if result.settings is not None and result.settings.workers == 0 else "on Ray"
     print(f"ranked in {seconds:.1f} s {where}")
     print(f"wrote {paths['json']}, {paths['markdown']} and {paths['html']}")
-    failed = [entry for entry in result["policies"] if entry["error"] is not None]
-    if len(failed) == len(result["policies"]):
-        first = failed[0]
+    if result.all_failed:
+        first = result.failed[0]
         raise ImaginariumError(
-            f"none of the {len(failed)} policies could be ranked (first, {first['name']}: "
-            f"{first['error'].splitlines()[0]}); {paths['markdown']} lists every failure"
+            f"none of the {len(result.failed)} policies could be ranked (first, {first.name}: "
+            f"{first.error.splitlines()[0]}); {paths['markdown']} lists every failure"
         )
     return 0
 
 
 def cmd_dream(args: argparse.Namespace) -> int:
-    from imaginarium.agents.dreamer import DreamerPolicy, train_dreamer
-    from imaginarium.envs.suite import get_task
-    from imaginarium.evaluation import real_rollouts
+    from imaginarium.agents.dreamer import score_dreamer, train_dreamer
 
     config = {**_parse_overrides(args.set)}
     if args.online:
@@ -291,9 +278,9 @@ def cmd_dream(args: argparse.Namespace) -> int:
             raise ImaginariumError("dream --online needs --task")
         online = {**given(args, "real_steps"), "eval_episodes": max(1, args.eval_episodes)}
         result = dream_online(args.task, args.out, online, config, overwrite=args.overwrite)
-        last = result["curve"][-1]
+        last = result.curve[-1]
         print(
-            f"{last['real_steps']} real steps, {result['updates']} updates: real return {last['mean']:.1f}; "
+            f"{last['real_steps']} real steps, {result.updates} updates: real return {last['mean']:.1f}; "
             f"wrote {args.out} (curve.json, curve.png)"
         )
         return 0
@@ -309,20 +296,18 @@ def cmd_dream(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    print(f"{summary['updates']} imagined updates in {summary['seconds']:.0f} s; wrote {args.out}")
+    print(f"{summary.updates} imagined updates in {summary.seconds:.0f} s; wrote {args.out}")
     if args.eval_episodes > 0:
-        policy = DreamerPolicy(args.out)
-        task = json.loads((Path(args.out) / "dreamer.json").read_text()).get("task")
-        if task:
-            real = real_rollouts(get_task(task), policy, args.eval_episodes, seed=10_000)["return"]
-            print(f"real return on {task}: {interval(real)}")
+        score = score_dreamer(args.out, args.eval_episodes)
+        if score.real is not None:
+            print(f"real return on {score.task}: {interval(score.real)}")
     return 0
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from imaginarium.run.search import run_search
 
-    report = run_search(
+    result = run_search(
         args.model,
         args.algo,
         out=args.out,
@@ -335,7 +320,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         **given(args, "samples", "steps", "reports", "top_k", "real_episodes", "uncertainty_penalty", "seed"),
     )
     print((Path(args.out) / "tune.md").read_text())
-    print(f"search took {report['seconds']:.0f} s; chosen agent: {report['best_agent']}")
+    print(f"search took {result.seconds:.0f} s; chosen agent: {result.best_agent}")
     return 0
 
 

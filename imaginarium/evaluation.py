@@ -29,8 +29,11 @@ from imaginarium.models import WorldModel
 from imaginarium.models.base import spread
 from imaginarium.policy import Policy
 
+#: a figure as every evaluation reports it: ``{"mean", "ci_low", "ci_high"}``, a bootstrap 95% interval
+Interval = dict[str, float]
 
-def bootstrap_interval(values: np.ndarray, seed: int = 0, resamples: int = 2000) -> dict[str, float]:
+
+def bootstrap_interval(values: np.ndarray, seed: int = 0, resamples: int = 2000) -> Interval:
     """Mean of ``values`` with a percentile-bootstrap 95% confidence interval.
 
     The resampling is written out (what ``scipy.stats.bootstrap(method="percentile")`` does) because

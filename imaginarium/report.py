@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from imaginarium.outputs import atomic_write_bytes, atomic_write_text, check_output
-from imaginarium.ranking import OUTSIDE_FRACTION_WARNING
+from imaginarium.ranking import OUTSIDE_FRACTION_WARNING, RankingResult
 
 METRIC_LABELS = {
     "spearman": "Spearman ρ",
@@ -37,7 +37,7 @@ REPORT_FILES = ("ranking.json", "report.md", "report.html")
 
 
 def write_report(
-    result: dict[str, Any],
+    result: RankingResult,
     out: str | Path,
     model_dir: str | Path | None = None,
     videos: int = 3,
@@ -55,36 +55,14 @@ def write_report(
     out = check_output(out, overwrite, files=REPORT_FILES)
     out.mkdir(parents=True, exist_ok=True)
     paths = {kind: out / name for kind, name in zip(("json", "markdown", "html"), REPORT_FILES, strict=True)}
-    atomic_write_text(paths["json"], json.dumps(_ranking_json(result), indent=2))
+    atomic_write_text(paths["json"], json.dumps(result.to_json(), indent=2))
     atomic_write_text(paths["markdown"], markdown_report(result))
     animations = []
-    if videos and model_dir is not None and result["settings"].get("real_env"):
+    if videos and model_dir is not None and result.settings is not None and result.settings.real_env:
         animations = _rollout_gifs(result, Path(model_dir), videos, video_steps)
     fidelity = _fidelity(model_dir)
     atomic_write_text(paths["html"], html_report(result, fidelity, animations))
     return paths
-
-
-def _ranking_json(result: dict[str, Any]) -> dict[str, Any]:
-    """The documented schema first (``name``, ``path``, returns, success, uncertainty), then the rest."""
-    policies = []
-    for entry in result["policies"]:
-        row = {
-            "name": entry["name"],
-            "path": entry["path"],
-            "imagined_return": entry.get("imagined_return"),
-            "imagined_success": entry.get("imagined_success"),
-            "uncertainty": entry.get("uncertainty"),
-            "real_return": entry.get("real_return"),
-        }
-        row.update({key: value for key, value in entry.items() if key not in row and key != "traceback"})
-        policies.append(row)
-    return {
-        "policies": policies,
-        "metrics": result["metrics"],
-        "settings": result.get("settings", {}),
-        "outside_threshold": result.get("outside_threshold"),
-    }
 
 
 def _interval(figure: dict[str, float] | None) -> str:
@@ -101,55 +79,55 @@ def _number(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _rows(result: dict[str, Any]) -> list[dict[str, str]]:
+def _rows(result: RankingResult) -> list[dict[str, str]]:
     """Table rows shared by the markdown and HTML reports."""
     rows = []
-    for entry in result["policies"]:
-        if entry.get("error"):
-            continue
+    for entry in result.ranked:
         rows.append(
             {
-                "rank": str(entry["rank"]),
-                "name": entry["name"],
-                "imagined": _interval(entry["imagined_return"]),
-                "spread": _number(entry.get("member_spread"), 1),
-                "success": _number(entry.get("imagined_success")),
-                "real": _interval(entry.get("real_return")),
-                "real_success": _number(entry.get("real_success")),
-                "uncertainty": "—" if entry.get("uncertainty") is None else f"{entry['uncertainty']:.3g}",
-                "outside": _percent(entry.get("outside_fraction")),
-                "warning": "⚠ outside the data" if entry.get("uncertainty_warning") else "",
+                "rank": str(entry.rank),
+                "name": entry.name,
+                "imagined": _interval(entry.imagined_return),
+                "spread": _number(entry.member_spread, 1),
+                "success": _number(entry.imagined_success),
+                "real": _interval(entry.real_return),
+                "real_success": _number(entry.real_success),
+                "uncertainty": "—" if entry.uncertainty is None else f"{entry.uncertainty:.3g}",
+                "outside": _percent(entry.outside_fraction),
+                "warning": "⚠ outside the data" if entry.uncertainty_warning else "",
             }
         )
     return rows
 
 
-def _notes(result: dict[str, Any]) -> list[str]:
-    settings = result.get("settings", {})
-    notes = [
-        f"{settings.get('starts')} real start states, horizon {settings.get('horizon')}, seed {settings.get('seed')}; "
-        "intervals are bootstrap 95% over start states (real: over episodes); spread is the std of the mean "
-        "return across ensemble members."
-    ]
-    if settings.get("truncated"):
+def _notes(result: RankingResult) -> list[str]:
+    settings = result.settings
+    notes = []
+    if settings is not None:
         notes.append(
-            f"The horizon {settings['horizon']} is shorter than the task's time limit {settings['time_limit']}: "
-            "imagined returns are truncated and do not estimate full-episode returns."
+            f"{settings.starts} real start states, horizon {settings.horizon}, seed {settings.seed}; "
+            "intervals are bootstrap 95% over start states (real: over episodes); spread is the std of the "
+            "mean return across ensemble members."
         )
-    if result.get("outside_threshold") is not None:
+        if settings.truncated:
+            notes.append(
+                f"The horizon {settings.horizon} is shorter than the task's time limit {settings.time_limit}: "
+                "imagined returns are truncated and do not estimate full-episode returns."
+            )
+    if result.outside_threshold is not None:
         notes.append(
             "'outside' is the share of imagined states farther from every state of the model's data than "
-            f"99% of real held-out states are ({result['outside_threshold']:.3g} std units); ⚠ marks "
+            f"99% of real held-out states are ({result.outside_threshold:.3g} std units); ⚠ marks "
             f"policies with more than {OUTSIDE_FRACTION_WARNING:.0%} of states outside, or whose rollouts "
             "diverged: the model knows least about where they go, so their estimates are the least trustworthy."
         )
     return notes
 
 
-def markdown_report(result: dict[str, Any]) -> str:
+def markdown_report(result: RankingResult) -> str:
     """A short summary: the ranking, the metrics, failures, and how far to trust the figures."""
-    settings = result.get("settings", {})
-    lines = [f"# Policy ranking: {settings.get('task') or 'model'}", ""]
+    task = result.settings.task if result.settings is not None else None
+    lines = [f"# Policy ranking: {task or 'model'}", ""]
     header = ["rank", "policy", "imagined return [95% CI]", "member spread", "imagined success"]
     header += ["real return [95% CI]", "real success", "uncertainty", "outside", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -160,15 +138,14 @@ def markdown_report(result: dict[str, Any]) -> str:
         cells += [row["uncertainty"], row["outside"], row["warning"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    if result["metrics"]:
+    if result.metrics:
         lines.append("Ranking against real returns: " + ", ".join(
-            f"{METRIC_LABELS[key]} {value:.3f}" for key, value in result["metrics"].items()
+            f"{METRIC_LABELS[key]} {value:.3f}" for key, value in result.metrics.items()
         ) + ".")  # fmt: skip
         lines.append("")
-    failed = [entry for entry in result["policies"] if entry.get("error")]
-    if failed:
+    if result.failed:
         lines += ["Failed policies (not ranked):", ""]
-        lines += [f"- `{entry['path']}`: {entry['error']}" for entry in failed]
+        lines += [f"- `{entry.path}`: {entry.error}" for entry in result.failed]
         lines.append("")
     lines += _notes(result)
     return "\n".join(lines) + "\n"
@@ -180,9 +157,9 @@ def _png(figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _scatter(result: dict[str, Any]) -> str | None:
+def _scatter(result: RankingResult) -> str | None:
     """A base64 PNG of imagined against real return with both intervals, or None without real returns."""
-    entries = [entry for entry in result["policies"] if not entry.get("error") and entry.get("real_return")]
+    entries = [entry for entry in result.ranked if entry.real_return]
     if not entries:
         return None
     import matplotlib
@@ -191,9 +168,9 @@ def _scatter(result: dict[str, Any]) -> str | None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(5.5, 5))
-    real = np.array([[e["real_return"][k] for k in ("mean", "ci_low", "ci_high")] for e in entries])
-    imagined = np.array([[e["imagined_return"][k] for k in ("mean", "ci_low", "ci_high")] for e in entries])
-    colors = ["tab:red" if e.get("uncertainty_warning") else "tab:blue" for e in entries]
+    real = np.array([[e.real_return[k] for k in ("mean", "ci_low", "ci_high")] for e in entries])
+    imagined = np.array([[e.imagined_return[k] for k in ("mean", "ci_low", "ci_high")] for e in entries])
+    colors = ["tab:red" if e.uncertainty_warning else "tab:blue" for e in entries]
     axis.errorbar(
         real[:, 0], imagined[:, 0],
         xerr=[real[:, 0] - real[:, 1], real[:, 2] - real[:, 0]],
@@ -233,7 +210,7 @@ def _fidelity(model_dir: str | Path | None) -> dict[str, Any]:
     return fidelity
 
 
-def _rollout_gifs(result: dict[str, Any], model_dir: Path, count: int, steps: int) -> list[dict[str, str]]:
+def _rollout_gifs(result: RankingResult, model_dir: Path, count: int, steps: int) -> list[dict[str, str]]:
     """Side-by-side GIFs (base64) of a real and an imagined episode of the top ``count`` policies, the
     imagined one started from the real episode's first observation."""
     from imaginarium.envs.imagined import ImaginedEnv
@@ -244,10 +221,11 @@ def _rollout_gifs(result: dict[str, Any], model_dir: Path, count: int, steps: in
     from imaginarium.video import episode_frames, real_env_for
 
     offscreen()
-    settings = result["settings"]
-    task = get_task(settings["real_env"])
+    settings = result.settings
+    assert settings is not None and settings.real_env is not None  # write_report checked
+    task = get_task(settings.real_env)
     animations = []
-    for entry in [entry for entry in result["policies"] if not entry.get("error")][:count]:
+    for entry in result.ranked[:count]:
         try:
             imagined_env = ImaginedEnv(model_dir, render_mode="rgb_array", track_uncertainty=False)
         except ImaginariumError:
@@ -255,21 +233,21 @@ def _rollout_gifs(result: dict[str, Any], model_dir: Path, count: int, steps: in
         real_env = real_env_for(model_dir, task)
         try:
             policy = load_policy(
-                entry["path"],
+                entry.path,
                 real_env.observation_space,
                 real_env.action_space,
-                allow_code=bool(settings.get("allow_code")),
+                allow_code=settings.allow_code,
             )
-            start, _ = real_env.reset(seed=settings["seed"])
+            start, _ = real_env.reset(seed=settings.seed)
             frames = {
-                "real": episode_frames(real_env, policy, steps, {"seed": settings["seed"]}, stride=2),
+                "real": episode_frames(real_env, policy, steps, {"seed": settings.seed}, stride=2),
                 "imagined": episode_frames(
                     imagined_env, policy, steps, {"options": {"start_observation": start}}, stride=2
                 ),
             }
             animations.append(
                 {
-                    "name": entry["name"],
+                    "name": entry.name,
                     "real": _gif(frames["real"]),
                     "imagined": _gif(frames["imagined"]),
                 }
@@ -288,20 +266,19 @@ def _gif(frames: list[np.ndarray], size: int = 200) -> str:
     return base64.b64encode(iio.imwrite("<bytes>", small, extension=".gif", duration=60, loop=0)).decode()
 
 
-def html_report(result: dict[str, Any], fidelity: dict[str, Any], animations: list[dict[str, str]]) -> str:
+def html_report(result: RankingResult, fidelity: dict[str, Any], animations: list[dict[str, str]]) -> str:
     """One self-contained HTML page (images inline as data URIs, no scripts, no external requests)."""
     from jinja2 import Environment
 
     template = Environment(autoescape=True).from_string(HTML_TEMPLATE)
-    failed = [entry for entry in result["policies"] if entry.get("error")]
     return template.render(
-        settings=result.get("settings", {}),
+        settings=result.settings.to_json() if result.settings is not None else {},
         rows=_rows(result),
-        metrics=[(METRIC_LABELS[key], f"{value:.3f}") for key, value in (result["metrics"] or {}).items()],
+        metrics=[(METRIC_LABELS[key], f"{value:.3f}") for key, value in (result.metrics or {}).items()],
         scatter=_scatter(result),
         fidelity=fidelity,
         animations=animations,
-        failed=failed,
+        failed=result.failed,
         notes=_notes(result),
     )
 

@@ -219,6 +219,11 @@ def test_dream_learns_offline_and_scores_the_actor_on_the_real_task(
     code, stdout, _ = _run(argv, capsys)
     assert code == 0 and "3 imagined updates" in stdout and "real return on pendulum" in stdout
     assert (out / "dreamer.json").exists() and (out / "model" / "model.pt").exists()
+    from imaginarium.agents.dreamer import score_dreamer
+    from imaginarium.run.console import interval
+
+    score = score_dreamer(out, episodes=1)
+    assert score.task == "pendulum" and f"real return on pendulum: {interval(score.real)}" in stdout
     code, _, stderr = _run(["dream", "--out", str(tmp_path / "other")], capsys)
     assert code == 2 and "--model MODEL_DIR" in stderr
 

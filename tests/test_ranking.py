@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from imaginarium.errors import ImaginariumError, PolicySpecError
+from imaginarium.ranking import PolicyEntry, RankingResult, RankSettings, assemble
 from imaginarium.report import write_report
 from imaginarium.run.rank import rank_policies
 
@@ -50,25 +51,24 @@ def test_policies_are_ranked_with_intervals_and_failures_are_reported(
         "py:support.policies:raises",
     ]
     result = _rank(pendulum_model, policies)
-    ranked = [entry for entry in result["policies"] if entry["error"] is None]
-    failed = {entry["path"]: entry["error"] for entry in result["policies"] if entry["error"]}
-    assert [entry["rank"] for entry in ranked] == [1, 2, 3]
-    means = [entry["imagined_return"]["mean"] for entry in ranked]
+    ranked = result.ranked
+    failed = {entry.path: entry.error for entry in result.failed}
+    assert [entry.rank for entry in ranked] == [1, 2, 3]
+    assert result.policies == ranked + result.failed  # failed ones last
+    means = [entry.imagined_return["mean"] for entry in ranked]
     assert means == sorted(means, reverse=True)
     for entry in ranked:
-        interval = entry["imagined_return"]
+        interval = entry.imagined_return
         assert interval["ci_low"] <= interval["mean"] <= interval["ci_high"]
-        assert (
-            entry["real_return"]["ci_low"] <= entry["real_return"]["mean"] <= entry["real_return"]["ci_high"]
-        )
-        assert entry["member_spread"] is not None and len(entry["member_returns"]) == 3  # xs: 3 elites
+        assert entry.real_return["ci_low"] <= entry.real_return["mean"] <= entry.real_return["ci_high"]
+        assert entry.member_spread is not None and len(entry.member_returns) == 3  # xs: 3 elites
     assert "not found" in failed[str(tmp_path / "missing.zip")]
     assert (
         "shape (8, 3)" in failed["py:support.policies:wrong_shape"]
         or "shape" in failed["py:support.policies:wrong_shape"]
     )
     assert "this policy always fails" in failed["py:support.policies:raises"]
-    assert set(result["metrics"]) == {
+    assert set(result.metrics) == {
         "spearman",
         "kendall",
         "pearson",
@@ -79,24 +79,88 @@ def test_policies_are_ranked_with_intervals_and_failures_are_reported(
     }
 
 
+def _imagined(name: str, imagined: float, real: float | None) -> PolicyEntry:
+    """An entry as a group gives it for a policy rolled in the model (and on the real task)."""
+    return PolicyEntry(
+        name=name,
+        path=f"{name}.zip",
+        imagined_return={"mean": imagined, "ci_low": imagined - 1, "ci_high": imagined + 1},
+        imagined_success=0.5,
+        uncertainty=0.1,
+        outside_fraction=0.3 if name == "wanders" else 0.0,
+        member_spread=1.0,
+        member_returns=[imagined - 1, imagined + 1],
+        imagined_length=200.0,
+        diverged=0,
+        real_return=None if real is None else {"mean": real, "ci_low": real - 1, "ci_high": real + 1},
+        real_success=None,
+        seconds=0.5,
+    )
+
+
+def test_ranking_json_keeps_its_schema_and_reads_back_as_the_same_result(tmp_path: Path) -> None:
+    entries = [
+        _imagined("steady", -300.0, -250.0),
+        PolicyEntry(
+            name="missing",
+            path="missing.zip",
+            error="PolicySpecError: not found",
+            traceback="...",
+            seconds=0.1,
+        ),
+        _imagined("wanders", -100.0, -900.0),
+        _imagined("real_fails", -200.0, None),
+        PolicyEntry(name="dead", path="dead.zip", error="worker failed after 3 retries: RayError"),
+    ]
+    entries[3].error = "RuntimeError: the real env broke"
+    result = assemble(entries, reference=2.5)
+    result.settings = RankSettings(
+        starts=8, horizon=200, time_limit=200, truncated=False, real_env="pendulum", real_episodes=3, seed=0,
+        allow_code=False, workers=0, members="each", seconds=1.5, model="models/pendulum", task="pendulum",
+    )  # fmt: skip
+    assert [entry.name for entry in result.ranked] == ["wanders", "steady"]
+    assert [entry.name for entry in result.failed] == ["missing", "real_fails", "dead"]
+    assert not result.all_failed and result.ranked[0].uncertainty_warning  # 30% of its states outside
+    written = json.loads(write_report(result, tmp_path / "report", videos=0)["json"].read_text())
+    assert written == json.loads(json.dumps(result.to_json()))
+    assert list(written) == ["policies", "metrics", "settings", "outside_threshold"]
+    schema = ["name", "path", "imagined_return", "imagined_success", "uncertainty", "real_return", "error"]
+    imagined = ["outside_fraction", "member_spread", "member_returns", "imagined_length", "diverged"]
+    rows = {row["name"]: list(row) for row in written["policies"]}
+    assert rows["wanders"] == [*schema, *imagined, "real_success", "seconds", "rank", "uncertainty_warning"]
+    assert rows["missing"] == [*schema, "seconds"]  # no traceback in the file
+    assert rows["real_fails"] == [*schema, *imagined, "real_success", "seconds"]
+    assert rows["dead"] == schema  # its worker died: no time measured
+    assert written["settings"]["workers"] == 0 and written["outside_threshold"] == 2.5
+    assert set(written["metrics"]) >= {"spearman", "regret_at_1"}
+    again = RankingResult.from_json(written)
+    assert again.to_json() == written
+    assert again.settings == result.settings and [entry.name for entry in again.ranked] == [
+        "wanders",
+        "steady",
+    ]
+    with pytest.raises(ValueError, match="unknown key 'imagined'"):
+        PolicyEntry.from_json({"name": "a", "path": "a", "imagined": 1.0})
+
+
 def test_the_same_seed_gives_the_same_ranking_and_another_seed_other_starts(pendulum_model: Path) -> None:
     policies = ["random", "py:support.policies:push"]
     first, second = (_rank(pendulum_model, policies, real_env=None) for _ in range(2))
     other = _rank(pendulum_model, policies, real_env=None, seed=1)
 
     def returns(result):
-        return [entry["imagined_return"]["mean"] for entry in result["policies"]]
+        return [entry.imagined_return["mean"] for entry in result.policies]
 
     assert returns(first) == returns(second)
     assert returns(first) != returns(other)
-    assert first["metrics"] is None
+    assert first.metrics is None
 
 
 def test_code_policies_need_explicit_permission(pendulum_model: Path) -> None:
     result = rank_policies(
         pendulum_model, ["py:support.policies:push"], starts=2, workers=0, progress=False, real_env=None
     )
-    assert "allow it explicitly" in result["policies"][0]["error"]
+    assert "allow it explicitly" in result.policies[0].error and result.all_failed
     with pytest.raises(PolicySpecError, match="allow it explicitly"):
         from imaginarium.policy import load_policy
 
@@ -134,15 +198,15 @@ def test_ray_workers_give_the_serial_results_and_a_killed_worker_loses_nothing(
         ray.shutdown()
     assert marker.read_text() == "killed once"  # the worker really died, and Ray ran the policy again
     serial = _rank(pendulum_model, policies[:2], real_env=None)
-    by_path = {entry["path"]: entry for entry in on_ray["policies"]}
+    by_path = {entry.path: entry for entry in on_ray.policies}
     # the group that kept dying was split: only the policy to blame fails
-    assert "worker failed after 1 retries" in by_path.pop("py:support.policies:always_dies")["error"]
-    assert all(entry["error"] is None for entry in by_path.values())
-    for entry in serial["policies"]:
-        assert by_path[entry["path"]]["imagined_return"] == entry["imagined_return"]
+    assert "worker failed after 1 retries" in by_path.pop("py:support.policies:always_dies").error
+    assert all(entry.error is None for entry in by_path.values())
+    for entry in serial.policies:
+        assert by_path[entry.path].imagined_return == entry.imagined_return
     assert (
-        by_path["py:support.policies:dies_once"]["imagined_return"]
-        == by_path["py:support.policies:push"]["imagined_return"]
+        by_path["py:support.policies:dies_once"].imagined_return
+        == by_path["py:support.policies:push"].imagined_return
     )
 
 
@@ -236,14 +300,14 @@ def test_screening_with_one_member_per_start_agrees_with_every_member_at_a_fract
             )
         finally:
             ensemble.EnsembleModel.step = original
-    each, one = ({entry["path"]: entry for entry in results[mode]["policies"]} for mode in ("each", "one"))
-    assert all(entry["member_spread"] is None and entry["uncertainty"] is None for entry in one.values())
-    assert all(entry["member_spread"] is not None for entry in each.values())
+    each, one = ({entry.path: entry for entry in results[mode].policies} for mode in ("each", "one"))
+    assert all(entry.member_spread is None and entry.uncertainty is None for entry in one.values())
+    assert all(entry.member_spread is not None for entry in each.values())
     assert calls["one"] * 2 < calls["each"]  # a member per start, not every member
     for path in policies:  # the same estimate within its noise
         assert (
-            abs(one[path]["imagined_return"]["mean"] - each[path]["imagined_return"]["mean"])
-            < 0.25 * abs(each[path]["imagined_return"]["mean"]) + 5
+            abs(one[path].imagined_return["mean"] - each[path].imagined_return["mean"])
+            < 0.25 * abs(each[path].imagined_return["mean"]) + 5
         )
     with pytest.raises(ImaginariumError, match="members must be 'each' or 'one'"):
         _rank(pendulum_model, policies, members="all")
@@ -259,7 +323,7 @@ def test_a_small_ranking_left_to_choose_runs_in_this_process_without_starting_ra
     result = rank_policies(
         pendulum_model, [str(torchscript_policy), "random"], starts=4, horizon=20, progress=False
     )
-    assert result["settings"]["workers"] == 0 and len(result["policies"]) == 2
+    assert result.settings.workers == 0 and len(result.policies) == 2
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
 
 

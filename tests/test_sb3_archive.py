@@ -120,7 +120,7 @@ def test_a_zoo_ranks_the_same_through_the_safe_path_as_through_sb3s_loader(
     monkeypatch.setattr(imaginarium.policy, "_rebuild_sb3_policy", refuse)
     by_sb3 = rank_policies(pendulum_model, policies, allow_code=True, **settings)
     forget_loaded_sb3_policies()
-    assert all(entry["error"] is None for entry in safe["policies"])
-    assert [(entry["path"], entry["imagined_return"]) for entry in safe["policies"]] == [
-        (entry["path"], entry["imagined_return"]) for entry in by_sb3["policies"]
+    assert all(entry.error is None for entry in safe.policies)
+    assert [(entry.path, entry.imagined_return) for entry in safe.policies] == [
+        (entry.path, entry.imagined_return) for entry in by_sb3.policies
     ]

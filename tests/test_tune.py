@@ -49,12 +49,21 @@ def test_a_small_search_trains_in_the_model_validates_the_best_and_saves_the_cho
         pendulum_model, "ppo", samples=2, out=tmp_path / "search", steps=128, reports=2, space=SMALL_PPO,
         top_k=2, real_episodes=1, workers=2,
     )  # fmt: skip
-    assert len(report["trials"]) == 2 and all(trial["error"] is None for trial in report["trials"])
-    assert all(trial["score"] is not None for trial in report["trials"])
-    assert sorted(report["validated"]) == [0, 1] and report["chosen"] in (0, 1)
-    assert json.loads((tmp_path / "search" / "tune.json").read_text())["chosen"] == report["chosen"]
+    assert len(report.trials) == 2 and not report.failed_trials
+    assert all(trial.score is not None for trial in report.trials)
+    assert sorted(report.validated) == [0, 1] and report.chosen in (0, 1)
+    written = json.loads((tmp_path / "search" / "tune.json").read_text())
+    assert written == json.loads(json.dumps(report.to_json(), default=str))
+    assert list(written) == [
+        "algo", "task", "samples", "setup", "seconds", "trials", "validated", "first_by_imagined_score",
+        "chosen", "metrics", "best_agent",
+    ]  # fmt: skip
+    assert list(written["trials"][0]) == [
+        "trial", "config", "error", "score", "imagined_return", "agent_steps", "resumed_from", "agent",
+        "real_return",
+    ]  # fmt: skip
     task = get_task("pendulum")
-    policy = load_policy(report["best_agent"], task.observation_space, task.action_space)
+    policy = load_policy(report.best_agent, task.observation_space, task.action_space)
     assert policy.act(task.make().reset(seed=0)[0][None]).shape == (1, 1)
 
 
@@ -68,13 +77,14 @@ def test_a_trial_killed_mid_search_is_recorded_as_failed_and_the_others_go_on(
         pendulum_model, "ppo", samples=3, out=tmp_path / "search", steps=128, reports=2, space=SMALL_PPO,
         top_k=3, real_episodes=1, workers=2, callbacks=[killer],
     )  # fmt: skip
-    failed = [trial for trial in report["trials"] if trial["error"]]
-    finished = [trial for trial in report["trials"] if not trial["error"]]
+    failed = report.failed_trials
+    finished = [trial for trial in report.trials if not trial.error]
     assert killer.killed is not None and len(failed) == 1 and len(finished) == 2
-    assert failed[0]["agent"] is None and failed[0]["trial"] not in report["validated"]
-    assert all(trial["score"] is not None and Path(trial["agent"]).is_file() for trial in finished)
-    assert report["chosen"] in {trial["trial"] for trial in finished}
-    assert failed[0]["error"][:20] in (tmp_path / "search" / "tune.md").read_text()
+    assert failed[0].agent is None and failed[0].trial not in report.validated
+    assert "real_return" not in failed[0].to_json()  # never checked on the real task
+    assert all(trial.score is not None and Path(trial.agent).is_file() for trial in finished)
+    assert report.chosen in {trial.trial for trial in finished}
+    assert failed[0].error[:20] in (tmp_path / "search" / "tune.md").read_text()
 
 
 def test_an_interrupted_search_resumes_where_it_stopped(pendulum_model: Path, tmp_path: Path) -> None:
@@ -94,10 +104,10 @@ def test_an_interrupted_search_resumes_where_it_stopped(pendulum_model: Path, tm
     with pytest.raises(ImaginariumError, match="overwrite"):  # nor is a new search started over it
         run_search(pendulum_model, "ppo", **arguments)
     report = run_search(pendulum_model, "ppo", resume=True, allow_code=True, **arguments)
-    (trial,) = report["trials"]
-    assert trial["error"] is None and trial["agent_steps"] == 128
-    assert 0 < trial["resumed_from"] < 128  # it went on from its last checkpoint, not from scratch
-    assert Path(report["best_agent"]).is_file()
+    (trial,) = report.trials
+    assert trial.error is None and trial.agent_steps == 128
+    assert 0 < trial.resumed_from < 128  # it went on from its last checkpoint, not from scratch
+    assert Path(report.best_agent).is_file()
 
 
 def test_a_dreamer_search_trains_actor_critics_and_saves_the_chosen_agent_folder(
@@ -115,9 +125,9 @@ def test_a_dreamer_search_trains_actor_critics_and_saves_the_chosen_agent_folder
         pendulum_model, "dreamer", samples=2, out=tmp_path / "search", steps=4, reports=2, space=space,
         top_k=2, real_episodes=1, workers=2,
     )  # fmt: skip
-    assert all(trial["error"] is None and trial["agent_steps"] in (2, 4) for trial in report["trials"])
-    assert sorted(report["validated"]) == [0, 1]
-    best = Path(report["best_agent"])
+    assert all(trial.error is None and trial.agent_steps in (2, 4) for trial in report.trials)
+    assert sorted(report.validated) == [0, 1]
+    best = Path(report.best_agent)
     assert best.is_dir() and (best / "dreamer.json").is_file()
     task = get_task("pendulum")
     policy = load_policy(best, task.observation_space, task.action_space)

@@ -96,5 +96,5 @@ def run_demo(
     paths = write_report(ranking, out / "report", model_dir=out / "model", videos=2, overwrite=True)
     console.print(markdown_report(ranking))
     console.print(f"report: {paths['html']}")
-    summary["ranking"] = ranking["metrics"]
+    summary["ranking"] = ranking.metrics
     return summary

@@ -4,6 +4,7 @@ so it lives with the other pipelines rather than in the agent.
 
     from imaginarium.run.online import dream_online
     result = dream_online("pendulum", "agents/dreamer-online", {"real_steps": 20_000})
+    result.curve[-1]["mean"]  # the last real return
 """
 
 from __future__ import annotations
@@ -64,6 +65,19 @@ class OnlineConfig:
         check_number(self.seed, "seed", at_least=0, integer=True, where="online config")
 
 
+@dataclass(frozen=True)
+class OnlineResult:
+    """What :func:`dream_online` did.
+
+    :param curve: one point a round: ``real_steps`` used, ``updates`` done, and the deterministic
+        actor's real return (``mean``, ``ci_low``, ``ci_high``), as ``curve.json`` holds it.
+    """
+
+    curve: list[dict[str, float]]
+    updates: int
+    seconds: float
+
+
 def dream_online(
     task: str,
     out: str | Path,
@@ -71,7 +85,7 @@ def dream_online(
     config: DreamerConfig | dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool | Progress = True,
-) -> dict[str, Any]:
+) -> OnlineResult:
     """The full loop, from scratch: act on the real task, add the experience, refit the world model,
     learn in imagination, repeat until ``real_steps`` real steps were used.
 
@@ -132,11 +146,9 @@ def dream_online(
             episodes += [added.episode(i) for i in range(added.num_episodes)]
             write_dataset(data_dir, episodes, resolved, overwrite=True)
             shutil.rmtree(out / "fresh", ignore_errors=True)
-    return {
-        "curve": curve,
-        "updates": learner.updates if learner else 0,
-        "seconds": time.perf_counter() - started,
-    }
+    return OnlineResult(
+        curve=curve, updates=learner.updates if learner else 0, seconds=time.perf_counter() - started
+    )
 
 
 def _write_curve(out: Path, curve: list[dict[str, float]], task: str) -> None:

@@ -6,7 +6,7 @@ What each group does (load its policies, roll them in lockstep in the model, run
 The same seed gives the same ranking, in this process or on any number of workers::
 
     result = rank_policies("models/pendulum", ["zoo/a.zip", "zoo/b.zip", "random"], real_episodes=20)
-    result["policies"][0]["imagined_return"], result["metrics"]["spearman"]
+    result.policies[0].imagined_return, result.metrics["spearman"]
 
 Locally Ray starts on loopback without a dashboard; ``address=`` joins a cluster.
 """
@@ -32,7 +32,7 @@ from imaginarium.models import load_world_model
 from imaginarium.models.starts import model_starts
 from imaginarium.policy import split_spec
 from imaginarium.progress import Progress, tracking
-from imaginarium.ranking import assemble, evaluate_group
+from imaginarium.ranking import PolicyEntry, RankingResult, RankSettings, assemble, evaluate_group
 from imaginarium.run.cluster import start_ray, warm_workers
 
 #: with no Ray running and no cluster named, a ranking of at most this many imagined steps (policies ×
@@ -50,7 +50,7 @@ IN_PROCESS_STEPS = 1_500_000
 MAX_GROUP = 32
 
 
-def _evaluate_group_on_worker(*arguments: Any) -> list[dict[str, Any]]:
+def _evaluate_group_on_worker(*arguments: Any) -> list[PolicyEntry]:
     """:func:`evaluate_group` in a Ray worker, which has one CPU (a cluster's workers may not have been
     told so through ``OMP_NUM_THREADS``)."""
 
@@ -74,7 +74,7 @@ def rank_policies(
     progress: bool | Progress = True,
     members: str = "each",
     group: int | None = None,
-) -> dict[str, Any]:
+) -> RankingResult:
     """Rank ``policies`` by their imagined return in ``model`` (a model folder or object).
 
     :param starts: K real initial states (from the model's dataset, or ``dataset``) every policy starts from.
@@ -89,8 +89,8 @@ def rank_policies(
     :param group: policies imagined together in lockstep, one model call per step for all of them
         (each still meets the noise it would alone); default the policies spread evenly over the
         workers, at most :data:`MAX_GROUP` together.
-    :returns: ``{"policies": [...], "metrics": {...} | None, "settings": {...}}``, policies ordered by
-        imagined return (failed ones last).
+    :returns: the ranking, its policies ordered by imagined return (failed ones last), with the
+        settings it ran with.
     """
 
     if not policies:
@@ -136,7 +136,7 @@ def rank_policies(
         started = time.perf_counter()
         groups = _groups([_policy_cost(source) for source in sources], group, workers)
         if workers == 0:
-            entries: list[dict[str, Any]] = [{}] * len(sources)
+            by_row: dict[int, PolicyEntry] = {}
             for rows in _progress(groups, progress):
                 outcomes = evaluate_group(
                     world_model,
@@ -149,8 +149,8 @@ def rank_policies(
                     known,
                     members,
                 )
-                for row, entry in zip(rows, outcomes, strict=True):
-                    entries[row] = entry
+                by_row.update(zip(rows, outcomes, strict=True))
+            entries = [by_row[row] for row in range(len(sources))]
         else:
             entries = _evaluate_on_ray(
                 world_model, sources, groups, start_observations, horizon, seed, allow_code, real, known,
@@ -162,21 +162,21 @@ def rank_policies(
 
             ray.shutdown()
     result = assemble(entries, None if known is None else known.threshold)
-    result["settings"] = {
-        "starts": starts,
-        "horizon": horizon,
-        "time_limit": time_limit,
-        "truncated": horizon < time_limit,
-        "real_env": real_env,
-        "real_episodes": real_episodes if real_env else None,
-        "seed": seed,
-        "allow_code": allow_code,
-        "workers": workers,
-        "members": members,
-        "seconds": time.perf_counter() - started,
-        "model": str(model) if isinstance(model, str | Path) else None,
-        "task": card.get("task"),
-    }
+    result.settings = RankSettings(
+        starts=starts,
+        horizon=horizon,
+        time_limit=time_limit,
+        truncated=horizon < time_limit,
+        real_env=real_env,
+        real_episodes=real_episodes if real_env else None,
+        seed=seed,
+        allow_code=allow_code,
+        workers=workers,
+        members=members,
+        seconds=time.perf_counter() - started,
+        model=str(model) if isinstance(model, str | Path) else None,
+        task=card.get("task"),
+    )
     return result
 
 
@@ -283,7 +283,7 @@ def _evaluate_on_ray(
     members: str,
     retries: int,
     progress: bool | Progress,
-) -> list[dict[str, Any]]:
+) -> list[PolicyEntry]:
     """Each group of policies one retried Ray task (Ray already started by :func:`rank_policies`). A
     group whose worker keeps dying is split, each policy run alone, so only the one to blame fails."""
     import ray
@@ -298,7 +298,7 @@ def _evaluate_on_ray(
         )
 
     pending = {submit(rows): rows for rows in groups}
-    entries: list[dict[str, Any] | None] = [None] * len(sources)
+    entries: list[PolicyEntry | None] = [None] * len(sources)
     with tracking(progress, "policies", len(sources)) as bar:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -310,11 +310,11 @@ def _evaluate_on_ray(
                     pending.update({submit([row]): [row] for row in rows})
                     continue
                 results = [
-                    {
-                        "name": sources[rows[0]],
-                        "path": sources[rows[0]],
-                        "error": f"worker failed after {retries} retries: {type(error).__name__}: {error}",
-                    }
+                    PolicyEntry(
+                        name=sources[rows[0]],
+                        path=sources[rows[0]],
+                        error=f"worker failed after {retries} retries: {type(error).__name__}: {error}",
+                    )
                 ]
             for row, entry in zip(rows, results, strict=True):
                 entries[row] = entry

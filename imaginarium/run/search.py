@@ -10,6 +10,7 @@ validated agent with the best real return is saved as ``best_agent.zip`` (``best
 Dreamer)::
 
     result = run_search("models/pendulum", "sac", samples=16, out="search/pendulum")
+    result.best_agent, result.metrics
 
 For a ``Tuner`` of your own, :func:`imagined_trainable` is the trainable and :func:`search_space` the
 validated parameter space (add ``"setup": TrialSetup(...)`` to it).
@@ -22,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from imaginarium.agents.sb3 import silent_logger
 from imaginarium.config import load_yaml
 from imaginarium.envs.sb3 import imagined_vec_env
 from imaginarium.errors import ImaginariumError, SearchInterrupted
-from imaginarium.evaluation import imagined_rollouts, start_states
+from imaginarium.evaluation import Interval, imagined_rollouts, start_states
 from imaginarium.models import load_world_model
 from imaginarium.models.checkpoint import read_card, spaces_from_card
 from imaginarium.models.starts import model_starts
@@ -144,6 +145,93 @@ class TrialSetup:
     def __post_init__(self) -> None:
         # trials run in their own working folders, so a relative model path is fixed here
         object.__setattr__(self, "model", str(Path(self.model).resolve()))
+
+
+@dataclass
+class TrialRecord:
+    """One trial of a search: its configuration, how far it got, and its real check if it was among
+    the best."""
+
+    trial: int
+    #: the sampled hyperparameters
+    config: dict[str, Any]
+    #: the first line of the trial's error, None when it ended well
+    error: str | None
+    #: the last imagined return reported, less the uncertainty penalty: what the search maximises
+    score: float | None
+    imagined_return: float | None
+    agent_steps: int | None
+    #: the agent steps the trial resumed from after a restore
+    resumed_from: int | None
+    #: the kept copy of the trial's agent, None when it has none
+    agent: str | None = None
+    #: whether the trial was among the best ``top_k`` ranked on the real task
+    checked: bool = False
+    #: its real return, when checked
+    real_return: Interval | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The trial's entry in ``tune.json`` (``real_return`` only for the trials checked)."""
+        entry = {item.name: getattr(self, item.name) for item in fields(self)}
+        del entry["checked"], entry["real_return"]
+        if self.checked:
+            entry["real_return"] = self.real_return
+        return entry
+
+
+@dataclass
+class SearchResult:
+    """What :func:`run_search` found: every trial, the ones validated on the real task, and the agent chosen.
+
+    :param validated: trials whose real return was measured, by number.
+    :param first_by_imagined_score: the trial the imagined score alone would choose.
+    :param chosen: the trial whose agent was kept: the best real return among the validated, else the
+        best imagined score.
+    :param metrics: agreement of imagined and real returns over the validated trials (None with fewer
+        than two that differ).
+    """
+
+    algo: str
+    task: str | None
+    samples: int
+    setup: TrialSetup
+    seconds: float
+    trials: list[TrialRecord]
+    validated: list[int]
+    first_by_imagined_score: int | None
+    chosen: int | None
+    metrics: dict[str, float] | None
+    best_agent: str | None
+
+    @property
+    def failed_trials(self) -> list[TrialRecord]:
+        """The trials that ended with an error."""
+        return [trial for trial in self.trials if trial.error is not None]
+
+    @property
+    def validated_trials(self) -> list[TrialRecord]:
+        """The trials whose real return was measured."""
+        return [trial for trial in self.trials if trial.trial in self.validated]
+
+    def trial(self, number: int) -> TrialRecord:
+        """The trial numbered ``number``."""
+        return next(trial for trial in self.trials if trial.trial == number)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``tune.json`` holds."""
+        return {
+            "algo": self.algo,
+            "task": self.task,
+            "samples": self.samples,
+            "setup": asdict(self.setup),
+            "seconds": self.seconds,
+            "trials": [trial.to_json() for trial in self.trials],
+            "validated": self.validated,
+            "first_by_imagined_score": self.first_by_imagined_score,
+            "chosen": self.chosen,
+            "metrics": self.metrics,
+            "best_agent": self.best_agent,
+        }
 
 
 def search_space(algo: str, overrides: str | Path | dict[str, Any] | None = None) -> dict[str, Any]:
@@ -305,7 +393,7 @@ def run_search(
     callbacks: list[Any] | None = None,
     overwrite: bool = False,
     allow_code: bool = False,
-) -> dict[str, Any]:
+) -> SearchResult:
     """Search ``samples`` configurations of ``algo`` in the model, then validate the best ``top_k``.
 
     Writes ``OUT/search`` (Tune's own experiment folder, which ``resume`` restores), ``OUT/tune.json``,
@@ -393,60 +481,57 @@ def run_search(
             )
         trials = []
         for index, trial in enumerate(grid):
-            entry = {
-                "trial": index,
-                "config": {key: value for key, value in trial.config.items() if key != "setup"},
-                "error": str(trial.error).splitlines()[0] if trial.error else None,
-                "score": (trial.metrics or {}).get("score"),
-                "imagined_return": (trial.metrics or {}).get("imagined_return"),
-                "agent_steps": (trial.metrics or {}).get("agent_steps"),
-                "resumed_from": (trial.metrics or {}).get("resumed_from"),
-                "agent": None,
-            }
+            figures = trial.metrics or {}
+            record = TrialRecord(
+                trial=index,
+                config={key: value for key, value in trial.config.items() if key != "setup"},
+                error=str(trial.error).splitlines()[0] if trial.error else None,
+                score=figures.get("score"),
+                imagined_return=figures.get("imagined_return"),
+                agent_steps=figures.get("agent_steps"),
+                resumed_from=figures.get("resumed_from"),
+            )
             if trial.checkpoint is not None and not trial.error:
                 with trial.checkpoint.as_directory() as folder:
-                    entry["agent"] = str(_keep_agent(Path(folder), out / "agents" / f"trial_{index}"))
-            trials.append(entry)
-        scored = sorted(
-            (t for t in trials if t["agent"] and t["score"] is not None), key=lambda t: -t["score"]
-        )
+                    record.agent = str(_keep_agent(Path(folder), out / "agents" / f"trial_{index}"))
+            trials.append(record)
+        scored = sorted((t for t in trials if t.agent and t.score is not None), key=lambda t: -t.score)
         best = scored[:top_k]
         validation = None
         if best and task:
             validation = rank_policies(
-                model, [t["agent"] for t in best], starts=32, real_env=task, real_episodes=real_episodes,
+                model, [t.agent for t in best], starts=32, real_env=task, real_episodes=real_episodes,
                 seed=seed, progress=False,
             )  # fmt: skip
-            by_path = {entry["path"]: entry for entry in validation["policies"]}
-            for trial in best:
-                checked = by_path.get(trial["agent"], {})
-                trial["real_return"] = checked.get("real_return")
-        validated = [t for t in best if t.get("real_return")]
+            by_path = {entry.path: entry for entry in validation.policies}
+            for record in best:
+                checked = by_path.get(record.agent)
+                record.checked = True
+                record.real_return = checked.real_return if checked is not None else None
+        validated = [t for t in best if t.real_return]
         chosen = (
-            max(validated, key=lambda t: t["real_return"]["mean"])
-            if validated
-            else (best[0] if best else None)
+            max(validated, key=lambda t: t.real_return["mean"]) if validated else (best[0] if best else None)
         )
         if chosen is not None:
-            best_agent = _keep_agent(Path(chosen["agent"]), out / "best_agent")
+            best_agent = _keep_agent(Path(chosen.agent), out / "best_agent")
     finally:
         if started_ray:
             ray.shutdown()
-    report = {
-        "algo": algo,
-        "task": task,
-        "samples": samples,
-        "setup": asdict(setup),
-        "seconds": time.perf_counter() - started,
-        "trials": trials,
-        "validated": [t["trial"] for t in validated],
-        "first_by_imagined_score": best[0]["trial"] if best else None,
-        "chosen": chosen["trial"] if chosen else None,
-        "metrics": validation["metrics"] if validation else None,
-        "best_agent": str(best_agent) if chosen else None,
-    }
-    _write_reports(out, report)
-    return report
+    result = SearchResult(
+        algo=algo,
+        task=task,
+        samples=samples,
+        setup=setup,
+        seconds=time.perf_counter() - started,
+        trials=trials,
+        validated=[t.trial for t in validated],
+        first_by_imagined_score=best[0].trial if best else None,
+        chosen=chosen.trial if chosen else None,
+        metrics=validation.metrics if validation else None,
+        best_agent=str(best_agent) if chosen else None,
+    )
+    _write_reports(out, result)
+    return result
 
 
 UNFINISHED_FILE = "unfinished.json"
@@ -492,25 +577,25 @@ def _keep_agent(source: Path, destination: Path) -> Path:
     return destination
 
 
-def _write_reports(out: Path, report: dict[str, Any]) -> None:
-    atomic_write_text(out / "tune.json", json.dumps(report, indent=2, default=str))
+def _write_reports(out: Path, result: SearchResult) -> None:
+    atomic_write_text(out / "tune.json", json.dumps(result.to_json(), indent=2, default=str))
     lines = [
-        f"# Tune search: {report['algo']} on {report['task']}",
+        f"# Tune search: {result.algo} on {result.task}",
         "",
         "| trial | score | imagined | real | config | error |",
         "|---|---|---|---|---|---|",
     ]
-    for trial in sorted(report["trials"], key=lambda t: -(t["score"] if t["score"] is not None else -np.inf)):
-        real = trial.get("real_return")
+    for trial in sorted(result.trials, key=lambda t: -(t.score if t.score is not None else -np.inf)):
+        real = trial.real_return
         lines.append(
-            f"| {trial['trial']} | {_fmt(trial['score'])} | {_fmt(trial['imagined_return'])} | "
-            f"{_fmt(real['mean']) if real else '—'} | {trial['config']} | {trial['error'] or ''} |"
+            f"| {trial.trial} | {_fmt(trial.score)} | {_fmt(trial.imagined_return)} | "
+            f"{_fmt(real['mean']) if real else '—'} | {trial.config} | {trial.error or ''} |"
         )
-    lines += ["", f"Chosen: trial {report['chosen']} → `{report['best_agent']}`."]
-    if report["metrics"]:
+    lines += ["", f"Chosen: trial {result.chosen} → `{result.best_agent}`."]
+    if result.metrics:
         lines.append(
             "Agreement of the validated trials: "
-            + ", ".join(f"{k} {v:.3f}" for k, v in report["metrics"].items())
+            + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
         )
     atomic_write_text(out / "tune.md", "\n".join(lines) + "\n")
 

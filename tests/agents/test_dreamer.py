@@ -68,7 +68,7 @@ def test_online_counts_below_one_are_refused_by_name(option: str) -> None:
 
 def test_a_trained_actor_acts_on_the_real_task_as_a_policy(pendulum_model: Path, tmp_path: Path) -> None:
     summary = train_dreamer(pendulum_model, tmp_path / "agent", {**FAST, "steps": 10}, progress=False)
-    assert summary["updates"] == 10
+    assert summary.updates == 10
     meta = json.loads((tmp_path / "agent" / "dreamer.json").read_text())
     assert meta["task"] == "pendulum" and meta["updates"] == 10
     task = get_task("pendulum")
@@ -99,7 +99,7 @@ def test_resuming_continues_from_the_last_checkpoint(pendulum_model: Path, tmp_p
     with pytest.raises(ImaginariumError, match="already holds an agent; pass --resume or --overwrite"):
         train_dreamer(pendulum_model, tmp_path / "agent", config, progress=False)
     summary = train_dreamer(pendulum_model, tmp_path / "agent", config, resume=True, progress=False)
-    assert summary["updates"] == 20 and summary["resumed_from"] == 10
+    assert summary.updates == 20 and summary.resumed_from == 10
 
 
 def test_a_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_agent(
@@ -148,8 +148,8 @@ def test_the_online_loop_acts_refits_imagines_and_writes_its_learning_curve(tmp_
         "model_steps": 20, "updates_per_round": 3, "eval_episodes": 1,
     }  # fmt: skip
     result = dream_online("pendulum", tmp_path / "agent", online, FAST, progress=False)
-    steps = [point["real_steps"] for point in result["curve"]]
-    assert steps == [600, 800] and result["updates"] == 6
-    assert json.loads((tmp_path / "agent" / "curve.json").read_text())["curve"] == result["curve"]
+    steps = [point["real_steps"] for point in result.curve]
+    assert steps == [600, 800] and result.updates == 6
+    assert json.loads((tmp_path / "agent" / "curve.json").read_text())["curve"] == result.curve
     assert (tmp_path / "agent" / "curve.png").stat().st_size > 1000
     assert DreamerPolicy(tmp_path / "agent").act(np.zeros((1, 3), np.float32)).shape == (1, 1)

@@ -221,7 +221,11 @@ def test_the_shield_spec_wraps_any_policy_with_the_models_planner(pendulum_model
     assert (policy.config.lookahead, policy.config.risk, policy.planner.config.horizon) == (3, 0.2, 3)
     real_rollouts(task, policy, episodes=2, seed=0)
     assert policy.decisions == 20
-    for bad, message in [("@lookahed=3", "lookahed"), ("@risk=1.5", "risk"), ("", "expected 'shield:MODEL_DIR")]:
+    for bad, message in [
+        ("@lookahed=3", "lookahed"),
+        ("@risk=1.5", "risk"),
+        ("", "expected 'shield:MODEL_DIR"),
+    ]:
         with pytest.raises(PolicySpecError, match=message):
             load_policy(
                 f"shield:{pendulum_model}{bad}" + ("" if not bad else ":random"),

@@ -33,6 +33,32 @@ def test_imagine_train_saves_an_agent_that_acts_on_the_real_task(
     assert "imagined return" in stdout and "real return on cartpole" in stdout
 
 
+def test_an_agent_is_scored_in_its_model_and_on_the_task_its_card_names(
+    cartpole_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imaginarium.agents.sb3 import score_agent
+    from imaginarium.run.console import interval
+
+    out = tmp_path / "ppo.zip"
+    argv = [
+        "imagine-train",
+        "--model",
+        str(cartpole_model),
+        "--algo",
+        "ppo",
+        "--steps",
+        "64",
+        "--out",
+        str(out),
+    ]
+    assert main([*argv, "--num-envs", "2", "--eval-episodes", "2", "--no-progress"]) == 0
+    score = score_agent(out, cartpole_model, episodes=2)
+    assert score.task == "cartpole" and score.episodes == 2 and score.real is not None
+    assert score.imagined["ci_low"] <= score.imagined["mean"] <= score.imagined["ci_high"]
+    # the command prints the library's figures (same seeds), nothing of its own
+    assert f"imagined return {interval(score.imagined)}" in capsys.readouterr().out
+
+
 def test_an_algorithm_that_cannot_act_in_the_space_is_refused(cartpole_model: Path, tmp_path: Path) -> None:
     from imaginarium.agents.sb3 import train_in_imagination
 

@@ -149,9 +149,9 @@ def test_pixel_agents_are_ranked_in_the_pixel_model_and_on_real_frames(pixel_mod
         workers=0,
         progress=False,
     )
-    assert [entry["error"] for entry in result["policies"]] == [None, None]
-    assert all(entry["real_return"] is not None for entry in result["policies"])
-    assert result["outside_threshold"] is None  # measured in state space, which a frame model lacks
+    assert [entry.error for entry in result.policies] == [None, None]
+    assert all(entry.real_return is not None for entry in result.policies)
+    assert result.outside_threshold is None  # measured in state space, which a frame model lacks
     video = write_rollout_video(
         pixel_model.directory, tmp_path / "agent", tmp_path / "v.gif", steps=5, size=32
     )

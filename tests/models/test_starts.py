@@ -57,7 +57,7 @@ def test_a_model_copied_without_its_dataset_still_imagines_and_ranks(
         progress=False,
         dataset=pendulum_dataset.path,
     )
-    assert alone["policies"][0]["imagined_return"] == beside["policies"][0]["imagined_return"]
+    assert alone.policies[0].imagined_return == beside.policies[0].imagined_return
 
 
 def test_a_model_trained_before_starts_were_kept_reads_its_dataset_until_it_keeps_them(
