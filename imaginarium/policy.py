@@ -775,11 +775,13 @@ def _load_component(
 
 def policy_name(source: str | Path) -> str:
     """A short name for reports: a policy file's stem (a folder's name), or the spec with each path in
-    it shortened to its stem (``sb3:zoo/sac_10k.zip@noise=0.3`` -> ``sac_10k@noise=0.3``)."""
+    it shortened to its stem (``sb3:zoo/sac_10k.zip@noise=0.3`` -> ``sac_10k@noise=0.3``); a planner's
+    or a shield's model keeps its kind (``plan:models/pendulum@horizon=20`` -> ``plan:pendulum@horizon=20``)."""
     text = str(source).strip()
     path = Path(text)
     if path.is_file() or (path / "dreamer.json").is_file():
         return path.name if path.is_dir() else path.stem
+    text = re.sub(r"(plan|shield):([^@+:\s]+)", lambda match: f"{match[1]}:{Path(match[2]).name}", text)
     return re.sub(r"(?:sb3|torchscript|dreamer):([^@+\s]+)", lambda match: Path(match.group(1)).stem, text)
 
 

@@ -3,6 +3,7 @@ handles discrete actions and batches of envs, and is named by the ``plan:`` spec
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -232,3 +233,27 @@ def test_the_shield_spec_wraps_any_policy_with_the_models_planner(pendulum_model
                 task.observation_space,
                 task.action_space,
             )
+
+
+def test_the_planner_collects_ranks_and_films_from_the_command_line(
+    pendulum_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imaginarium.cli import main
+    from imaginarium.dataset import load_dataset
+
+    plan = f"plan:{pendulum_model}@horizon=2,samples=8"
+    data = tmp_path / "data"
+    assert main(["collect", "--task", "pendulum", "--policy", plan, "--episodes", "2", "--max-episode-steps", "5"]
+                + ["--num-envs", "2", "--out", str(data), "--no-progress"]) == 0  # fmt: skip
+    assert load_dataset(data).num_steps == 10
+    report = tmp_path / "report"
+    assert main(["rank", "--model", str(pendulum_model), "--policies", plan, f"shield:{pendulum_model}:random"]
+                + ["--report", str(report), "--workers", "0", "--starts", "2", "--horizon", "3", "--no-progress"]) == 0  # fmt: skip
+    ranked = json.loads((report / "ranking.json").read_text())["policies"]
+    assert sorted(entry["name"] for entry in ranked if entry["error"] is None) == sorted(
+        ["plan:pendulum@horizon=2,samples=8", "shield:pendulum:random"]
+    )
+    clip = tmp_path / "clip.gif"
+    assert main(["video", "--model", str(pendulum_model), "--policy", plan, "--out", str(clip), "--steps", "3"]
+                + ["--size", "32"]) == 0  # fmt: skip
+    assert clip.stat().st_size > 0
