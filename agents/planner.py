@@ -232,23 +232,21 @@ class Planner:
         particles = config.particles
         futures = samples * particles
         state = {key: value.repeat_interleave(futures, dim=0) for key, value in belief.items()}
-        if particles > 1:
-            members = torch.randint(
-                model.rollout_members,
-                (count * samples, particles),
-                device=model.device,
-                generator=self.generator,
+        if particles > 1:  # each sequence's particles under distinct members, from a random first one
+            first = torch.randint(
+                model.rollout_members, (count * samples, 1), device=model.device, generator=self.generator
             )
+            members = (first + torch.arange(particles, device=model.device)) % model.rollout_members
             state = model.pin_members(state, members.reshape(-1))
+        actions = candidates + self._start if self.discrete else self._to_env(candidates)
+        actions = actions.repeat_interleave(particles, dim=1).flatten(0, 1)  # (N·S·P, H, ...)
         total = torch.zeros(count * futures, device=model.device)
         alive = torch.ones_like(total)
+        penalised = config.penalty > 0
         for step in range(config.horizon):
-            chosen = candidates[:, :, step]
-            actions = chosen + self._start if self.discrete else self._to_env(chosen)
-            actions = actions.repeat_interleave(particles, dim=1).reshape(count * futures, *actions.shape[2:])
-            out = model.step(state, actions, uncertainty=config.penalty > 0, generator=self.generator)
+            out = model.step(state, actions[:, step], uncertainty=penalised, generator=self.generator)
             reward = out.reward
-            if config.penalty > 0 and out.uncertainty is not None:
+            if penalised and out.uncertainty is not None:
                 reward = reward - config.penalty * out.uncertainty
             finite = torch.isfinite(reward)
             total += (config.discount**step) * alive * torch.where(finite, reward, torch.zeros_like(reward))
