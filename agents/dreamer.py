@@ -575,5 +575,5 @@ def score_dreamer(agent: str | Path, episodes: int = 10, seed: int = 10_000) -> 
     task = json.loads((Path(agent) / AGENT_FILE).read_text()).get("task")
     if not task:
         return DreamerScore(task=None, episodes=episodes, real=None)
-    real = real_rollouts(get_task(task), policy, episodes, seed=seed)["return"]
+    real = real_rollouts(get_task(task), policy, episodes, seed=seed).return_
     return DreamerScore(task=task, episodes=episodes, real=real)

@@ -100,7 +100,7 @@ def real_return(
     """
     task = get_task(task) if isinstance(task, str) else task
     outcome = real_rollouts(task, SB3Policy(agent_path), episodes, seed, pixels=pixels, drawn=not rendered)
-    return outcome["return"]
+    return outcome.return_
 
 
 def imagined_return(
@@ -112,7 +112,7 @@ def imagined_return(
     model = load_world_model(model_dir)
     options = {"observation": "decoded", **env_options}
     envs: list[gym.Env] = [ImaginedEnv(model, **options) for _ in range(episodes)]
-    return episode_rollouts(envs, SB3Policy(agent_path), seed)["return"]
+    return episode_rollouts(envs, SB3Policy(agent_path), seed).return_
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def main() -> None:
         for source in policies:
             policy = load_policy(source, task.observation_space, task.action_space)
             rollouts = real_rollouts(task, policy, config.starts, seed=0, max_episode_steps=limit)
-            steps += int(round(rollouts["length"] * config.starts))
+            steps += int(round(rollouts.length * config.starts))
         real[label] = {"seconds": time.perf_counter() - started, "steps": steps}
         print(
             f"real, the same {len(policies)} policies × {config.starts} episodes "

@@ -71,12 +71,12 @@ def main() -> None:
             "updates": summary.updates,
             "seconds": summary.seconds,
             "imagined_return": summary.last.get("imagined_return"),
-            "real_return": real["return"],
+            "real_return": real.return_,
             "threshold": THRESHOLDS[task],
-            "met": real["return"]["mean"] >= THRESHOLDS[task],
+            "met": real.return_["mean"] >= THRESHOLDS[task],
         }
         report["offline"][task] = entry
-        print(f"offline {task}: real return {real['return']['mean']:.1f} after {summary.updates} updates "
+        print(f"offline {task}: real return {real.return_['mean']:.1f} after {summary.updates} updates "
               f"({summary.seconds:.0f} s); threshold {THRESHOLDS[task]} met: {entry['met']}")  # fmt: skip
         write_report(config.out, report)
     for task in filter(None, config.online.split(",")):

@@ -139,13 +139,13 @@ def study_task(task: str, config: Config, previous: dict[str, Any] | None = None
             "dreamer_updates": summary.updates,
             "dreamer_seconds": round(time.perf_counter() - started, 1),
             "imagined_return": summary.last["imagined_return"],
-            "real_return": real["return"],
-            "real_success": real["success"],
+            "real_return": real.return_,
+            "real_success": real.success,
         }
-        print(f"{task} {kind}: real return {real['return']['mean']:.1f}")
+        print(f"{task} {kind}: real return {real.return_['mean']:.1f}")
     real_task = get_task(task)
     random = load_policy("random", *real_task.spaces, seed=config.seed)
-    result["random_return"] = real_rollouts(real_task, random, config.episodes, seed=10_000)["return"]
+    result["random_return"] = real_rollouts(real_task, random, config.episodes, seed=10_000).return_
     state, pixels = result["state"]["real_return"]["mean"], result["pixels"]["real_return"]["mean"]
     # "within 20%" means something only where the state agent learned: it must beat acting at random
     result["state_beats_random"] = state > result["random_return"]["ci_high"]

@@ -72,9 +72,9 @@ def study(task_name: str, kind: str, config: Config) -> dict[str, Any]:
     planner = load_policy(spec, task.observation_space, task.action_space, seed=config.seed)
     started = time.perf_counter()
     outcome = real_rollouts(task, planner, config.episodes, seed=1000)
-    result["plan"] = _scored(task_name, outcome["return"], time.perf_counter() - started)
-    result["plan"]["success"] = outcome["success"]
-    result["plan"]["length"] = outcome["length"]
+    result["plan"] = _scored(task_name, outcome.return_, time.perf_counter() - started)
+    result["plan"]["success"] = outcome.success
+    result["plan"]["length"] = outcome.length
     result["plan"]["settings"] = asdict(planner.config)
     result["plan"]["decisions_per_second"] = {
         str(count): _decision_rate(planner, task.observation_space, count, config.speed_seconds)

@@ -26,15 +26,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from common import is_trained, machine, parse_config, write_report
+from common import machine, parse_config, write_report
 from fidelity_study import mixed_policy
 from zoo import graded_zoo, zoo
 
 from imaginarium.collect import collect
-from imaginarium.models.evaluate import evaluate_model
-from imaginarium.models.starts import keep_starts, read_starts
-from imaginarium.models.train import train_world_model
 from imaginarium.report import write_report as write_ranking_report
+from imaginarium.run.pipeline import collect_train_evaluate, is_collected
 from imaginarium.run.rank import rank_policies
 
 THRESHOLDS = {
@@ -74,29 +72,36 @@ class Config:
 
 
 def dataset_for(task: str, config: Config) -> Path:
-    """The task's mixed-quality dataset (the fidelity study's), collected if missing."""
+    """The task's mixed-quality dataset (the fidelity study's), collected if missing.
+
+    Apart from :func:`model_for`, which trains the ensemble on it, for the studies that train their
+    own models on this data (``seed_study.py``, ``head_size_study.py``).
+    """
     data = Path(config.workdir) / task / "data"
-    if not (data / "data" / "metadata.json").exists():
+    if not is_collected(data):
         collect(task, data, policy=mixed_policy(task), steps=config.dataset_steps, seed=config.seed)
     return data
 
 
 def model_for(task: str, config: Config) -> Path:
-    """The task's mixed-quality dataset and ensemble model, made (and evaluated) if missing."""
-    data, model = dataset_for(task, config), Path(config.workdir) / task / "ensemble"
-    if not is_trained(model):
-        train_world_model(
-            data,
-            model,
-            family="ensemble",
-            preset="s",
-            config={"steps": config.ensemble_steps},
-            overwrite=True,
-        )
-        evaluate_model(model, data, horizon=50)
-    if read_starts(model) is None:  # made by a trainer that did not keep them yet
-        keep_starts(model)
-    return model
+    """The task's mixed-quality dataset (:func:`dataset_for`) and the ensemble model trained on it, made
+    if missing by the pipeline every job starts with, which measures the model's fidelity over 50
+    steps when it trains it.
+
+    The data is made by :func:`dataset_for` rather than the pipeline because the mixed policy trains
+    an expert when none is cached, worth it only when the data is missing.
+    """
+    prepared = collect_train_evaluate(
+        task,
+        dataset_for(task, config),
+        Path(config.workdir) / task / "ensemble",
+        family="ensemble",
+        preset="s",
+        train_config={"steps": config.ensemble_steps},
+        horizon=50,
+        progress=True,
+    )
+    return prepared.model
 
 
 def check(task: str, metrics: dict[str, float] | None) -> bool:

@@ -164,7 +164,7 @@ def _real_values(config: Config, policies: list[tuple[str, Policy]]) -> list[flo
     return [
         real_rollouts(
             task, policy, config.real_episodes, seed=10_000, max_episode_steps=config.episode_steps or None
-        )["return"]["mean"]
+        ).return_["mean"]
         for _, policy in policies
     ]
 
@@ -179,7 +179,7 @@ def _score(
     starts = start_states(model.inputs(test, test.episode_starts[:-1]), config.starts, config.seed)
     steps = config.episode_steps or task.max_episode_steps
     imagined = [
-        imagined_rollouts(model, policy, starts, steps, seed=config.seed)["return"]["mean"]
+        imagined_rollouts(model, policy, starts, steps, seed=config.seed).return_["mean"]
         for _, policy in policies
     ]
     return {

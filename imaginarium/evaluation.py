@@ -7,15 +7,17 @@ running, from the continue head), which removes the noise of sampling them. With
 start is rolled once per elite, each rollout pinned to its elite, so the spread of returns across
 members says how much the model itself is unsure of the estimate::
 
-    result = imagined_rollouts(model, policy, starts, horizon=200, seed=0)
-    result["return"]          # {"mean", "ci_low", "ci_high"}: bootstrap 95% CI over start states
-    result["member_spread"]   # std of the mean return across ensemble members (None for one member)
-    real = real_rollouts(task, policy, episodes=20, seed=0)
+    result = imagined_rollouts(model, policy, starts, horizon=200, seed=0)  # an ImaginedRollouts
+    result.return_          # {"mean", "ci_low", "ci_high"}: bootstrap 95% CI over start states
+    result.member_spread    # std of the mean return across ensemble members (None for one member)
+    real = real_rollouts(task, policy, episodes=20, seed=0)  # an EpisodeRollouts
+    real.return_, real.lengths, real.terminated
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -31,6 +33,70 @@ from imaginarium.policy import Policy
 
 #: a figure as every evaluation reports it: ``{"mean", "ci_low", "ci_high"}``, a bootstrap 95% interval
 Interval = dict[str, float]
+
+
+@dataclass(frozen=True)
+class EpisodeRollouts:
+    """What whole episodes of a policy gave (:func:`episode_rollouts`, :func:`real_rollouts`): real
+    envs, or imagined ones stepped as envs.
+
+    The return is ``return_`` (``return`` is a Python keyword); :meth:`to_json` names it ``return``.
+    """
+
+    #: mean undiscounted return with a bootstrap 95% CI over episodes
+    return_: Interval
+    per_episode: list[float]
+    #: fraction of episodes whose last step succeeds; None when neither the task nor ``info`` says
+    success: float | None
+    #: mean steps per episode
+    length: float
+    #: steps of each episode
+    lengths: list[int]
+    #: whether each episode ended by termination (``terminated``), not by truncation or a time limit
+    terminated: list[bool]
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field as JSON, the return under ``return``."""
+        return _with_return_key(asdict(self))
+
+
+@dataclass(frozen=True)
+class ImaginedRollouts:
+    """What rolling a policy from real start states in a world model gave (:func:`imagined_rollouts`).
+
+    The return is ``return_`` (``return`` is a Python keyword); :meth:`to_json` names it ``return``.
+    """
+
+    #: bootstrap CI over starts of the member-averaged return
+    return_: Interval
+    #: return of each start, averaged over members
+    per_start: list[float]
+    #: mean return of each ensemble member (one entry for one member)
+    member_returns: list[float]
+    #: std of ``member_returns``; None for one member
+    member_spread: float | None
+    #: probability that the episode ends in success
+    success: float
+    #: mean per-step disagreement of the members' rollouts of a start about its state, in feature units
+    #: (the family's own uncertainty with one member); None when not measured
+    uncertainty: float | None
+    #: share of imagined states outside the model's data; None when no known states were given
+    outside_fraction: float | None
+    #: expected steps of an episode
+    length: float
+    #: rollouts whose state became non-finite
+    diverged: int
+    #: the most steps a rollout ran
+    horizon: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field as JSON, the return under ``return``."""
+        return _with_return_key(asdict(self))
+
+
+def _with_return_key(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with ``return_`` renamed ``return``, kept first."""
+    return {"return": fields.pop("return_"), **fields}
 
 
 def bootstrap_interval(values: np.ndarray, seed: int = 0, resamples: int = 2000) -> Interval:
@@ -159,7 +225,7 @@ def imagined_rollouts(
     termination: bool = True,
     known_states: KnownStates | None = None,
     members: str = "each",
-) -> dict[str, Any]:
+) -> ImaginedRollouts:
     """Roll ``policy`` from each of ``starts`` ``(K, D)`` for up to ``horizon`` steps in ``model``.
 
     :param termination: weight rewards by the continue head (``False``: run every step of ``horizon``).
@@ -168,11 +234,7 @@ def imagined_rollouts(
         ``1/members`` of the work, for screening many policies; no spread or uncertainty then).
     :param known_states: the states of the model's data; ``outside_fraction`` is then the share of
         imagined states (a sample of them) farther from every data state than real held-out states are.
-    :returns: ``return`` (bootstrap CI over starts of the member-averaged return), ``member_returns``
-        (mean return per member), ``member_spread``, ``success`` (probability the episode ends in
-        success), ``uncertainty`` (mean disagreement of the members' rollouts of a start about its state,
-        in feature units; the family's own uncertainty with one member), ``length`` (expected
-        steps), ``per_start`` returns, and ``diverged`` (rollouts whose state became non-finite).
+    :returns: the figures of :class:`ImaginedRollouts`.
     :raises: whatever the policy raises, and :class:`ImaginariumError` for bad actions.
     """
     (result,) = imagined_rollouts_lockstep(
@@ -193,7 +255,7 @@ def imagined_rollouts_lockstep(
     termination: bool = True,
     known_states: KnownStates | None = None,
     members: str = "each",
-) -> list[dict[str, Any] | Exception]:
+) -> list[ImaginedRollouts | Exception]:
     """:func:`imagined_rollouts` of several policies at once: one model call per step for all of them.
 
     Each policy has a block of the batch, and the blocks share the model's random draws (``tiles``),
@@ -282,7 +344,7 @@ def imagined_rollouts_lockstep(
         if not any(running):
             break
     success += alive * success_prob
-    results: list[dict[str, Any] | Exception] = []
+    results: list[ImaginedRollouts | Exception] = []
     per_watched = len(watched) // tiles
     for index, rows in enumerate(blocks):
         if errors[index] is not None:
@@ -297,20 +359,20 @@ def imagined_rollouts_lockstep(
             states = [values[mine][running[mine]] for values, running in visited]
             outside = known_states.outside_fraction(torch.cat(states), seed) if states else 0.0
         results.append(
-            {
-                "return": bootstrap_interval(per_start, seed),
-                "per_start": per_start.tolist(),
-                "member_returns": member_means.tolist(),
-                "member_spread": float(member_means.std()) if members > 1 else None,
-                "success": float(success[rows].mean()),
-                "uncertainty": float((uncertainty[rows] / length[rows].clamp_min(1)).mean())
+            ImaginedRollouts(
+                return_=bootstrap_interval(per_start, seed),
+                per_start=per_start.tolist(),
+                member_returns=member_means.tolist(),
+                member_spread=float(member_means.std()) if members > 1 else None,
+                success=float(success[rows].mean()),
+                uncertainty=float((uncertainty[rows] / length[rows].clamp_min(1)).mean())
                 if measured
                 else None,
-                "outside_fraction": outside,
-                "length": float(length[rows].mean()),
-                "diverged": int(diverged[rows].sum()),
-                "horizon": horizon,
-            }
+                outside_fraction=outside,
+                length=float(length[rows].mean()),
+                diverged=int(diverged[rows].sum()),
+                horizon=horizon,
+            )
         )
     return results
 
@@ -349,7 +411,7 @@ def real_rollouts(
     max_episode_steps: int | None = None,
     pixels: int | None = None,
     drawn: bool = False,
-) -> dict[str, Any]:
+) -> EpisodeRollouts:
     """Run ``episodes`` real episodes side by side (:func:`episode_rollouts`), seeds ``seed + i``.
 
     :param pixels: the policy sees frames: by default the env's own rendered frames, as ``collect
@@ -375,15 +437,14 @@ def real_rollouts(
 
 def episode_rollouts(
     envs: list[gym.Env], policy: Policy, seed: int = 0, task: Task | None = None
-) -> dict[str, Any]:
+) -> EpisodeRollouts:
     """One episode in each of ``envs`` side by side (one batched ``act`` per step), reset with seeds
     ``seed + i``: the one episode loop of evaluation, for real envs and imagined ones alike. The envs
     are closed afterwards.
 
     :param task: decides success from the states (else success is read from ``info``).
-    :returns: ``return`` (mean with a bootstrap 95% CI over episodes), ``per_episode`` returns,
-        ``success`` (fraction of episodes whose last step succeeds; None when nothing says) and mean
-        ``length``.
+    :returns: the figures of :class:`EpisodeRollouts`: returns, success, and each episode's steps
+        and whether it was terminated (rather than truncated).
     """
     from imaginarium.envs.render import FRAME_STATE_KEY
 
@@ -409,12 +470,15 @@ def episode_rollouts(
                 running[i] = not (terminated or truncated)
         successes = [_episode_success(task, steps) for steps in history]
         known = [value for value in successes if value is not None]
-        return {
-            "return": bootstrap_interval(returns, seed),
-            "per_episode": returns.tolist(),
-            "success": float(np.mean(known)) if known else None,
-            "length": float(np.mean([len(steps) for steps in history])),
-        }
+        lengths = [len(steps) for steps in history]
+        return EpisodeRollouts(
+            return_=bootstrap_interval(returns, seed),
+            per_episode=returns.tolist(),
+            success=float(np.mean(known)) if known else None,
+            length=float(np.mean(lengths)),
+            lengths=lengths,
+            terminated=[steps[-1][1] for steps in history],  # a last step also truncated still terminated
+        )
     finally:
         for env in envs:
             env.close()

@@ -226,14 +226,14 @@ def evaluate_group(
             del loaded[index]
             continue
         entry = entries[index]
-        entry.imagined_return = imagined["return"]
-        entry.imagined_success = imagined["success"]
-        entry.uncertainty = imagined["uncertainty"]
-        entry.outside_fraction = imagined["outside_fraction"]
-        entry.member_spread = imagined["member_spread"]
-        entry.member_returns = imagined["member_returns"]
-        entry.imagined_length = imagined["length"]
-        entry.diverged = imagined["diverged"]
+        entry.imagined_return = imagined.return_
+        entry.imagined_success = imagined.success
+        entry.uncertainty = imagined.uncertainty
+        entry.outside_fraction = imagined.outside_fraction
+        entry.member_spread = imagined.member_spread
+        entry.member_returns = imagined.member_returns
+        entry.imagined_length = imagined.length
+        entry.diverged = imagined.diverged
     for index, policy in loaded.items():
         if real is None:
             continue
@@ -242,8 +242,8 @@ def evaluate_group(
             outcome = real_rollouts(
                 get_task(real["env"]), policy, real["episodes"], seed=seed, pixels=real.get("pixels")
             )
-            entries[index].real_return = outcome["return"]
-            entries[index].real_success = outcome["success"]
+            entries[index].real_return = outcome.return_
+            entries[index].real_success = outcome.success
         except Exception as error:
             _record_error(entries[index], error)
         seconds[index] += time.perf_counter() - started

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError
-from imaginarium.evaluation import KnownStates, bootstrap_interval, start_states
+from imaginarium.evaluation import KnownStates, bootstrap_interval, real_rollouts, start_states
+from imaginarium.policy import RandomPolicy
 
 
 @pytest.mark.parametrize("count", [12, 64, 20_000])
@@ -55,7 +57,6 @@ def test_rollouts_that_diverge_stop_counting_and_are_reported(pendulum_model, mo
     from imaginarium.evaluation import imagined_rollouts
     from imaginarium.models import load_world_model
     from imaginarium.models.ensemble import EnsembleModel
-    from imaginarium.policy import RandomPolicy
 
     model = load_world_model(pendulum_model)
     original, calls = EnsembleModel.step, {"count": 0}
@@ -72,8 +73,12 @@ def test_rollouts_that_diverge_stop_counting_and_are_reported(pendulum_model, mo
     starts = np.zeros((4, 3), np.float32)
     starts[:, 0] = 1.0
     result = imagined_rollouts(model, RandomPolicy(model.action_space, seed=0), starts, horizon=6)
-    assert result["diverged"] == 2 and np.isfinite(result["return"]["mean"])
-    assert all(np.isfinite(result["per_start"])) and np.isfinite(result["success"])
+    assert result.diverged == 2 and np.isfinite(result.return_["mean"])
+    assert all(np.isfinite(result.per_start)) and np.isfinite(result.success)
+    assert list(result.to_json()) == [
+        "return", "per_start", "member_returns", "member_spread", "success", "uncertainty",
+        "outside_fraction", "length", "diverged", "horizon",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("members", ["each", "one"])
@@ -82,7 +87,7 @@ def test_policies_in_lockstep_get_what_each_gets_alone_and_a_failing_one_harms_n
 ) -> None:
     from imaginarium.evaluation import imagined_rollouts, imagined_rollouts_lockstep
     from imaginarium.models import load_world_model
-    from imaginarium.policy import CallablePolicy, RandomPolicy
+    from imaginarium.policy import CallablePolicy
 
     model = load_world_model(pendulum_model)
     starts = np.zeros((5, 3), np.float32)
@@ -98,6 +103,20 @@ def test_policies_in_lockstep_get_what_each_gets_alone_and_a_failing_one_harms_n
     for index in (0, 2):
         policy = RandomPolicy(model.action_space, seed=0) if index == 0 else policies[index]
         alone = imagined_rollouts(model, policy, starts, horizon=12, seed=3, members=members)
-        assert together[index]["per_start"] == pytest.approx(alone["per_start"], rel=1e-6)
-        assert together[index]["member_returns"] == pytest.approx(alone["member_returns"], rel=1e-6)
-    assert together[0]["per_start"] != together[2]["per_start"]  # the blocks are not mixed up
+        assert together[index].per_start == pytest.approx(alone.per_start, rel=1e-6)
+        assert together[index].member_returns == pytest.approx(alone.member_returns, rel=1e-6)
+    assert together[0].per_start != together[2].per_start  # the blocks are not mixed up
+
+
+def test_episode_rollouts_record_each_episodes_steps_and_whether_it_terminated() -> None:
+    cartpole = get_task("cartpole")
+    fallen = real_rollouts(cartpole, RandomPolicy(cartpole.action_space, seed=0), episodes=3, seed=0)
+    assert fallen.terminated == [True, True, True]  # a random pole falls long before the time limit
+    assert fallen.lengths == [int(value) for value in fallen.per_episode]  # a reward of 1 per step
+    assert fallen.length == pytest.approx(np.mean(fallen.lengths))
+    pendulum = get_task("pendulum", max_episode_steps=20)
+    timed_out = real_rollouts(pendulum, RandomPolicy(pendulum.action_space, seed=0), episodes=2, seed=0)
+    assert timed_out.terminated == [False, False] and timed_out.lengths == [20, 20]
+    figures = timed_out.to_json()
+    assert list(figures) == ["return", "per_episode", "success", "length", "lengths", "terminated"]
+    assert figures["return"] == timed_out.return_

@@ -128,11 +128,11 @@ def dream_online(
             real = real_rollouts(
                 resolved, DreamerPolicy(out), online.eval_episodes, seed=10_000 + round_index
             )
-            curve.append({"real_steps": data.num_steps, "updates": learner.updates, **real["return"]})
+            curve.append({"real_steps": data.num_steps, "updates": learner.updates, **real.return_})
             _write_curve(out, curve, resolved.name)
             bar.update(
                 min(data.num_steps, online.real_steps),
-                f"round {round_index + 1}: {learner.updates} updates, real return {real['return']['mean']:.1f}",
+                f"round {round_index + 1}: {learner.updates} updates, real return {real.return_['mean']:.1f}",
             )
             if data.num_steps >= online.real_steps:
                 break

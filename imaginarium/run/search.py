@@ -319,11 +319,11 @@ def imagined_trainable(config: dict[str, Any]) -> None:
             done = total
             (work / "steps").write_text(str(done))
             rollouts = imagined_rollouts(model, policy, starts, horizon, seed=setup.seed)
-            spread = rollouts["member_spread"] or 0.0
+            spread = rollouts.member_spread or 0.0
             metrics = {
-                "imagined_return": rollouts["return"]["mean"],
+                "imagined_return": rollouts.return_["mean"],
                 "member_spread": spread,
-                "score": rollouts["return"]["mean"] - setup.uncertainty_penalty * spread,
+                "score": rollouts.return_["mean"] - setup.uncertainty_penalty * spread,
                 "agent_steps": done,
                 "resumed_from": resumed_from,
             }

@@ -154,7 +154,7 @@ def test_the_plan_spec_loads_a_planner_with_its_options(pendulum_model: Path) ->
     assert isinstance(policy, Planner)
     assert (policy.config.method, policy.config.horizon, policy.config.particles) == ("cem", 4, 2)
     outcome = real_rollouts(task, policy, episodes=2, seed=0)
-    assert np.isfinite(outcome["return"]["mean"])
+    assert np.isfinite(outcome.return_["mean"])
     noisy = load_policy(
         f"plan:{pendulum_model}@horizon=3,samples=8,noise=0.5", task.observation_space, task.action_space
     )

@@ -131,7 +131,7 @@ def test_dreamer_learns_on_the_pixel_model_and_acts_on_real_frames(pixel_model, 
     policy = DreamerPolicy(tmp_path / "agent")
     assert policy.pixels == SIZE
     outcome = real_rollouts(get_task("pendulum", max_episode_steps=20), policy, episodes=2, seed=0)
-    assert len(outcome["per_episode"]) == 2 and outcome["length"] == 20
+    assert len(outcome.per_episode) == 2 and outcome.length == 20
 
 
 def test_pixel_agents_are_ranked_in_the_pixel_model_and_on_real_frames(pixel_model, tmp_path: Path) -> None:
