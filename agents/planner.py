@@ -65,6 +65,9 @@ class PlannerConfig:
     pessimism: float = 0.0
     #: reward minus this x the members' disagreement at each step (runs every member: costlier)
     penalty: float = 0.0
+    #: a future ends where it leaves the recorded states' range widened by this many of their
+    #: standard deviations (the model's heads are guesses there); ``inf`` trusts every future
+    margin: float = 1.0
     #: first standard deviation of continuous actions, as a share of half the action range
     init_std: float = 0.5
     #: the least standard deviation a refit may reach, as a share of half the action range
@@ -83,6 +86,7 @@ class PlannerConfig:
             raise ImaginariumError(f"planner: elites ({self.elites}) cannot exceed samples ({self.samples})")
         check_number(self.temperature, "temperature", above=0, where="planner")
         check_number(self.discount, "discount", above=0, at_most=1, where="planner")
+        check_number(self.margin, "margin", at_least=0, allow_inf=True, where="planner")
         for name in ("pessimism", "penalty"):
             check_number(getattr(self, name), name, at_least=0, where="planner")
         check_number(self.init_std, "init_std", above=0, where="planner")
@@ -128,12 +132,30 @@ class Planner:
                 f"particles={self.config.particles} needs an ensemble: this {model.family} model has one member"
             )
         self.generator = torch.Generator(model.device).manual_seed(self.config.seed)
+        self._support = self._data_support(model)
+        self._floor = self._reward_floor(model)
         self._plan: torch.Tensor | None = None  # (N, H, A) mean in [-1, 1], or (N, H, K) probabilities
         self._belief: dict[str, torch.Tensor] | None = None
         self._last_actions: torch.Tensor | None = None
         self._fresh = np.zeros(0, dtype=bool)
         #: imagined model steps taken so far (one per horizon step and iteration), for cost reports
         self.model_calls = 0
+
+    def _data_support(self, model: WorldModel) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The box of states the planner trusts futures in, from the states kept with the model."""
+        starts = getattr(model, "starts", None)
+        if starts is None or model.observes_pixels or not np.isfinite(self.config.margin):
+            return None
+        bounds = starts.bounds(self.config.margin)
+        if bounds is None:
+            return None
+        return tuple(torch.as_tensor(bound, dtype=torch.float32, device=model.device) for bound in bounds)
+
+    def _reward_floor(self, model: WorldModel) -> float:
+        """What a future is assumed to earn at each step after it leaves the data: nothing (its episode
+        ends) or the worst reward recorded, whichever is less, so leaving is never a way out of costs."""
+        rewards = getattr(getattr(model, "starts", None), "rewards", None)
+        return min(0.0, float(rewards.min())) if rewards is not None and len(rewards) else 0.0
 
     # ------------------------------------------------------------------------- policy protocol
 
@@ -243,12 +265,19 @@ class Planner:
         total = torch.zeros(count * futures, device=model.device)
         alive = torch.ones_like(total)
         penalised = config.penalty > 0
+        discounts = config.discount ** torch.arange(config.horizon, dtype=torch.float32)
+        tails = discounts.flip(0).cumsum(0).flip(0).tolist()  # the discount left from each step on
         for step in range(config.horizon):
             out = model.step(state, actions[:, step], uncertainty=penalised, generator=self.generator)
             reward = out.reward
             if penalised and out.uncertainty is not None:
                 reward = reward - config.penalty * out.uncertainty
             finite = torch.isfinite(reward)
+            if self._support is not None:
+                decoded = model.decode(out.state)
+                inside = ((decoded >= self._support[0]) & (decoded <= self._support[1])).all(-1)
+                total += ~(inside & finite) * alive * self._floor * tails[step]
+                finite &= inside
             total += (config.discount**step) * alive * torch.where(finite, reward, torch.zeros_like(reward))
             alive = torch.where(finite, alive * out.continue_prob.nan_to_num(0.0), torch.zeros_like(alive))
             state = out.state

@@ -36,6 +36,18 @@ class DataStarts:
 
     inputs: np.ndarray
     states: np.ndarray
+    #: ``(M,)`` the rewards of those of ``states`` that had actions; ``None`` from a model folder made
+    #: before they were kept
+    rewards: np.ndarray | None = None
+
+    def bounds(self, stds: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """The recorded states' range in each dimension, widened on both sides by ``stds`` of that
+        dimension's standard deviation: where imagined states stop being backed by data. ``None``
+        when no states were recorded (a model of frames from videos)."""
+        if len(self.states) == 0:
+            return None
+        spread = stds * self.states.std(0)
+        return self.states.min(0) - spread, self.states.max(0) + spread
 
 
 def starts_of(model: Any, data: Dataset, seed: int = 0) -> DataStarts:
@@ -47,14 +59,21 @@ def starts_of(model: Any, data: Dataset, seed: int = 0) -> DataStarts:
     if len(recorded) > STATE_SAMPLE:
         recorded = np.sort(np.random.default_rng(seed).choice(recorded, STATE_SAMPLE, replace=False))
     inputs = np.ascontiguousarray(model.inputs(data, firsts))
-    return DataStarts(inputs, np.ascontiguousarray(data.observations[recorded], dtype=np.float32))
+    states = np.ascontiguousarray(data.observations[recorded], dtype=np.float32)
+    rewarded = recorded[~data.action_free[recorded]]  # episodes without actions have no rewards either
+    return DataStarts(inputs, states, np.ascontiguousarray(data.rewards[rewarded], dtype=np.float32))
 
 
 def save_starts(directory: str | Path, starts: DataStarts) -> None:
     """Write ``starts`` into the model folder ``directory`` (atomically)."""
     atomic_write_bytes(
         Path(directory) / STARTS_FILE,
-        lambda handle: np.savez(handle, inputs=starts.inputs, states=starts.states),
+        lambda handle: np.savez(
+            handle,
+            inputs=starts.inputs,
+            states=starts.states,
+            **({} if starts.rewards is None else {"rewards": starts.rewards}),
+        ),
     )
 
 
@@ -68,7 +87,8 @@ def read_starts(directory: str | Path) -> DataStarts | None:
         return None
     try:
         with np.load(path, allow_pickle=False) as arrays:
-            return DataStarts(arrays["inputs"], arrays["states"])
+            rewards = arrays["rewards"] if "rewards" in arrays.files else None
+            return DataStarts(arrays["inputs"], arrays["states"], rewards)
     except (
         OSError,
         ValueError,

@@ -257,3 +257,16 @@ def test_the_planner_collects_ranks_and_films_from_the_command_line(
     assert main(["video", "--model", str(pendulum_model), "--policy", plan, "--out", str(clip), "--steps", "3"]
                 + ["--size", "32"]) == 0  # fmt: skip
     assert clip.stat().st_size > 0
+
+
+def test_futures_that_leave_the_data_are_not_trusted_and_leaving_is_no_way_out_of_costs() -> None:
+    from imaginarium.models.starts import DataStarts
+
+    model = LineWorld("goal")
+    states = np.linspace(-1.0, 1.0, 50, dtype=np.float32)[:, None]  # the data never went past 1
+    model.starts = DataStarts(states[:1], states, rewards=-((states[:, 0] - GOAL) ** 2))
+    bold = Planner(model, PlannerConfig(horizon=8, samples=64, margin=float("inf"), seed=1))
+    assert abs(run(bold, model, [0.0], steps=12)[-1, 0] - GOAL) < 0.15
+    careful = Planner(model, PlannerConfig(horizon=8, samples=64, margin=0.0, seed=1))
+    trace = run(careful, model, [0.0], steps=12)
+    assert trace.max() <= 1.0 and trace[-1, 0] > 0.3  # toward the goal, never past the data
