@@ -43,6 +43,7 @@ from imaginarium.errors import ImaginariumError, TrainingError
 from imaginarium.evaluation import Interval, real_rollouts
 from imaginarium.models import WorldModel, load_world_model
 from imaginarium.models.checkpoint import load_tensors, save_tensors
+from imaginarium.models.starts import data_limits
 from imaginarium.outputs import OutputError, atomic_write_bytes, check_writable
 from imaginarium.progress import Progress, tracking
 from imaginarium.rewards.heads import TwoHotRewardHead, mlp
@@ -230,11 +231,20 @@ class DreamerLearner:
                     state, env_actions(action, self.model.action_space), sample=True, uncertainty=penalty > 0
                 )
                 reward = out.reward if penalty == 0 else out.reward - penalty * out.uncertainty
+                going_on = out.continue_prob
+                if self.limits is not None:  # a diverged state ends its trajectory, and stays where it was
+                    within = self.limits.within(self.model.decode(out.state).detach(), out.reward.detach())
+                    reward = torch.where(within, reward, torch.zeros_like(reward))
+                    going_on = going_on * within
+                    out.state = {
+                        key: torch.where(within.view(-1, *[1] * (value.dim() - 1)), value, state[key])
+                        for key, value in out.state.items()
+                    }
                 state = out.state
                 features.append(self.model.features(state))
                 actions.append(action)
                 rewards.append(reward)
-                continues.append(out.continue_prob)
+                continues.append(going_on)
             return {
                 "features": torch.stack(features),
                 "actions": torch.stack(actions),
@@ -292,7 +302,10 @@ class DreamerLearner:
         ):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+            norm = nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+            if not torch.isfinite(norm):  # a model giving NaN: where() masks it, its gradient does not
+                optimizer.zero_grad(set_to_none=True)
+                raise TrainingError(f"non-finite gradients at update {self.updates + 1}")
             optimizer.step()
         with torch.no_grad():
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters(), strict=True):
@@ -312,6 +325,7 @@ class DreamerLearner:
         self.model = model.eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
+        self.limits = data_limits(model)  # where its imagined trajectories diverge
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -37,6 +37,7 @@ import torch
 from imaginarium.config import check_number, config_from_dict
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import WorldModel
+from imaginarium.models.starts import DataLimits
 
 METHODS = ("cem", "mppi")
 
@@ -141,15 +142,16 @@ class Planner:
         #: imagined model steps taken so far (one per horizon step and iteration), for cost reports
         self.model_calls = 0
 
-    def _data_support(self, model: WorldModel) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The box of states the planner trusts futures in, from the states kept with the model."""
+    def _data_support(self, model: WorldModel) -> DataLimits | None:
+        """The box of states the planner trusts futures in, from the states kept with the model: the
+        recorded range widened by ``margin`` stds, and never past the divergence limits."""
         starts = getattr(model, "starts", None)
-        if starts is None or model.observes_pixels or not np.isfinite(self.config.margin):
+        if starts is None or model.observes_pixels:
             return None
-        bounds = starts.bounds(self.config.margin)
-        if bounds is None:
+        limits = starts.limits() if np.isinf(self.config.margin) else starts.limits(self.config.margin)
+        if limits is None:
             return None
-        return tuple(torch.as_tensor(bound, dtype=torch.float32, device=model.device) for bound in bounds)
+        return limits
 
     def _reward_floor(self, model: WorldModel) -> float:
         """What a future is assumed to earn at each step after it leaves the data: nothing (its episode
@@ -274,8 +276,7 @@ class Planner:
                 reward = reward - config.penalty * out.uncertainty
             finite = torch.isfinite(reward)
             if self._support is not None:
-                decoded = model.decode(out.state)
-                inside = ((decoded >= self._support[0]) & (decoded <= self._support[1])).all(-1)
+                inside = self._support.within(model.decode(out.state))
                 total += ~(inside & finite) * alive * self._floor * tails[step]
                 finite &= inside
             total += (config.discount**step) * alive * torch.where(finite, reward, torch.zeros_like(reward))

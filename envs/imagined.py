@@ -8,7 +8,9 @@ through the model) and run entirely inside the model::
 
 ``info`` carries ``success``, ``success_prob``, ``continue_prob``, ``uncertainty`` (unless
 ``track_uncertainty=False``), and the flags
-``uncertainty_limit_hit`` and ``diverged`` when an episode was cut short for those reasons. The
+``uncertainty_limit_hit`` and ``diverged`` when an episode was cut short for those reasons (a state or
+reward not finite, or farther beyond the data's recorded range than ``DIVERGENCE_STDS`` of its
+standard deviations: that step's reward is 0 and its observation the last one shown). The
 vector env makes one model call per step for the whole batch and resets finished envs in the same
 step (``final_obs`` and ``final_info`` in ``info``).
 """
@@ -92,7 +94,10 @@ class Imagination:
         else:
             self.model = load_world_model(model, task=task, device=device)
         card = getattr(self.model, "card", {}) or {}
-        self.start_observations = model_starts(self.model, dataset).inputs
+        starts = model_starts(self.model, dataset)
+        self.start_observations = starts.inputs
+        #: beyond these an imagined state or reward has diverged (``None``: a model of frames)
+        self.limits = None if self.model.observes_pixels else starts.limits()
         if self.start_observations.shape[1:] != self.model.input_space.shape:
             raise ImaginariumError(
                 f"start states have shape {self.start_observations.shape[1:]}, the model observes "
@@ -207,6 +212,8 @@ class Imagination:
                 finite = torch.isfinite(self.model.features(out.state)).all(-1).cpu().numpy()
             elif self.observation_kind == "pixels":
                 finite = torch.isfinite(self.model.decode(out.state)).all(-1).cpu().numpy()
+            if self.limits is not None:  # far outside the data is as good as infinite
+                finite = finite & self.limits.within(self.model.decode(out.state), out.reward).cpu().numpy()
         rewards = out.reward.float().cpu().numpy().astype(np.float64)
         if out.uncertainty is not None:
             uncertainty = out.uncertainty.float().cpu().numpy()

@@ -29,6 +29,7 @@ from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import WorldModel
 from imaginarium.models.base import spread
+from imaginarium.models.starts import data_limits
 from imaginarium.policy import Policy
 
 #: a figure as every evaluation reports it: ``{"mean", "ci_low", "ci_high"}``, a bootstrap 95% interval
@@ -280,6 +281,7 @@ def imagined_rollouts_lockstep(
         state = model.pin_members(state, torch.arange(members, device=device).repeat_interleave(count))
     state = {key: value.repeat(tiles, *[1] * (value.dim() - 1)) for key, value in state.items()}
     initial = state
+    limits = data_limits(model)
     generator = torch.Generator(device).manual_seed(seed)
     alive = torch.ones(batch, device=device)
     returns = torch.zeros(batch, dtype=torch.float64, device=device)
@@ -325,6 +327,8 @@ def imagined_rollouts_lockstep(
             tiles=tiles,
         )
         finite = torch.isfinite(out.reward) & _finite_states(model, out.state)
+        if limits is not None:  # far outside the data is as good as infinite
+            finite &= limits.within(model.decode(out.state), out.reward)
         diverged |= ~finite & (alive > 0)
         alive = torch.where(finite, alive, torch.zeros_like(alive))
         returns += (alive * torch.nan_to_num(out.reward)).double()

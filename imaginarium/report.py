@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from imaginarium.models.starts import DIVERGENCE_STDS
 from imaginarium.outputs import atomic_write_bytes, atomic_write_text, check_output
-from imaginarium.ranking import OUTSIDE_FRACTION_WARNING, RankingResult
+from imaginarium.ranking import OUTSIDE_FRACTION_WARNING, PolicyEntry, RankingResult
 
 METRIC_LABELS = {
     "spearman": "Spearman ρ",
@@ -94,10 +95,16 @@ def _rows(result: RankingResult) -> list[dict[str, str]]:
                 "real_success": _number(entry.real_success),
                 "uncertainty": "—" if entry.uncertainty is None else f"{entry.uncertainty:.3g}",
                 "outside": _percent(entry.outside_fraction),
-                "warning": "⚠ outside the data" if entry.uncertainty_warning else "",
+                "warning": _warning(entry),
             }
         )
     return rows
+
+
+def _warning(entry: PolicyEntry) -> str:
+    if entry.diverged:
+        return f"⚠ {entry.diverged} rollouts diverged"
+    return "⚠ outside the data" if entry.uncertainty_warning else ""
 
 
 def _notes(result: RankingResult) -> list[str]:
@@ -107,7 +114,11 @@ def _notes(result: RankingResult) -> list[str]:
         notes.append(
             f"{settings.starts} real start states, horizon {settings.horizon}, seed {settings.seed}; "
             "intervals are bootstrap 95% over start states (real: over episodes); spread is the std of the "
-            "mean return across ensemble members."
+            "mean return across ensemble members. 'uncertainty' is the mean per-step disagreement of the "
+            "ensemble's members about the next state's change, in the data's standard deviations of that "
+            "change (an RSSM's: the entropy of its prior, in nats). A rollout diverged where a state or "
+            f"reward went more than {DIVERGENCE_STDS:g} of the data's standard deviations beyond anything "
+            "recorded: it ended there, its return counted to that step."
         )
         if settings.truncated:
             notes.append(

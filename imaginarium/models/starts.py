@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import ImaginariumError, ModelError
@@ -26,6 +27,34 @@ STARTS_FILE = "starts.npz"
 #: recorded states kept for the outside-the-data check; more than it takes (2,000 held out and 8,192
 #: reference states, see ``imaginarium.evaluation.KnownStates``)
 STATE_SAMPLE = 16_384
+
+
+#: an imagined state or reward farther than this many of the data's standard deviations beyond the
+#: range the data recorded has diverged: its episode ends there (truncated, ``diverged``)
+DIVERGENCE_STDS = 10.0
+
+
+@dataclass(frozen=True)
+class DataLimits:
+    """Where imagination stops being believable: the recorded states' and rewards' ranges, each widened
+    by :data:`DIVERGENCE_STDS` (or another number of) standard deviations of what was recorded."""
+
+    state_low: np.ndarray
+    state_high: np.ndarray
+    #: ``None`` for a model folder made before rewards were kept with the states
+    reward_low: float | None
+    reward_high: float | None
+
+    def within(self, states: torch.Tensor, rewards: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B,)`` whether each state ``(B, D)`` (and reward ``(B,)``) is finite and inside the limits."""
+        low = torch.as_tensor(self.state_low, dtype=states.dtype, device=states.device)
+        high = torch.as_tensor(self.state_high, dtype=states.dtype, device=states.device)
+        inside = ((states >= low) & (states <= high)).all(-1)  # NaN compares false: outside
+        if rewards is not None:
+            inside &= torch.isfinite(rewards)
+            if self.reward_low is not None:
+                inside &= (rewards >= self.reward_low) & (rewards <= self.reward_high)
+        return inside
 
 
 @dataclass(frozen=True)
@@ -46,8 +75,34 @@ class DataStarts:
         when no states were recorded (a model of frames from videos)."""
         if len(self.states) == 0:
             return None
-        spread = stds * self.states.std(0)
-        return self.states.min(0) - spread, self.states.max(0) + spread
+        low, high = self.states.min(0), self.states.max(0)
+        spread = stds * _scale(self.states.std(0), low, high)
+        return low - spread, high + spread
+
+    def limits(self, stds: float = DIVERGENCE_STDS) -> DataLimits | None:
+        """Beyond these an imagined state or reward has diverged; ``None`` when no states were recorded."""
+        bounds = self.bounds(stds)
+        if bounds is None:
+            return None
+        if self.rewards is None or len(self.rewards) == 0:
+            return DataLimits(*bounds, None, None)
+        low, high = float(self.rewards.min()), float(self.rewards.max())
+        spread = stds * float(_scale(np.asarray(self.rewards.std()), np.asarray(low), np.asarray(high)))
+        return DataLimits(*bounds, low - spread, high + spread)
+
+
+def _scale(std: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """A quantity's spread for its limits: its standard deviation, but at least a hundredth of its size
+    (CartPole's rewards are all 1: a model's 0.998 is no divergence)."""
+    size = np.maximum(np.maximum(np.abs(low), np.abs(high)), 1.0)
+    return np.maximum(std, 0.01 * size)
+
+
+def data_limits(model: Any) -> DataLimits | None:
+    """The divergence limits of the data kept with ``model`` (``None`` for a model of frames, or one
+    that keeps no states)."""
+    starts = getattr(model, "starts", None)
+    return None if starts is None or model.observes_pixels else starts.limits()
 
 
 def starts_of(model: Any, data: Dataset, seed: int = 0) -> DataStarts:

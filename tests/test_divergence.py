@@ -1,0 +1,102 @@
+"""Runaway imagination is contained: a model driven off its data on purpose (states and rewards far
+beyond anything recorded, yet finite) ends those episodes as diverged at the step it happens, and no
+such state or reward reaches an agent, a ranking or a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from imaginarium.agents.dreamer import DreamerConfig, DreamerLearner
+from imaginarium.envs.imagined import ImaginedEnv, ImaginedVectorEnv
+from imaginarium.evaluation import imagined_rollouts
+from imaginarium.models import load_world_model
+from imaginarium.models.ensemble import EnsembleModel
+from imaginarium.models.starts import DIVERGENCE_STDS, data_limits
+from imaginarium.policy import RandomPolicy
+from imaginarium.ranking import assemble, evaluate_group
+
+
+@pytest.fixture
+def runaway(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the third step of every rollout, even rows' states and odd rows' rewards run away."""
+    original = EnsembleModel.step
+    steps = {"count": 0}
+
+    def runs_away(self, state, actions, *args, **kwargs):  # noqa: ANN001, ANN202
+        out = original(self, state, actions, *args, **kwargs)
+        steps["count"] += 1
+        if steps["count"] >= 3:
+            out.state["observation"][0::2] = out.state["observation"][0::2] * 1e6 + 1e6
+            out.reward[1::2] = 1e12
+        return out
+
+    monkeypatch.setattr(EnsembleModel, "step", runs_away)
+
+
+def test_the_limits_lie_far_beyond_the_data_and_no_nearer(pendulum_model: Path) -> None:
+    model = load_world_model(pendulum_model)
+    limits = data_limits(model)
+    states, rewards = model.starts.states, model.starts.rewards
+    assert limits is not None and rewards is not None
+    spread = DIVERGENCE_STDS * states.std(0)
+    assert np.allclose(limits.state_high, states.max(0) + spread)
+    recorded = torch.as_tensor(states)
+    both = min(len(states), len(rewards))
+    assert bool(limits.within(recorded[:both], torch.as_tensor(rewards[:both])).all())
+    assert not bool(limits.within(recorded[:1] + torch.as_tensor(2 * spread)).any())
+    assert not bool(limits.within(recorded[:1], torch.tensor([float("nan")])).any())
+
+
+def test_an_env_ends_a_runaway_episode_there_and_shows_nothing_beyond_the_limits(
+    pendulum_model: Path, runaway: None
+) -> None:
+    limits = data_limits(load_world_model(pendulum_model))
+    envs = ImaginedVectorEnv(4, model=pendulum_model)
+    observations, _ = envs.reset(seed=0)
+    seen_observations, seen_rewards, flagged = [observations], [], np.zeros(4, dtype=bool)
+    for step in range(3):
+        observations, rewards, terminated, truncated, info = envs.step(np.zeros((4, 1), np.float32))
+        seen_observations.append(observations)
+        seen_rewards.append(rewards)
+        flagged |= info["diverged"]
+        if step == 2:  # the step it happens: truncated, flagged, its reward 0
+            assert info["diverged"].all() and truncated.all()
+            assert (rewards == 0).all()
+    seen = torch.as_tensor(np.concatenate(seen_observations))
+    rewards = np.concatenate(seen_rewards)
+    assert bool(limits.within(seen).all())
+    assert ((rewards >= limits.reward_low) & (rewards <= limits.reward_high)).all()
+    single = ImaginedEnv(model=pendulum_model)
+    single.reset(seed=0)
+    _, reward, _, truncated, info = single.step(np.zeros(1, np.float32))  # the model runs away at once now
+    assert info["diverged"] and truncated and reward == 0.0
+
+
+def test_rollouts_and_rankings_stop_at_the_limits_and_warn(pendulum_model: Path, runaway: None) -> None:
+    model = load_world_model(pendulum_model)
+    limits = data_limits(model)
+    starts = model.starts.inputs[:4]
+    result = imagined_rollouts(model, RandomPolicy(model.action_space, seed=0), starts, horizon=10)
+    most = 10 * max(abs(limits.reward_low), abs(limits.reward_high))
+    assert result.diverged == len(starts) * model.rollout_members
+    assert all(abs(value) <= most for value in result.per_start)
+    assert result.uncertainty is not None and result.uncertainty < 100  # no raw runaway disagreement
+    entries = evaluate_group(model, ["random"], starts, 10, seed=0, allow_code=False, real=None)
+    ranking = assemble(entries, reference=None)
+    assert ranking.ranked[0].diverged and ranking.ranked[0].uncertainty_warning
+
+
+def test_dreamer_learns_nothing_from_beyond_the_limits(pendulum_model: Path, runaway: None) -> None:
+    model = load_world_model(pendulum_model)
+    limits = data_limits(model)
+    learner = DreamerLearner(model, DreamerConfig(horizon=5, batch_size=4, hidden=16))
+    imagined = learner.imagine(model.initial_state(torch.as_tensor(model.starts.inputs[:4])))
+    assert bool(
+        ((imagined["rewards"] >= limits.reward_low) & (imagined["rewards"] <= limits.reward_high)).all()
+    )
+    assert bool((imagined["continues"][2:] == 0).all())  # every trajectory ended where it ran away
+    assert bool(torch.isfinite(imagined["features"]).all())
