@@ -38,6 +38,7 @@ from imaginarium.config import check_number, config_from_dict
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import WorldModel
 from imaginarium.models.starts import DataLimits
+from imaginarium.rewards.termination import TERMINATION_RULES, termination_rule
 
 METHODS = ("cem", "mppi")
 
@@ -66,6 +67,9 @@ class PlannerConfig:
     pessimism: float = 0.0
     #: reward minus this x the members' disagreement at each step (runs every member: costlier)
     penalty: float = 0.0
+    #: what ends an imagined future: ``learned`` (the model's continue head) or ``rule`` (the real
+    #: task's own termination rule applied to the predicted state, where one is known)
+    termination: str = "learned"
     #: a future ends where it leaves the recorded states' range widened by this many of their
     #: standard deviations (the model's heads are guesses there); ``inf`` trusts every future
     margin: float = 1.0
@@ -87,6 +91,8 @@ class PlannerConfig:
             raise ImaginariumError(f"planner: elites ({self.elites}) cannot exceed samples ({self.samples})")
         check_number(self.temperature, "temperature", above=0, where="planner")
         check_number(self.discount, "discount", above=0, at_most=1, where="planner")
+        if self.termination not in ("learned", "rule"):
+            raise ImaginariumError(f"planner termination must be learned or rule, got {self.termination!r}")
         check_number(self.margin, "margin", at_least=0, allow_inf=True, where="planner")
         for name in ("pessimism", "penalty"):
             check_number(getattr(self, name), name, at_least=0, where="planner")
@@ -134,6 +140,15 @@ class Planner:
             )
         self.generator = torch.Generator(model.device).manual_seed(self.config.seed)
         self._support = self._data_support(model)
+        self._rule = None
+        if self.config.termination == "rule":
+            env_id = (getattr(model, "card", None) or {}).get("env_id")
+            self._rule = termination_rule(env_id)
+            if self._rule is None or model.observes_pixels:
+                raise ImaginariumError(
+                    f"termination=rule needs a model of states of a task whose rule is known; this model's "
+                    f"task is {env_id!r} (known: {', '.join(sorted(TERMINATION_RULES))})"
+                )
         self._floor = self._reward_floor(model)
         self._plan: torch.Tensor | None = None  # (N, H, A) mean in [-1, 1], or (N, H, K) probabilities
         self._belief: dict[str, torch.Tensor] | None = None
@@ -280,7 +295,10 @@ class Planner:
                 total += ~(inside & finite) * alive * self._floor * tails[step]
                 finite &= inside
             total += (config.discount**step) * alive * torch.where(finite, reward, torch.zeros_like(reward))
-            alive = torch.where(finite, alive * out.continue_prob.nan_to_num(0.0), torch.zeros_like(alive))
+            going_on = (
+                out.continue_prob if self._rule is None else (~self._rule(model.decode(out.state))).float()
+            )
+            alive = torch.where(finite, alive * going_on.nan_to_num(0.0), torch.zeros_like(alive))
             state = out.state
             self.model_calls += 1
         total = total.reshape(count, samples, particles)

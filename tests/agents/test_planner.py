@@ -270,3 +270,17 @@ def test_futures_that_leave_the_data_are_not_trusted_and_leaving_is_no_way_out_o
     careful = Planner(model, PlannerConfig(horizon=8, samples=64, margin=0.0, seed=1))
     trace = run(careful, model, [0.0], steps=12)
     assert trace.max() <= 1.0 and trace[-1, 0] > 0.3  # toward the goal, never past the data
+
+
+def test_the_tasks_own_termination_rule_can_end_futures_instead_of_the_continue_head(
+    cartpole_model: Path,
+) -> None:
+    task = get_task("cartpole", max_episode_steps=30)
+    policy = load_policy(
+        f"plan:{cartpole_model}@termination=rule,horizon=5,samples=16",
+        task.observation_space,
+        task.action_space,
+    )
+    assert real_rollouts(task, policy, episodes=2, seed=0).length > 0
+    with pytest.raises(ImaginariumError, match="termination=rule needs"):
+        Planner(LineWorld(), PlannerConfig(termination="rule"))
