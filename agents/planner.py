@@ -36,7 +36,7 @@ import torch
 
 from imaginarium.config import check_number, config_from_dict
 from imaginarium.errors import ImaginariumError
-from imaginarium.models import WorldModel
+from imaginarium.models import StepOutput, WorldModel
 from imaginarium.models.starts import DataLimits
 from imaginarium.rewards.termination import TERMINATION_RULES, termination_rule
 
@@ -174,6 +174,13 @@ class Planner:
         rewards = getattr(getattr(model, "starts", None), "rewards", None)
         return min(0.0, float(rewards.min())) if rewards is not None and len(rewards) else 0.0
 
+    def continues(self, out: StepOutput) -> torch.Tensor:
+        """``(B,)`` the probability each imagined episode goes on after the step ``out``: the continue
+        head's, or 0/1 by the task's rule (``termination="rule"``)."""
+        if self._rule is None:
+            return out.continue_prob.nan_to_num(0.0)
+        return (~self._rule(self.model.decode(out.state))).float()
+
     # ------------------------------------------------------------------------- policy protocol
 
     def reset(self, slots: np.ndarray) -> None:
@@ -295,10 +302,7 @@ class Planner:
                 total += ~(inside & finite) * alive * self._floor * tails[step]
                 finite &= inside
             total += (config.discount**step) * alive * torch.where(finite, reward, torch.zeros_like(reward))
-            going_on = (
-                out.continue_prob if self._rule is None else (~self._rule(model.decode(out.state))).float()
-            )
-            alive = torch.where(finite, alive * going_on.nan_to_num(0.0), torch.zeros_like(alive))
+            alive = torch.where(finite, alive * self.continues(out), torch.zeros_like(alive))
             state = out.state
             self.model_calls += 1
         total = total.reshape(count, samples, particles)

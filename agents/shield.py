@@ -2,8 +2,8 @@
 
 At every real step the shield imagines ``lookahead`` steps of the wrapped policy from the real state,
 under every ensemble member (``particles`` futures per env). Where the imagined futures say the
-episode is likely to end (the probability of ending within the look-ahead, by the continue head,
-above ``risk``) or they leave the data (a state farther from every recorded one than held-out real
+episode is likely to end (the probability of ending within the look-ahead, by the continue head or
+the task's rule as the planner's ``termination`` says, above ``risk``) or they leave the data (a state farther from every recorded one than held-out real
 states ever are, :class:`~imaginarium.evaluation.KnownStates`), the planner's action is taken
 instead. :attr:`ShieldPolicy.interventions` counts the replaced actions.
 
@@ -108,7 +108,7 @@ class ShieldPolicy:
                 state, torch.as_tensor(actions, device=device), uncertainty=False, generator=self.generator
             )
             finite = torch.isfinite(out.reward) & torch.isfinite(model.decode(out.state)).all(-1)
-            alive = torch.where(finite, alive * out.continue_prob.nan_to_num(0.0), torch.zeros_like(alive))
+            alive = torch.where(finite, alive * self.planner.continues(out), torch.zeros_like(alive))
             if self.known is not None:
                 outside |= self.known.distances(model.decode(out.state)).to(device) > self.known.threshold
             state = out.state
