@@ -33,8 +33,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
 
 from imaginarium.config import check_number, config_from_dict
+from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import StepOutput, WorldModel
 from imaginarium.models.starts import DataLimits
@@ -67,6 +69,10 @@ class PlannerConfig:
     pessimism: float = 0.0
     #: reward minus this x the members' disagreement at each step (runs every member: costlier)
     penalty: float = 0.0
+    #: what a future is worth after its last imagined step: ``none``, or ``data`` (a value of states
+    #: fitted on the discounted returns that followed them in the model's dataset: the behaviour's
+    #: value, so short horizons still see which states lead to long, rewarding episodes)
+    value: str = "none"
     #: what ends an imagined future: ``learned`` (the model's continue head) or ``rule`` (the real
     #: task's own termination rule applied to the predicted state, where one is known)
     termination: str = "learned"
@@ -91,6 +97,8 @@ class PlannerConfig:
             raise ImaginariumError(f"planner: elites ({self.elites}) cannot exceed samples ({self.samples})")
         check_number(self.temperature, "temperature", above=0, where="planner")
         check_number(self.discount, "discount", above=0, at_most=1, where="planner")
+        if self.value not in ("none", "data"):
+            raise ImaginariumError(f"planner value must be none or data, got {self.value!r}")
         if self.termination not in ("learned", "rule"):
             raise ImaginariumError(f"planner termination must be learned or rule, got {self.termination!r}")
         check_number(self.margin, "margin", at_least=0, allow_inf=True, where="planner")
@@ -140,6 +148,7 @@ class Planner:
             )
         self.generator = torch.Generator(model.device).manual_seed(self.config.seed)
         self._support = self._data_support(model)
+        self._value = None if self.config.value == "none" else data_value(model, self.config.discount)
         self._rule = None
         if self.config.termination == "rule":
             env_id = (getattr(model, "card", None) or {}).get("env_id")
@@ -305,6 +314,8 @@ class Planner:
             alive = torch.where(finite, alive * self.continues(out), torch.zeros_like(alive))
             state = out.state
             self.model_calls += 1
+        if self._value is not None:  # futures that ended (or left the data) have alive 0 here
+            total += (config.discount**config.horizon) * alive * self._value(model.decode(state))
         total = total.reshape(count, samples, particles)
         score = total.mean(-1)
         if particles > 1 and config.pessimism > 0:
@@ -346,4 +357,71 @@ class Planner:
         return self._low + (unit + 1.0) * 0.5 * (self._high - self._low)
 
 
-__all__ = ["METHODS", "Planner", "PlannerConfig", "planner_config"]
+class StateValue(nn.Module):
+    """A small network from states to the discounted return that follows them."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, scale: float, hidden: int = 64) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.scale = scale
+        self.net = nn.Sequential(
+            nn.Linear(len(mean), hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.net((states - self.mean) / self.std).squeeze(-1) * self.scale
+
+
+_VALUES: dict[tuple[str, float], StateValue] = {}
+
+
+def data_value(model: WorldModel, discount: float, steps: int = 2_000, seed: int = 0) -> StateValue:
+    """The value of states under the policies that logged the model's dataset: fitted by regression on
+    the discounted returns that followed each recorded state (episodes cut by a time limit count what
+    was recorded). Kept per dataset and discount, so every planner of a process fits it once.
+
+    :raises ImaginariumError: a model of frames, or one whose card names no readable dataset.
+    """
+    path = ((getattr(model, "card", None) or {}).get("dataset") or {}).get("path")
+    if model.observes_pixels or path is None:
+        raise ImaginariumError("value=data needs a model of states whose card names its dataset")
+    key = (str(path), float(discount))
+    if key not in _VALUES:
+        _VALUES[key] = _fit_value(load_dataset(path), discount, steps, seed).to(model.device)
+    return _VALUES[key]
+
+
+def _fit_value(data: Dataset, discount: float, steps: int, seed: int) -> StateValue:
+    returns = np.zeros(data.num_steps, dtype=np.float64)
+    rewards = np.nan_to_num(data.rewards.astype(np.float64))
+    for start, stop in zip(data.episode_starts[:-1], data.episode_starts[1:], strict=True):
+        following = 0.0
+        for row in range(stop - 1, start - 1, -1):
+            following = rewards[row] + discount * following
+            returns[row] = following
+    keep = np.isfinite(data.observations).all(1)
+    if data.action_free is not None:
+        keep &= ~data.action_free
+    states = torch.as_tensor(data.observations[keep], dtype=torch.float32)
+    targets = torch.as_tensor(returns[keep], dtype=torch.float32)
+    scale = float(targets.abs().max().clamp_min(1e-6))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        value = StateValue(states.mean(0), states.std(0) + 1e-6, scale)
+    optimizer = torch.optim.Adam(value.parameters(), lr=3e-3)
+    for _ in range(steps):
+        rows = torch.randint(len(states), (256,), generator=generator)
+        loss = nn.functional.mse_loss(value(states[rows]) / scale, targets[rows] / scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return value.eval().requires_grad_(False)
+
+
+__all__ = ["METHODS", "Planner", "PlannerConfig", "StateValue", "data_value", "planner_config"]

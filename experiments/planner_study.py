@@ -4,9 +4,13 @@ model and the policy that logged the data, and its cost per decision.
 For each task and dataset kind (:mod:`offline_datasets`), an ensemble is trained on the dataset; then
 on the real task, with the same episodes and seeds:
 
-- ``plan`` — the planning policy ``plan:MODEL`` at its default settings (plus ``--planner`` options);
-- ``sb3`` — SAC (PPO for discrete actions) trained ``agent_steps`` imagined steps in the same model;
+- ``plan`` — the planning policy ``plan:MODEL`` at its default settings (plus ``--planner`` options),
+  and ``plan_rule`` the same ending futures by the task's termination rule where one is known;
+- ``sac_in_model`` / ``ppo_in_model`` — SB3 trained ``agent_steps`` imagined steps in the same model;
 - ``behaviour`` — the medium agent that logged the data (``medium`` and ``medium-replay``);
+- ``peers`` — the best d3rlpy algorithm on the same data, from ``peers_study.py``'s report if present;
+- ``shield`` — on tasks that terminate, the medium agent with action noise alone and shielded by the
+  model's planner: terminations, return and the share of actions replaced;
 
 with returns normalised as D4RL does (0 random, 1 expert), and the planner's decisions per second for
 one env and for 64 envs.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -27,10 +32,13 @@ from common import calls_per_second, machine, parse_config, results_dir, write_r
 from offline_datasets import Config as DatasetConfig
 from offline_datasets import dataset, folder, normalised
 
-from imaginarium.agents.sb3 import real_return, train_in_imagination
+from imaginarium.agents.sb3 import train_in_imagination
+from imaginarium.agents.shield import ShieldPolicy
 from imaginarium.envs.suite import get_task
-from imaginarium.evaluation import real_rollouts
+from imaginarium.evaluation import EpisodeRollouts, real_rollouts
+from imaginarium.models import load_world_model
 from imaginarium.policy import load_policy
+from imaginarium.rewards.termination import terminates, termination_rule
 from imaginarium.run.pipeline import collect_train_evaluate
 
 
@@ -48,6 +56,9 @@ class Config:
     planner: str = ""
     #: seconds each decision rate is timed for
     speed_seconds: float = 5.0
+    #: action noise of the medium agent the shield guards (0 skips the shield), and the shield's options
+    shield_noise: float = 0.5
+    shield: str = "lookahead=10,risk=0.3"
     seed: int = 0
     out: str = "experiments/results/planner_study.json"
     SMOKE: ClassVar[dict] = {
@@ -58,6 +69,7 @@ class Config:
         "agent_steps": 64,
         "planner": "horizon=3,samples=16",
         "speed_seconds": 0.2,
+        "shield": "lookahead=2,risk=0.3,horizon=2,samples=8",
     }
 
 
@@ -67,43 +79,108 @@ def study(task_name: str, kind: str, config: Config) -> dict[str, Any]:
     work = results_dir() / "planner" / task.name / kind
     model = work / "ensemble"
     collect_train_evaluate(task, data, model, train_config={"steps": config.model_steps, "seed": config.seed})
-    result: dict[str, Any] = {"dataset": str(data)}
-    spec = f"plan:{model}" + (f"@{config.planner}" if config.planner else "")
-    planner = load_policy(spec, task.observation_space, task.action_space, seed=config.seed)
-    started = time.perf_counter()
-    outcome = real_rollouts(task, planner, config.episodes, seed=1000)
-    result["plan"] = _scored(task_name, outcome.return_, time.perf_counter() - started)
-    result["plan"]["success"] = outcome.success
-    result["plan"]["length"] = outcome.length
-    result["plan"]["settings"] = asdict(planner.config)
-    result["plan"]["decisions_per_second"] = {
-        str(count): _decision_rate(planner, task.observation_space, count, config.speed_seconds)
-        for count in (1, 64)
-    }
+    agents: dict[str, Any] = {}
+    result: dict[str, Any] = {"dataset": str(data), "agents": agents}
+    options = [config.planner] if config.planner else []
+    specs = {"plan": _spec(model, options)}
+    if terminates(task.env_id) and termination_rule(task.env_id) is not None:
+        specs["plan_rule"] = _spec(model, [*options, "termination=rule"])
+    for name, spec in specs.items():
+        planner = load_policy(spec, task.observation_space, task.action_space, seed=config.seed)
+        started = time.perf_counter()
+        outcome = real_rollouts(task, planner, config.episodes, seed=1000)
+        agents[name] = _scored(task_name, outcome, time.perf_counter() - started)
+        agents[name]["settings"] = asdict(planner.config)
+        if name == "plan":
+            starts = load_world_model(model).starts.inputs
+            agents[name]["decisions_per_second"] = {
+                str(count): _decision_rate(planner, starts, count, config.speed_seconds) for count in (1, 64)
+            }
     if config.agent_steps > 0:
         algo = "ppo" if isinstance(task.action_space, gym.spaces.Discrete) else "sac"
         agent = work / f"{algo}.zip"
         if not agent.exists():
             train_in_imagination(model, algo, config.agent_steps, agent, seed=config.seed, overwrite=True)
-        result["sb3"] = _scored(task_name, real_return(agent, task, episodes=config.episodes, seed=1000), 0.0)
-        result["sb3"]["algorithm"] = algo
+        policy = load_policy(f"sb3:{agent}", task.observation_space, task.action_space)
+        agents[f"{algo}_in_model"] = _scored(
+            task_name, real_rollouts(task, policy, config.episodes, seed=1000), 0.0
+        )
     medium = folder(task_name) / "medium_agent.json"
     if kind in ("medium", "medium-replay") and medium.exists():
         behaviour = json.loads(medium.read_text())
         result["behaviour"] = {"return": behaviour["return"], "normalised": behaviour["normalised"]}
-    trained = [result[name]["mean"] for name in ("sb3",) if name in result]
-    result["plan_at_least_trained_agents"] = bool(not trained or result["plan"]["mean"] >= max(trained))
+    peers = _peers(task_name, kind)
+    if peers:
+        result["peers"] = peers
+    if (
+        config.shield_noise > 0
+        and terminates(task.env_id)
+        and (folder(task_name) / "medium_agent.zip").exists()
+    ):
+        result["shield"] = _shield(task_name, model, config, "termination=rule" in specs.get("plan_rule", ""))
+    best_plan = max(agents[name]["mean"] for name in specs)
+    trained = [agents[name]["mean"] for name in agents if name not in specs]
+    result["plan_at_least_trained_agents"] = bool(not trained or best_plan >= max(trained))
+    if peers:
+        result["plan_at_least_best_peer"] = bool(best_plan >= peers["best_return"])
     print(f"{task.name} {kind}: {json.dumps({k: v for k, v in result.items() if k != 'dataset'})}")
     return result
 
 
-def _scored(task_name: str, estimate: Any, seconds: float) -> dict[str, Any]:
-    values = estimate if isinstance(estimate, dict) else asdict(estimate)
-    return {**values, "normalised": normalised(task_name, values["mean"]), "seconds": seconds}
+def _spec(model: Path, options: list[str]) -> str:
+    return f"plan:{model}" + (f"@{','.join(options)}" if options else "")
 
 
-def _decision_rate(planner: Any, space: gym.Space, count: int, seconds: float) -> float:
-    observations = np.stack([space.sample() for _ in range(count)]).astype(np.float32)
+def _peers(task_name: str, kind: str) -> dict[str, Any] | None:
+    """The best d3rlpy algorithm's real return on the same data, from ``peers_study.py``'s report."""
+    report = results_dir() / "peers_study.json"
+    if not report.exists():
+        return None
+    entry = json.loads(report.read_text()).get("results", {}).get(f"{task_name}/{kind}")
+    if not entry or "best" not in entry:
+        return None
+    best = entry["best"]
+    return {"best": best["algorithm"], "best_return": best["return"]["mean"], "source": str(report)}
+
+
+def _shield(task_name: str, model: Path, config: Config, rule: bool) -> dict[str, Any]:
+    """A noisy policy's real terminations and return, alone and shielded by the model's planner."""
+    task = get_task(task_name)
+    noisy = f"sb3:{folder(task_name) / 'medium_agent.zip'}@noise={config.shield_noise}"
+    options = "termination=rule," if rule else ""
+    shielded = f"shield:{model}@{options}{config.shield}:{noisy}"
+    figures: dict[str, Any] = {"noisy_spec": noisy, "shielded_spec": shielded}
+    for name, spec in (("alone", noisy), ("shielded", shielded)):
+        policy = load_policy(spec, task.observation_space, task.action_space, seed=config.seed)
+        outcome = real_rollouts(task, policy, config.episodes, seed=2000)
+        figures[name] = {
+            "return": outcome.return_["mean"],
+            "terminations": int(sum(outcome.terminated)),
+            "mean_length": outcome.length,
+        }
+        if isinstance(policy, ShieldPolicy):
+            figures[name]["intervention_share"] = policy.interventions / max(1, policy.decisions)
+    alone, kept = figures["alone"], figures["shielded"]
+    figures["terminations_halved"] = kept["terminations"] <= alone["terminations"] / 2
+    figures["return_cost"] = (alone["return"] - kept["return"]) / max(abs(alone["return"]), 1e-9)
+    return figures
+
+
+def _scored(task_name: str, outcome: EpisodeRollouts, seconds: float) -> dict[str, Any]:
+    estimate = outcome.return_
+    return {
+        **estimate,
+        "normalised": normalised(task_name, estimate["mean"]),
+        "per_episode": outcome.per_episode,
+        "success": outcome.success,
+        "length": outcome.length,
+        "seconds": seconds,
+    }
+
+
+def _decision_rate(planner: Any, starts: np.ndarray, count: int, seconds: float) -> float:
+    """Decisions a second for ``count`` envs at once, from real start states."""
+    observations = starts[np.arange(count) % len(starts)].astype(np.float32)
     planner.reset(np.arange(count))
     return count * calls_per_second(lambda: planner.act(observations), seconds, warmup=1)
 

@@ -76,3 +76,8 @@ TERMINATION_RULES: dict[str, TerminationRule] = {
 def termination_rule(env_id: str | None) -> TerminationRule | None:
     """The rule of ``env_id``, or ``None`` where none is known."""
     return TERMINATION_RULES.get(env_id or "")
+
+
+def terminates(env_id: str | None) -> bool:
+    """Whether episodes of ``env_id`` can end before their time limit (unknown tasks: assumed so)."""
+    return termination_rule(env_id) is not _never

@@ -284,3 +284,21 @@ def test_the_tasks_own_termination_rule_can_end_futures_instead_of_the_continue_
     assert real_rollouts(task, policy, episodes=2, seed=0).length > 0
     with pytest.raises(ImaginariumError, match="termination=rule needs"):
         Planner(LineWorld(), PlannerConfig(termination="rule"))
+
+
+def test_a_value_fitted_on_the_data_prefers_the_states_that_led_to_better_returns(
+    pendulum_model: Path,
+) -> None:
+    from imaginarium.agents.planner import data_value
+    from imaginarium.models import load_world_model
+
+    model = load_world_model(pendulum_model)
+    value = data_value(model, discount=0.9)
+    upright, hanging = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[-1.0, 0.0, 0.0]])
+    assert float(value(upright)) > float(value(hanging))
+    assert data_value(model, discount=0.9) is value  # fitted once per dataset and discount
+    task = get_task("pendulum", max_episode_steps=5)
+    planner = load_policy(
+        f"plan:{pendulum_model}@value=data,horizon=3,samples=8", task.observation_space, task.action_space
+    )
+    assert real_rollouts(task, planner, episodes=1, seed=0).length == 5
