@@ -9,7 +9,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast bench lint format install system-deps test-system-deps clean
+.PHONY: demo test test-fast bench lint format install system-deps test-system-deps clean peers
 
 # Debian packages the project needs, installed only when missing: offscreen GL (EGL with Mesa's
 # software driver) so MuJoCo tasks render without a screen.
@@ -45,7 +45,7 @@ demo: system-deps $(STAMP)
 	$(VENV)/bin/imaginarium demo --out demo
 
 # Both tiers: the unit tests and the integration ones (training, Ray, Chromium, the experiments' smoke runs).
-test: test-system-deps $(STAMP)
+test: test-system-deps $(STAMP) peers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -m "not slow" -q
@@ -58,6 +58,19 @@ test-fast: system-deps $(STAMP)
 
 bench: $(STAMP)
 	$(PY) experiments/bench.py
+
+# d3rlpy for experiments/peers_study.py, in .venv-peers: it pins gymnasium==1.0.0, so it goes in --no-deps over ours.
+PEERS := .venv-peers
+peers: $(PEERS)/.installed
+
+$(PEERS)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q --upgrade pip
+	$(PEERS)/bin/python -m pip install -q -e .
+	$(PEERS)/bin/python -m pip install -q --no-deps d3rlpy==2.8.1
+	$(PEERS)/bin/python -m pip install -q gym==0.26.2 structlog colorama dataclasses-json scikit-learn
+	$(PEERS)/bin/python -c "import d3rlpy, gymnasium, torch; assert tuple(map(int, gymnasium.__version__.split('.')[:2])) >= (1, 1); assert torch.__version__.startswith('2.13.')"
+	touch $@
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

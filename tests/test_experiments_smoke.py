@@ -58,6 +58,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
         + ["--workdir", "{tmp}/work", "--out", "{out}"],
     ),
     "offline_datasets.py": ("offline_datasets.py", ["--smoke", "--out", "{out}"]),
+    "peers_study.py": ("peers_study.py", ["--smoke", "--out", "{out}"]),
     "planner_study.py": ("planner_study.py", ["--smoke", "--out", "{out}"]),
     # after the benchmarks and ranking_study.py: their tables are redrawn from their smoke reports
     "docs_tables.py": ("docs_tables.py", ["--results", "{results}", "--docs", "{docs}"]),
@@ -70,6 +71,9 @@ MADE = {
     "docs_tables.py": "{docs}",
 }
 TIMEOUT_S = 600
+#: scripts that run in another environment than the tests' (``make peers`` makes .venv-peers: d3rlpy
+#: pins an older Gymnasium, so it stays out of the project's own)
+INTERPRETERS = {"peers_study.py": ROOT / ".venv-peers" / "bin" / "python"}
 
 
 @dataclass
@@ -88,7 +92,10 @@ class Run:
 
 def run_script(script: str, arguments: list[str], cwd: Path, results: Path) -> Run:
     """Run ``experiments/<script>`` as a user does, its shared caches in ``results``, from ``cwd``."""
-    command = [sys.executable, str(EXPERIMENTS / script), *arguments]
+    interpreter = INTERPRETERS.get(script, Path(sys.executable))
+    if not interpreter.exists():
+        pytest.fail(f"{script} runs in {interpreter.parent.parent.name}, which is missing: run make peers")
+    command = [str(interpreter), str(EXPERIMENTS / script), *arguments]
     env = {
         **os.environ,
         "IMAGINARIUM_RESULTS": str(results),
