@@ -37,6 +37,7 @@ import logging
 import re
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -527,107 +528,92 @@ def split_spec(spec: str) -> list[tuple[str, str]]:
     return parts
 
 
-def _random(
-    argument: str,
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    seed: int,
-    allow_code: bool,
-    options: dict[str, Any],
-) -> Policy:
-    _no_options(options)
-    return RandomPolicy(action_space, seed=seed)
+@dataclass(frozen=True)
+class SourceRequest:
+    """What a policy source builds its policy from: the spec's text after ``KIND:``, the spaces the
+    policy must act in, a seed, whether loading may run code, and the options after ``@`` other than
+    ``noise``."""
+
+    argument: str
+    observation_space: gym.Space
+    action_space: gym.Space
+    seed: int
+    allow_code: bool
+    options: dict[str, Any]
+
+    def no_options(self) -> None:
+        """Refuse options, for the sources that take none."""
+        if self.options:
+            raise PolicySpecError(
+                f"unknown policy option {sorted(self.options)[0]!r}; this kind of policy takes only noise"
+            )
+
+    def check(self, policy: Any, name: str) -> None:
+        """Refuse a loaded policy whose spaces do not fit (:func:`check_policy_spaces`)."""
+        check_policy_spaces(policy, self.observation_space, self.action_space, name)
 
 
-def _sb3(
-    argument: str,
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    seed: int,
-    allow_code: bool,
-    options: dict[str, Any],
-) -> Policy:
-    _no_options(options)
-    policy = SB3Policy(argument, allow_code=allow_code)
-    check_policy_spaces(policy, observation_space, action_space, f"SB3 agent {argument!r}")
+def _random(request: SourceRequest) -> Policy:
+    request.no_options()
+    return RandomPolicy(request.action_space, seed=request.seed)
+
+
+def _sb3(request: SourceRequest) -> Policy:
+    request.no_options()
+    policy = SB3Policy(request.argument, allow_code=request.allow_code)
+    request.check(policy, f"SB3 agent {request.argument!r}")
     return policy
 
 
-def _torchscript(
-    argument: str,
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    seed: int,
-    allow_code: bool,
-    options: dict[str, Any],
-) -> Policy:
-    _no_options(options)
-    return TorchScriptPolicy(argument, action_space)
+def _torchscript(request: SourceRequest) -> Policy:
+    request.no_options()
+    return TorchScriptPolicy(request.argument, request.action_space)
 
 
-def _dreamer(
-    argument: str,
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    seed: int,
-    allow_code: bool,
-    options: dict[str, Any],
-) -> Policy:
-    _no_options(options)
+def _dreamer(request: SourceRequest) -> Policy:
+    request.no_options()
     # A Dreamer actor filters observations through its world model: agents and models sit above this
     # module (collect, which needs policies, comes before them in the chain), so they load on demand.
     from imaginarium.agents.dreamer import DreamerPolicy
 
     try:
-        policy = DreamerPolicy(argument)
+        policy = DreamerPolicy(request.argument)
     except ImaginariumError as error:
-        raise PolicySpecError(f"cannot load Dreamer agent {argument!r}: {error}") from None
-    check_policy_spaces(policy, observation_space, action_space, f"Dreamer agent {argument!r}")
+        raise PolicySpecError(f"cannot load Dreamer agent {request.argument!r}: {error}") from None
+    request.check(policy, f"Dreamer agent {request.argument!r}")
     return policy
 
 
-def _callable(
-    argument: str,
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    seed: int,
-    allow_code: bool,
-    options: dict[str, Any],
-) -> Policy:
-    _no_options(options)
-    if not allow_code:
+def _callable(request: SourceRequest) -> Policy:
+    request.no_options()
+    if not request.allow_code:
         raise PolicySpecError(
-            f"policy 'py:{argument}' imports and runs Python code; allow it explicitly "
+            f"policy 'py:{request.argument}' imports and runs Python code; allow it explicitly "
             "(--allow-code on the command line, allow_code=True in Python)"
         )
-    return CallablePolicy(argument)
+    return CallablePolicy(request.argument)
 
 
-def _planner(
-    argument: str,
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    seed: int,
-    allow_code: bool,
-    options: dict[str, Any],
-) -> Policy:
+def _planner(request: SourceRequest) -> Policy:
     # The planner imagines in a world model, which sits above this module in the chain (as for dreamer:).
     from imaginarium.agents.planner import Planner, planner_config
     from imaginarium.models import load_world_model
 
     try:
-        config = planner_config({"seed": seed, **options}, where=f"policy 'plan:{argument}'")
+        config = planner_config(
+            {"seed": request.seed, **request.options}, where=f"policy 'plan:{request.argument}'"
+        )
     except ImaginariumError as error:
         raise PolicySpecError(str(error)) from None
     try:
-        model = load_world_model(argument)
+        model = load_world_model(request.argument)
     except ImaginariumError as error:
-        raise PolicySpecError(f"cannot load the planner's model {argument!r}: {error}") from None
+        raise PolicySpecError(f"cannot load the planner's model {request.argument!r}: {error}") from None
     try:
         policy = Planner(model, config)
     except ImaginariumError as error:
-        raise PolicySpecError(f"policy 'plan:{argument}': {error}") from None
-    check_policy_spaces(policy, observation_space, action_space, f"the planner's model {argument!r}")
+        raise PolicySpecError(f"policy 'plan:{request.argument}': {error}") from None
+    request.check(policy, f"the planner's model {request.argument!r}")
     return policy
 
 
@@ -662,10 +648,12 @@ def _shield(
     base_seeds, planner_seeds = seeds.spawn(2)
     base = _load_component(inner.strip(), observation_space, action_space, base_seeds, allow_code)
     planner_options = {key: value for key, value in options.items() if key in planner_fields}
+    planner_seed = int(planner_seeds.generate_state(1)[0])
     planner = _planner(
-        model_dir.strip(), observation_space, action_space, int(planner_seeds.generate_state(1)[0]),
-        allow_code, planner_options,
-    )  # fmt: skip
+        SourceRequest(
+            model_dir.strip(), observation_space, action_space, planner_seed, allow_code, planner_options
+        )
+    )
     try:
         config = config_from_dict(
             ShieldConfig,
@@ -688,18 +676,10 @@ def _shield_value(key: str, value: Any) -> Any:
     return int(value)
 
 
-def _no_options(options: dict[str, Any]) -> None:
-    if options:
-        raise PolicySpecError(
-            f"unknown policy option {sorted(options)[0]!r}; this kind of policy takes only noise"
-        )
+PolicySource = Callable[[SourceRequest], Policy]
 
-
-PolicySource = Callable[[str, gym.Space, gym.Space, int, bool, dict[str, Any]], Policy]
-
-#: the kinds of policy a spec can name, ``KIND:ARGUMENT@OPTIONS``: each builds the policy from its
-#: argument, the spaces it must act in, a seed, whether loading may run code, and the options after
-#: ``@`` other than ``noise`` (refusing those it does not know). ``random`` takes no argument.
+#: the kinds of policy a spec can name, ``KIND:ARGUMENT@OPTIONS``: each builds the policy a
+#: :class:`SourceRequest` describes, refusing options it does not know. ``random`` takes no argument.
 POLICY_SOURCES: dict[str, PolicySource] = {
     "random": _random,
     "sb3": _sb3,
@@ -760,7 +740,7 @@ def _load_component(
     noise = options.pop("noise", None)
     try:
         policy = POLICY_SOURCES[kind](
-            argument, observation_space, action_space, policy_seed, allow_code, options
+            SourceRequest(argument, observation_space, action_space, policy_seed, allow_code, options)
         )
     except PolicySpecError as error:
         if str(error).startswith("unknown policy option"):
