@@ -27,6 +27,7 @@ particles`` futures::
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ from imaginarium.models import StepOutput, WorldModel
 from imaginarium.models.starts import DataLimits
 from imaginarium.rewards.termination import TERMINATION_RULES, termination_rule
 
+LOGGER = logging.getLogger(__name__)
 METHODS = ("cem", "mppi")
 
 
@@ -52,11 +54,11 @@ class PlannerConfig:
     #: ``cem`` (refit on the elites) or ``mppi`` (refit on every sample, softmax-weighted)
     method: str = "mppi"
     #: imagined steps of each candidate future
-    horizon: int = 15
+    horizon: int = 25
     #: candidate action sequences per decision
-    samples: int = 256
-    #: refits per decision (the warm start from the last decision makes one or two enough)
-    iterations: int = 2
+    samples: int = 128
+    #: refits per decision (the warm start from the last decision makes one enough)
+    iterations: int = 1
     #: ``cem``: the best sequences the distribution is refitted on
     elites: int = 32
     #: ``mppi``: softmax temperature over standardised scores (lower follows the best more closely)
@@ -69,10 +71,11 @@ class PlannerConfig:
     pessimism: float = 0.0
     #: reward minus this x the members' disagreement at each step (runs every member: costlier)
     penalty: float = 0.0
-    #: what a future is worth after its last imagined step: ``none``, or ``data`` (a value of states
-    #: fitted on the discounted returns that followed them in the model's dataset: the behaviour's
-    #: value, so short horizons still see which states lead to long, rewarding episodes)
-    value: str = "none"
+    #: what a future is worth after its last imagined step: ``data`` (a value of states fitted on the
+    #: discounted returns that followed them in the model's dataset: the behaviour's value, so short
+    #: horizons still see which states lead to long, rewarding episodes), ``none``, or ``auto``
+    #: (``data`` where the model's card names a dataset of states that can be read, else ``none``)
+    value: str = "auto"
     #: what ends an imagined future: ``learned`` (the model's continue head) or ``rule`` (the real
     #: task's own termination rule applied to the predicted state, where one is known)
     termination: str = "learned"
@@ -97,8 +100,8 @@ class PlannerConfig:
             raise ImaginariumError(f"planner: elites ({self.elites}) cannot exceed samples ({self.samples})")
         check_number(self.temperature, "temperature", above=0, where="planner")
         check_number(self.discount, "discount", above=0, at_most=1, where="planner")
-        if self.value not in ("none", "data"):
-            raise ImaginariumError(f"planner value must be none or data, got {self.value!r}")
+        if self.value not in ("auto", "data", "none"):
+            raise ImaginariumError(f"planner value must be auto, data or none, got {self.value!r}")
         if self.termination not in ("learned", "rule"):
             raise ImaginariumError(f"planner termination must be learned or rule, got {self.termination!r}")
         check_number(self.margin, "margin", at_least=0, allow_inf=True, where="planner")
@@ -148,7 +151,7 @@ class Planner:
             )
         self.generator = torch.Generator(model.device).manual_seed(self.config.seed)
         self._support = self._data_support(model)
-        self._value = None if self.config.value == "none" else data_value(model, self.config.discount)
+        self._value = self._terminal_value(model)
         self._rule = None
         if self.config.termination == "rule":
             env_id = (getattr(model, "card", None) or {}).get("env_id")
@@ -176,6 +179,17 @@ class Planner:
         if limits is None:
             return None
         return limits
+
+    def _terminal_value(self, model: WorldModel) -> StateValue | None:
+        if self.config.value == "none":
+            return None
+        if self.config.value == "data":
+            return data_value(model, self.config.discount)
+        try:
+            return data_value(model, self.config.discount)
+        except ImaginariumError as error:
+            LOGGER.info("planner: no terminal value (%s)", error)
+            return None
 
     def _reward_floor(self, model: WorldModel) -> float:
         """What a future is assumed to earn at each step after it leaves the data: nothing (its episode
@@ -392,7 +406,11 @@ def data_value(model: WorldModel, discount: float, steps: int = 2_000, seed: int
         raise ImaginariumError("value=data needs a model of states whose card names its dataset")
     key = (str(path), float(discount))
     if key not in _VALUES:
-        _VALUES[key] = _fit_value(load_dataset(path), discount, steps, seed).to(model.device)
+        try:
+            data = load_dataset(path)
+        except ImaginariumError as error:
+            raise ImaginariumError(f"value=data cannot read the model's dataset: {error}") from None
+        _VALUES[key] = _fit_value(data, discount, steps, seed).to(model.device)
     return _VALUES[key]
 
 
