@@ -305,7 +305,10 @@ class DreamerLearner:
             norm = nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
             if not torch.isfinite(norm):  # a model giving NaN: where() masks it, its gradient does not
                 optimizer.zero_grad(set_to_none=True)
-                raise TrainingError(f"non-finite gradients at update {self.updates + 1}")
+                raise TrainingError(
+                    f"non-finite gradients at update {self.updates + 1}: the world model gives values that "
+                    "are not finite in imagination; retrain the model (or try a shorter horizon)"
+                )
             optimizer.step()
         with torch.no_grad():
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters(), strict=True):

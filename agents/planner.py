@@ -40,7 +40,7 @@ from imaginarium.config import check_number, config_from_dict
 from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import StepOutput, WorldModel
-from imaginarium.models.starts import DataLimits
+from imaginarium.models.starts import DIVERGENCE_STDS, DataLimits, data_limits
 from imaginarium.rewards.termination import TERMINATION_RULES, termination_rule
 
 LOGGER = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class PlannerConfig:
     #: task's own termination rule applied to the predicted state, where one is known)
     termination: str = "learned"
     #: a future ends where it leaves the recorded states' range widened by this many of their
-    #: standard deviations (the model's heads are guesses there); ``inf`` trusts every future
+    #: standard deviations (the model's heads are guesses there); never more than the divergence
+    #: limits (``DIVERGENCE_STDS``), which ``inf`` leaves alone
     margin: float = 1.0
     #: first standard deviation of continuous actions, as a share of half the action range
     init_std: float = 0.5
@@ -151,6 +152,7 @@ class Planner:
             )
         self.generator = torch.Generator(model.device).manual_seed(self.config.seed)
         self._support = self._data_support(model)
+        self._limits = data_limits(model)
         self._value = self._terminal_value(model)
         self._rule = None
         if self.config.termination == "rule":
@@ -175,10 +177,7 @@ class Planner:
         starts = getattr(model, "starts", None)
         if starts is None or model.observes_pixels:
             return None
-        limits = starts.limits() if np.isinf(self.config.margin) else starts.limits(self.config.margin)
-        if limits is None:
-            return None
-        return limits
+        return starts.limits(min(self.config.margin, DIVERGENCE_STDS))
 
     def _terminal_value(self, model: WorldModel) -> StateValue | None:
         if self.config.value == "none":
@@ -188,7 +187,7 @@ class Planner:
         try:
             return data_value(model, self.config.discount)
         except ImaginariumError as error:
-            LOGGER.info("planner: no terminal value (%s)", error)
+            LOGGER.warning("planner: planning without a terminal value (value=auto): %s", error)
             return None
 
     def _reward_floor(self, model: WorldModel) -> float:
@@ -220,6 +219,32 @@ class Planner:
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
         """The first action of each row's best plan, from the real ``observations`` ``(N, ...)``."""
+        self._observe(observations)
+        assert self._belief is not None and self._plan is not None
+        plan = self._optimise(self._belief, self._plan)
+        first = plan[:, 0]
+        actions = first.argmax(-1) + self._start if self.discrete else self._to_env(first)
+        self._plan = self._shift(plan)
+        self._last_actions = actions
+        return actions.cpu().numpy().astype(self.action_space.dtype, copy=False)
+
+    @torch.no_grad()
+    def follow(self, observations: np.ndarray, actions: np.ndarray) -> None:
+        """Take in a real step decided elsewhere (a shield's policy acted): the history and the warm
+        start move on as if the planner had acted, so a later :meth:`act` plans from where things are."""
+        self._observe(observations)
+        assert self._plan is not None
+        self._plan = self._shift(self._plan)
+        self.taken(actions)
+
+    def taken(self, actions: np.ndarray) -> None:
+        """The actions actually executed after the last :meth:`act` or :meth:`follow`, where they differ
+        from the planner's (a recurrent model filters what was done, not what was planned)."""
+        dtype = torch.long if self.discrete else torch.float32
+        self._last_actions = torch.as_tensor(np.asarray(actions), dtype=dtype, device=self.model.device)
+
+    def _observe(self, observations: np.ndarray) -> None:
+        """Filter the real ``observations`` into each row's state; fresh rows start a new plan."""
         device = self.model.device
         observed = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=device)
         count = len(observed)
@@ -230,12 +255,6 @@ class Planner:
         elif fresh.any():
             rows = torch.as_tensor(np.flatnonzero(fresh), device=device)
             self._plan[rows] = self._initial_plan(len(rows))
-        plan = self._optimise(self._belief, self._plan)
-        first = plan[:, 0]
-        actions = first.argmax(-1) + self._start if self.discrete else self._to_env(first)
-        self._plan = self._shift(plan)
-        self._last_actions = actions
-        return actions.cpu().numpy().astype(self.action_space.dtype, copy=False)
 
     # ------------------------------------------------------------------------------- planning
 
@@ -320,6 +339,8 @@ class Planner:
             if penalised and out.uncertainty is not None:
                 reward = reward - config.penalty * out.uncertainty
             finite = torch.isfinite(reward)
+            if self._limits is not None:  # a runaway reward wins no plan
+                finite &= self._limits.within(model.decode(out.state), out.reward)
             if self._support is not None:
                 inside = self._support.within(model.decode(out.state))
                 total += ~(inside & finite) * alive * self._floor * tails[step]
@@ -328,8 +349,9 @@ class Planner:
             alive = torch.where(finite, alive * self.continues(out), torch.zeros_like(alive))
             state = out.state
             self.model_calls += 1
-        if self._value is not None:  # futures that ended (or left the data) have alive 0 here
-            total += (config.discount**config.horizon) * alive * self._value(model.decode(state))
+        if self._value is not None:  # futures that ended or left the data: their states may be anything
+            worth = torch.where(alive > 0, self._value(model.decode(state)), torch.zeros_like(alive))
+            total += (config.discount**config.horizon) * alive * worth.nan_to_num(0.0)
         total = total.reshape(count, samples, particles)
         score = total.mean(-1)
         if particles > 1 and config.pessimism > 0:
@@ -349,7 +371,8 @@ class Planner:
             elite = scores.topk(config.elites, dim=1).indices
             weights = torch.zeros_like(scores).scatter_(1, elite, 1.0 / config.elites)
         else:
-            standard = (scores - scores.mean(1, keepdim=True)) / (scores.std(1, keepdim=True) + 1e-6)
+            spread = scores.std(1, keepdim=True, unbiased=False)
+            standard = (scores - scores.mean(1, keepdim=True)) / (spread + 1e-6)
             weights = torch.softmax(standard / config.temperature, dim=1)
         keep = config.momentum
         if self.discrete:
@@ -391,7 +414,7 @@ class StateValue(nn.Module):
         return self.net((states - self.mean) / self.std).squeeze(-1) * self.scale
 
 
-_VALUES: dict[tuple[str, float], StateValue] = {}
+_VALUES: dict[tuple[str, float, int, int, str], StateValue] = {}
 
 
 def data_value(model: WorldModel, discount: float, steps: int = 2_000, seed: int = 0) -> StateValue:
@@ -401,15 +424,20 @@ def data_value(model: WorldModel, discount: float, steps: int = 2_000, seed: int
 
     :raises ImaginariumError: a model of frames, or one whose card names no readable dataset.
     """
-    path = ((getattr(model, "card", None) or {}).get("dataset") or {}).get("path")
+    recorded = (getattr(model, "card", None) or {}).get("dataset") or {}
+    path, fingerprint = recorded.get("path"), recorded.get("fingerprint")
     if model.observes_pixels or path is None:
         raise ImaginariumError("value=data needs a model of states whose card names its dataset")
-    key = (str(path), float(discount))
+    key = (str(fingerprint or path), float(discount), steps, seed, str(model.device))
     if key not in _VALUES:
         try:
             data = load_dataset(path)
         except ImaginariumError as error:
             raise ImaginariumError(f"value=data cannot read the model's dataset: {error}") from None
+        if fingerprint is not None and data.fingerprint() != fingerprint:
+            raise ImaginariumError(
+                f"value=data: the dataset at {path!r} is not the one the model learned from"
+            )
         _VALUES[key] = _fit_value(data, discount, steps, seed).to(model.device)
     return _VALUES[key]
 
@@ -422,9 +450,7 @@ def _fit_value(data: Dataset, discount: float, steps: int, seed: int) -> StateVa
         for row in range(stop - 1, start - 1, -1):
             following = rewards[row] + discount * following
             returns[row] = following
-    keep = np.isfinite(data.observations).all(1)
-    if data.action_free is not None:
-        keep &= ~data.action_free
+    keep = np.isfinite(data.observations).all(1) & ~data.action_free
     states = torch.as_tensor(data.observations[keep], dtype=torch.float32)
     targets = torch.as_tensor(returns[keep], dtype=torch.float32)
     scale = float(targets.abs().max().clamp_min(1e-6))

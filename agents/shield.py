@@ -7,15 +7,19 @@ the task's rule as the planner's ``termination`` says, above ``risk``) or they l
 states ever are, :class:`~imaginarium.evaluation.KnownStates`), the planner's action is taken
 instead. :attr:`ShieldPolicy.interventions` counts the replaced actions.
 
-The wrapped policy is asked for actions on imagined observations too, a batch of its own; a stateful
-policy (a Dreamer actor, a mixture) is imagined as if it started afresh there.
+The futures are acted by a copy of the wrapped policy, started afresh at every check (so a stateful
+policy, a Dreamer actor or a mixture, is imagined from a new episode, and the real one's history and
+random draws are untouched). The planner takes in every real step, its own or not, so its history
+and warm start stay those of the real episode.
 
-    shield = ShieldPolicy(policy, Planner(model), lookahead=10)   # or the spec
-    #   shield:models/cartpole@lookahead=10,risk=0.3:sb3:agent.zip@noise=0.3
+    shield = ShieldPolicy(policy, Planner(model), ShieldConfig(lookahead=10))
+    # or the spec shield:models/cartpole@lookahead=10,risk=0.3:sb3:agent.zip@noise=0.3
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +30,8 @@ from imaginarium.config import check_number
 from imaginarium.errors import ImaginariumError
 from imaginarium.evaluation import KnownStates
 from imaginarium.policy import Policy
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,11 @@ class ShieldPolicy:
 
     def __init__(self, policy: Policy, planner: Planner, config: ShieldConfig | None = None) -> None:
         self.policy, self.planner = policy, planner
+        try:  # a copy acts the futures, so the real policy's state stays real
+            self.imagined = copy.deepcopy(policy)
+        except Exception as error:  # a user's policy object may not copy; a stateless one needs no copy
+            LOGGER.warning("shield: the policy does not copy (%s); its own state acts the futures", error)
+            self.imagined = policy
         self.config = config or ShieldConfig()
         self.model = planner.model
         if self.model.observes_pixels:
@@ -79,12 +90,14 @@ class ShieldPolicy:
         unsafe = self.unsafe(observations, proposed)
         self.decisions += len(observations)
         if not unsafe.any():
+            self.planner.follow(observations, proposed)
             return proposed
         self.interventions += int(unsafe.sum())
         planned = self.planner.act(observations)
-        return np.where(unsafe.reshape(-1, *[1] * (proposed.ndim - 1)), planned, proposed).astype(
-            proposed.dtype, copy=False
-        )
+        chosen = np.where(unsafe.reshape(-1, *[1] * (proposed.ndim - 1)), planned, proposed)
+        chosen = chosen.astype(proposed.dtype, copy=False)
+        self.planner.taken(chosen)
+        return chosen
 
     def unsafe(self, observations: np.ndarray, proposed: np.ndarray) -> np.ndarray:
         """``(N,)`` whether following the policy from each observation, first with ``proposed``, is
@@ -99,6 +112,7 @@ class ShieldPolicy:
             members = torch.arange(count * particles, device=device) % model.rollout_members
             state = model.pin_members(state, members)
         actions = np.repeat(proposed, particles, axis=0)
+        self.imagined.reset(np.arange(count * particles))
         alive = torch.ones(count * particles, device=device)
         outside = torch.zeros(count * particles, dtype=torch.bool, device=device)
         low = torch.as_tensor(model.observation_space.low, device=device)
@@ -114,7 +128,7 @@ class ShieldPolicy:
             state = out.state
             if step + 1 < config.lookahead:
                 seen = torch.clamp(model.decode(state), low, high).float().cpu().numpy()
-                actions = np.asarray(self.policy.act(seen))
+                actions = np.asarray(self.imagined.act(seen))
         ending = 1.0 - alive.reshape(count, particles).mean(1)
         left = outside.reshape(count, particles).float().mean(1) > 0.5
         return ((ending > config.risk) | left).cpu().numpy()

@@ -85,7 +85,7 @@ class ImaginedRollouts:
     outside_fraction: float | None
     #: expected steps of an episode
     length: float
-    #: rollouts whose state became non-finite
+    #: rollouts that diverged: a state or reward not finite, or past the data's limits (``DataLimits``)
     diverged: int
     #: the most steps a rollout ran
     horizon: int

@@ -502,7 +502,19 @@ def load_policy(
     spec = str(source).strip()
     if not spec:
         raise PolicySpecError("empty policy spec: expected e.g. 'random' or 'sb3:agent.zip@noise=0.2'")
-    seeds = np.random.SeedSequence(seed)
+    return _load_spec(spec, observation_space, action_space, np.random.SeedSequence(seed), allow_code)
+
+
+def _load_spec(
+    spec: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    seeds: np.random.SeedSequence,
+    allow_code: bool,
+) -> Policy:
+    """A whole spec: a shield around a spec, a mixture of components, or one component."""
+    if spec.startswith("shield:"):
+        return _shield(spec, observation_space, action_space, seeds, allow_code)
     parts = split_spec(spec)
     if len(parts) == 1 and "*" not in spec:
         return _load_component(parts[0][1], observation_space, action_space, seeds, allow_code)
@@ -646,7 +658,7 @@ def _shield(
             f"{', '.join(sorted(shield_fields))} and the planner's ({', '.join(sorted(planner_fields))})"
         )
     base_seeds, planner_seeds = seeds.spawn(2)
-    base = _load_component(inner.strip(), observation_space, action_space, base_seeds, allow_code)
+    base = _load_spec(inner.strip(), observation_space, action_space, base_seeds, allow_code)
     planner_options = {key: value for key, value in options.items() if key in planner_fields}
     planner_seed = int(planner_seeds.generate_state(1)[0])
     planner = _planner(
@@ -723,7 +735,7 @@ def _load_component(
     seeds: np.random.SeedSequence,
     allow_code: bool,
 ) -> Policy:
-    if spec.startswith("shield:"):
+    if spec.startswith("shield:"):  # a mixture's component
         return _shield(spec, observation_space, action_space, seeds, allow_code)
     base_spec, _, options_text = spec.partition("@")
     options = _parse_options(options_text, spec)

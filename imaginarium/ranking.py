@@ -53,7 +53,7 @@ class PolicyEntry:
     member_spread: float | None = None
     member_returns: list[float] | None = None
     imagined_length: float | None = None
-    #: imagined rollouts whose state left the finite numbers
+    #: imagined rollouts that diverged (a state or reward not finite, or past the data's limits)
     diverged: int | None = None
     real_return: Interval | None = None
     real_success: float | None = None

@@ -100,3 +100,28 @@ def test_dreamer_learns_nothing_from_beyond_the_limits(pendulum_model: Path, run
     )
     assert bool((imagined["continues"][2:] == 0).all())  # every trajectory ended where it ran away
     assert bool(torch.isfinite(imagined["features"]).all())
+
+
+def test_a_model_folder_from_before_rewards_were_kept_still_imagines_plans_and_ranks(
+    pendulum_model: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from imaginarium.models.starts import STARTS_FILE
+    from imaginarium.policy import load_policy
+
+    old = tmp_path / "old_model"
+    shutil.copytree(pendulum_model, old)
+    with np.load(old / STARTS_FILE) as arrays:
+        np.savez(old / STARTS_FILE, inputs=arrays["inputs"], states=arrays["states"])
+    model = load_world_model(old)
+    assert model.starts.rewards is None and data_limits(model).reward_low is None
+    env = ImaginedEnv(model=old)
+    env.reset(seed=0)
+    assert np.isfinite(env.step(np.zeros(1, np.float32))[1])
+    planner = load_policy(f"plan:{old}@horizon=3,samples=8", model.observation_space, model.action_space)
+    assert np.isfinite(planner.act(model.starts.inputs[:2])).all()
+    entries = evaluate_group(
+        model, ["random"], model.starts.inputs[:2], 5, seed=0, allow_code=False, real=None
+    )
+    assert entries[0].error is None

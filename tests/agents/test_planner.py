@@ -17,7 +17,7 @@ from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError, PolicySpecError
 from imaginarium.evaluation import real_rollouts
 from imaginarium.models.base import StepOutput, WorldModel
-from imaginarium.policy import load_policy
+from imaginarium.policy import MixturePolicy, load_policy
 
 GOAL = 2.0
 CLIFF = -1.0
@@ -273,15 +273,27 @@ def test_futures_that_leave_the_data_are_not_trusted_and_leaving_is_no_way_out_o
 
 
 def test_the_tasks_own_termination_rule_can_end_futures_instead_of_the_continue_head(
-    cartpole_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    task = get_task("cartpole", max_episode_steps=30)
-    policy = load_policy(
-        f"plan:{cartpole_model}@termination=rule,horizon=5,samples=16",
-        task.observation_space,
-        task.action_space,
-    )
-    assert real_rollouts(task, policy, episodes=2, seed=0).length > 0
+    from imaginarium.rewards import termination
+
+    class BlindToTheCliff(LineWorld):
+        """The cliff, with a continue head that never saw anyone fall."""
+
+        def step(self, state, actions, sample=True, *, uncertainty=True, generator=None, tiles=1):  # noqa: ANN001, ANN201
+            out = super().step(
+                state, actions, sample, uncertainty=uncertainty, generator=generator, tiles=tiles
+            )
+            out.continue_prob = torch.ones_like(out.continue_prob)
+            return out
+
+    monkeypatch.setitem(termination.TERMINATION_RULES, "Line-v0", lambda states: states[..., 0] < CLIFF)
+    model = BlindToTheCliff("cliff")
+    model.card = {"env_id": "Line-v0"}
+    trusting = Planner(model, PlannerConfig(horizon=10, samples=128, value="none", seed=0))
+    assert run(trusting, model, [0.0], steps=20).min() < CLIFF
+    ruled = Planner(model, PlannerConfig(horizon=10, samples=128, value="none", termination="rule", seed=0))
+    assert run(ruled, model, [0.0], steps=20).min() >= CLIFF
     with pytest.raises(ImaginariumError, match="termination=rule needs"):
         Planner(LineWorld(), PlannerConfig(termination="rule"))
 
@@ -302,3 +314,65 @@ def test_a_value_fitted_on_the_data_prefers_the_states_that_led_to_better_return
         f"plan:{pendulum_model}@value=data,horizon=3,samples=8", task.observation_space, task.action_space
     )
     assert real_rollouts(task, planner, episodes=1, seed=0).length == 5
+
+
+class Counting:
+    """A stateful policy: it counts the steps each row has acted since its episode began."""
+
+    def __init__(self) -> None:
+        self.steps = np.zeros(0, dtype=int)
+
+    def reset(self, slots: np.ndarray) -> None:
+        if len(slots) and slots.max() >= len(self.steps):
+            self.steps = np.concatenate([self.steps, np.zeros(slots.max() + 1 - len(self.steps), int)])
+        self.steps[slots] = 0
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        self.steps[: len(observations)] += 1
+        return np.full((len(observations), 1), 0.2, dtype=np.float32)
+
+
+def test_the_shield_imagines_with_a_copy_so_the_real_policys_state_stays_real() -> None:
+    model = LineWorld("cliff")
+    policy = Counting()
+    shield = ShieldPolicy(
+        policy, Planner(model, PlannerConfig(horizon=3, samples=8)), ShieldConfig(lookahead=4)
+    )
+    run(shield, model, [0.0, 1.0], steps=5)
+    assert policy.steps[:2].tolist() == [5, 5] and len(policy.steps) == 2
+
+
+def test_a_shield_wraps_a_mixture_and_a_mixture_holds_a_shield(pendulum_model: Path) -> None:
+    task = get_task("pendulum")
+    shielded = load_policy(
+        f"shield:{pendulum_model}@horizon=2,samples=4:0.5*random + 0.5*random@noise=0.1",
+        task.observation_space,
+        task.action_space,
+    )
+    assert isinstance(shielded, ShieldPolicy) and isinstance(shielded.policy, MixturePolicy)
+    mixed = load_policy(
+        f"0.5*shield:{pendulum_model}@horizon=2,samples=4:random + 0.5*random",
+        task.observation_space,
+        task.action_space,
+    )
+    assert isinstance(mixed, MixturePolicy) and isinstance(mixed.components[0], ShieldPolicy)
+
+
+def test_planning_never_gives_nan_even_when_futures_blow_up() -> None:
+    from imaginarium.models.starts import DataStarts
+
+    class BlowsUp(LineWorld):
+        def step(self, state, actions, sample=True, *, uncertainty=True, generator=None, tiles=1):  # noqa: ANN001, ANN201
+            out = super().step(
+                state, actions, sample, uncertainty=uncertainty, generator=generator, tiles=tiles
+            )
+            out.state["observation"][::2] = float("inf")
+            return out
+
+    model = BlowsUp("goal")
+    states = np.linspace(-1.0, 3.0, 50, dtype=np.float32)[:, None]
+    model.starts = DataStarts(states[:1], states, rewards=-((states[:, 0] - GOAL) ** 2))
+    for method, samples in (("mppi", 1), ("mppi", 16), ("cem", 16)):
+        planner = Planner(model, PlannerConfig(method=method, samples=samples, elites=1, horizon=4))
+        planner._value = lambda states: states[..., 0] * 0.0 + 1.0  # a value of any state, as fitted
+        assert np.isfinite(planner.act(np.zeros((2, 1), np.float32))).all()
