@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imaginarium.errors import ImaginariumError, SearchInterrupted
-from imaginarium.run.console import interval, print_summary
+from imaginarium.run.console import interval, print_closed_loop, print_summary
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -182,9 +182,13 @@ def cmd_evaluate_model(args: argparse.Namespace) -> int:
         out=args.out,
         overwrite=args.overwrite,
         visual=args.visual,
-        **given(args, "horizon", "starts", "context"),
+        policies=args.policies or (),
+        allow_code=args.allow_code,
+        **given(args, "horizon", "starts", "context", "episodes"),
     )
     print_summary(report["summary"])
+    if "closed_loop" in report:
+        print_closed_loop(report["closed_loop"])
     print(f"wrote {Path(args.out or args.model_dir) / 'fidelity.json'} and fidelity.png")
     return 0
 
@@ -507,6 +511,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also draw real and imagined trajectories: PSNR and SSIM over the horizon",
     )
+    evaluate.add_argument(
+        "--policies",
+        nargs="+",
+        metavar="SPEC",
+        help="also run these policies closed loop, on the real task and in the model from the same starts: "
+        "returns, episode lengths and the step where the imagined states leave the real ones",
+    )
+    _option(
+        evaluate,
+        "--episodes",
+        "imaginarium.run.pipeline:evaluate_fidelity",
+        "closed-loop episodes per policy",
+        type=int,
+    )
+    evaluate.add_argument("--allow-code", action="store_true", help=ALLOW_CODE_HELP)
     evaluate.set_defaults(func=cmd_evaluate_model)
 
     imagine = commands.add_parser(

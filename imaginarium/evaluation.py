@@ -55,10 +55,14 @@ class EpisodeRollouts:
     lengths: list[int]
     #: whether each episode ended by termination (``terminated``), not by truncation or a time limit
     terminated: list[bool]
+    #: each episode's states ``(T + 1, D)``, its first observation first (``keep_states=True`` only)
+    states: list[np.ndarray] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Every field as JSON, the return under ``return``."""
-        return _with_return_key(asdict(self))
+        """Every field but the states as JSON, the return under ``return``."""
+        values = asdict(self)
+        values.pop("states")
+        return _with_return_key(values)
 
 
 @dataclass(frozen=True)
@@ -440,13 +444,20 @@ def real_rollouts(
 
 
 def episode_rollouts(
-    envs: list[gym.Env], policy: Policy, seed: int = 0, task: Task | None = None
+    envs: list[gym.Env],
+    policy: Policy,
+    seed: int = 0,
+    task: Task | None = None,
+    reset_options: list[dict[str, Any]] | None = None,
+    keep_states: bool = False,
 ) -> EpisodeRollouts:
     """One episode in each of ``envs`` side by side (one batched ``act`` per step), reset with seeds
     ``seed + i``: the one episode loop of evaluation, for real envs and imagined ones alike. The envs
     are closed afterwards.
 
     :param task: decides success from the states (else success is read from ``info``).
+    :param reset_options: each env's ``reset`` options (an imagined env's ``start_observation``).
+    :param keep_states: keep each episode's states (:attr:`EpisodeRollouts.states`).
     :returns: the figures of :class:`EpisodeRollouts`: returns, success, and each episode's steps
         and whether it was terminated (rather than truncated).
     """
@@ -454,7 +465,11 @@ def episode_rollouts(
 
     episodes = len(envs)
     try:
-        observations = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+        options = reset_options or [None] * episodes
+        observations = np.stack(
+            [env.reset(seed=seed + i, options=options[i])[0] for i, env in enumerate(envs)]
+        )
+        firsts = observations.copy()
         returns = np.zeros(episodes)
         history: list[list[tuple[np.ndarray, bool, bool, Any]]] = [[] for _ in range(episodes)]
         running = np.ones(episodes, dtype=bool)
@@ -482,7 +497,112 @@ def episode_rollouts(
             length=float(np.mean(lengths)),
             lengths=lengths,
             terminated=[steps[-1][1] for steps in history],  # a last step also truncated still terminated
+            states=[
+                np.stack([first, *(step[0] for step in steps)])
+                for first, steps in zip(firsts, history, strict=True)
+            ]
+            if keep_states
+            else None,
         )
     finally:
         for env in envs:
             env.close()
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    """One policy run on the real task and in the model from the same start states, step for step."""
+
+    policy: str
+    real_return: float
+    imagined_return: float
+    real_length: float
+    imagined_length: float
+    #: mean over episodes of the step at which the imagined states first lie farther from the real
+    #: ones than ``tolerance`` (root-mean-square over dimensions, in the data's standard deviations);
+    #: the shorter episode's length where they never do
+    departure_step: float
+    #: each episode's departure step
+    departures: list[int]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClosedLoopFidelity:
+    """:class:`ClosedLoop` figures of several policies, and how far the imagined returns are off."""
+
+    tolerance: float
+    episodes: int
+    policies: list[ClosedLoop]
+    #: DOPE's normalised absolute error: mean |imagined - real| return over the real returns' range
+    #: across the policies (``None`` for one policy, or policies whose real returns tie)
+    normalised_absolute_error: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "policies": [policy.to_json() for policy in self.policies]}
+
+
+def closed_loop_fidelity(
+    model: WorldModel,
+    task: Task,
+    policies: Sequence[str],
+    episodes: int = 5,
+    seed: int = 0,
+    tolerance: float = 1.0,
+    allow_code: bool = False,
+) -> ClosedLoopFidelity:
+    """How far the model follows the real task under whole policies: each runs ``episodes`` real
+    episodes and, from each one's first state, an imagined one (the same policy acting on what the model
+    shows it); their returns, lengths and the step where the imagined states leave the real ones.
+
+    :param tolerance: how far apart, in the data's standard deviations (root-mean-square over the
+        dimensions), imagined and real states may be before the imagined trajectory has left the real one.
+    """
+    from imaginarium.envs.imagined import ImaginedEnv
+    from imaginarium.policy import load_policy, policy_name
+
+    if episodes < 1 or tolerance <= 0:
+        raise ImaginariumError(f"episodes must be ≥ 1 and tolerance > 0, got {episodes} and {tolerance}")
+    scale = model.starts.states.std(0) + 1e-6 if getattr(model, "starts", None) is not None else None
+    results = []
+    for spec in policies:
+        policy = load_policy(spec, model.input_space, model.action_space, seed=seed, allow_code=allow_code)
+        real = episode_rollouts([task.make() for _ in range(episodes)], policy, seed, task, keep_states=True)
+        assert real.states is not None
+        imagined = episode_rollouts(
+            [ImaginedEnv(model=model, time_limit=task.max_episode_steps or None) for _ in range(episodes)],
+            policy,
+            seed,
+            reset_options=[{"start_observation": states[0]} for states in real.states],
+            keep_states=True,
+        )
+        assert imagined.states is not None
+        spread = scale if scale is not None else np.concatenate(real.states).std(0) + 1e-6
+        departures = [
+            _departure(ours, theirs, spread, tolerance)
+            for ours, theirs in zip(imagined.states, real.states, strict=True)
+        ]
+        results.append(
+            ClosedLoop(
+                policy_name(spec),
+                real.return_["mean"],
+                imagined.return_["mean"],
+                real.length,
+                imagined.length,
+                float(np.mean(departures)),
+                departures,
+            )
+        )
+    real_returns = np.array([result.real_return for result in results])
+    errors = np.abs([result.imagined_return - result.real_return for result in results])
+    span = float(np.ptp(real_returns)) if len(results) > 1 else 0.0
+    return ClosedLoopFidelity(tolerance, episodes, results, float(errors.mean() / span) if span > 0 else None)
+
+
+def _departure(imagined: np.ndarray, real: np.ndarray, scale: np.ndarray, tolerance: float) -> int:
+    states = min(len(imagined), len(real))  # the first state, then one a step
+    gaps = np.sqrt(np.mean(((imagined[:states] - real[:states]) / scale) ** 2, axis=1))
+    beyond = np.flatnonzero(~(gaps <= tolerance))  # a non-finite gap counts as gone
+    return int(beyond[0]) if len(beyond) else states - 1

@@ -25,3 +25,26 @@ def print_summary(summary: dict[str, Any]) -> None:
 def interval(figures: dict[str, float]) -> str:
     """A return as every command prints it: the mean and its 95% interval."""
     return f"{figures['mean']:.1f} [{figures['ci_low']:.1f}, {figures['ci_high']:.1f}]"
+
+
+def print_closed_loop(figures: dict[str, Any]) -> None:
+    """Closed-loop fidelity (``evaluate-model --policies``) as a table: one row per policy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"closed loop, {figures['episodes']} episodes each", box=None, pad_edge=False)
+    for column in ("policy", "real return", "imagined return", "real length", "imagined length", "leaves at"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for row in figures["policies"]:
+        table.add_row(
+            row["policy"],
+            *(
+                f"{row[key]:.1f}"
+                for key in ("real_return", "imagined_return", "real_length", "imagined_length")
+            ),
+            f"{row['departure_step']:.1f}",
+        )
+    Console().print(table)
+    error = figures["normalised_absolute_error"]
+    if error is not None:
+        Console().print(f"normalised absolute error of the imagined returns: {error:.3f}")

@@ -10,18 +10,22 @@ up where it stopped; ``fresh=True`` makes everything anew (the demo).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from imaginarium.collect import CollectResult, collect
-from imaginarium.envs.suite import Task
+from imaginarium.envs.suite import Task, get_task
+from imaginarium.errors import ImaginariumError
+from imaginarium.evaluation import closed_loop_fidelity
+from imaginarium.models import load_world_model
 from imaginarium.models.checkpoint import CARD_FILE, read_card
 from imaginarium.models.evaluate import FIDELITY_FILE, evaluate_model
 from imaginarium.models.starts import keep_starts, read_starts
 from imaginarium.models.train import TrainResult, train_world_model
-from imaginarium.outputs import check_output
+from imaginarium.outputs import atomic_write_text, check_output
 from imaginarium.policy import Policy
 from imaginarium.report import write_fidelity_plot
 
@@ -103,18 +107,33 @@ def evaluate_fidelity(
     data: str | Path,
     out: str | Path | None = None,
     overwrite: bool = False,
+    policies: Sequence[str] = (),
+    episodes: int = 5,
+    allow_code: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """:func:`imaginarium.models.evaluate.evaluate_model` of the model folder ``model`` on ``data``,
     with its figure: ``fidelity.json`` and ``fidelity.png`` in ``out`` (default the model folder),
     both checked before the work.
 
+    :param policies: policy specs also run closed loop, ``episodes`` each on the real task of the
+        model's card and in the model from the same starts (:func:`closed_loop_fidelity`): their
+        figures go into ``fidelity.json`` as ``closed_loop``.
     :param options: ``horizon``, ``starts``, ``context``, ``seed``, ``visual`` of ``evaluate_model``.
     """
     folder = Path(out) if out is not None else Path(model)
     check_output(folder, overwrite, files=(FIDELITY_FILE, FIDELITY_PLOT))
-    report = evaluate_model(model, data, out=folder, overwrite=True, **options)
     card = read_card(model)
+    if policies and not card.get("task"):
+        raise ImaginariumError("closed-loop fidelity needs a model whose card names its task")
+    report = evaluate_model(model, data, out=folder, overwrite=True, **options)
+    if policies:
+        closed = closed_loop_fidelity(
+            load_world_model(model), get_task(card["task"]), policies, episodes=episodes,
+            seed=options.get("seed", 0), allow_code=allow_code,
+        )  # fmt: skip
+        report["closed_loop"] = closed.to_json()
+        atomic_write_text(folder / FIDELITY_FILE, json.dumps(report, indent=2))
     title = f"{card.get('family', '')} on {card.get('task', '')}"
     write_fidelity_plot(report, folder / FIDELITY_PLOT, title=title)
     return report
