@@ -27,12 +27,13 @@ import gymnasium as gym
 import numpy as np
 from common import parse_config, results_dir, smoke, write_report
 from experts import RECIPES as EXPERT_RECIPES
+from experts import real_return
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 
 from imaginarium.collect import collect
 from imaginarium.dataset import Episode, load_dataset, write_dataset
-from imaginarium.envs.suite import Task, get_task
+from imaginarium.envs.suite import get_task
 
 KINDS = ("random", "medium", "medium-replay", "mixed")
 
@@ -144,7 +145,7 @@ def medium_agent(task_name: str, config: Config) -> Path:
             previous = (trained, score, len(recorder.episodes))
         agent.learn(config.check_every, reset_num_timesteps=False)
         trained += config.check_every
-        score = _deterministic_return(agent, task, episodes=1 if smoke() else 5, seed=10_000)
+        score = real_return(agent, task.name, episodes=1 if smoke() else 5, seed=10_000)
         if score >= target:
             break
     kept = len(recorder.episodes)
@@ -181,20 +182,6 @@ def _recipe(task_name: str) -> tuple[str, dict]:
     if smoke() and algorithm == "sac":
         kwargs = {**kwargs, "learning_starts": 100}
     return algorithm, kwargs
-
-
-def _deterministic_return(agent: Any, task: Task, episodes: int, seed: int) -> float:
-    env = task.make()
-    returns = []
-    for episode in range(episodes):
-        observation, _ = env.reset(seed=seed + episode)
-        done, total = False, 0.0
-        while not done:
-            action, _ = agent.predict(observation, deterministic=True)
-            observation, reward, terminated, truncated, _ = env.step(action)
-            total, done = total + float(reward), terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns))
 
 
 class _Recorder:

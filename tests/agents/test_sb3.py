@@ -10,21 +10,16 @@ from imaginarium.errors import ImaginariumError
 from imaginarium.policy import detect_sb3_algorithm
 
 
+def _imagine_ppo(model: Path, out: Path, steps: int) -> list[str]:
+    """``imagine-train`` of PPO in ``model`` for ``steps`` imagined steps into ``out``."""
+    return ["imagine-train", "--model", str(model), "--algo", "ppo", "--steps", str(steps), "--out", str(out)]
+
+
 def test_imagine_train_saves_an_agent_that_acts_on_the_real_task(
     cartpole_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "ppo.zip"
-    argv = [
-        "imagine-train",
-        "--model",
-        str(cartpole_model),
-        "--algo",
-        "ppo",
-        "--steps",
-        "256",
-        "--out",
-        str(out),
-    ]
+    argv = _imagine_ppo(cartpole_model, out, steps=256)
     temporary = set(Path(tempfile.gettempdir()).glob("SB3-*"))
     code = main([*argv, "--num-envs", "8", "--eval-episodes", "2", "--no-progress"])
     stdout = capsys.readouterr().out
@@ -40,17 +35,7 @@ def test_an_agent_is_scored_in_its_model_and_on_the_task_its_card_names(
     from imaginarium.run.console import interval
 
     out = tmp_path / "ppo.zip"
-    argv = [
-        "imagine-train",
-        "--model",
-        str(cartpole_model),
-        "--algo",
-        "ppo",
-        "--steps",
-        "64",
-        "--out",
-        str(out),
-    ]
+    argv = _imagine_ppo(cartpole_model, out, steps=64)
     assert main([*argv, "--num-envs", "2", "--eval-episodes", "2", "--no-progress"]) == 0
     score = score_agent(out, cartpole_model, episodes=2)
     assert score.task == "cartpole" and score.episodes == 2 and score.real is not None
