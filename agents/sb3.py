@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
+from imaginarium.config import check_number
+from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.envs.imagined import ImaginedEnv
 from imaginarium.envs.sb3 import imagined_vec_env
 from imaginarium.envs.suite import Task, get_task
@@ -28,6 +34,7 @@ from imaginarium.policy import SB3Policy
 ALGORITHMS = ("ppo", "sac", "td3", "a2c", "dqn")
 _CONTINUOUS_ONLY = {"sac", "td3"}
 _DISCRETE_ONLY = {"dqn"}
+_OFF_POLICY = {"sac", "td3", "dqn"}
 
 
 def train_in_imagination(
@@ -41,12 +48,16 @@ def train_in_imagination(
     algo_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    real_ratio: float = 0.0,
 ) -> Path:
     """Train an SB3 ``algo`` for ``steps`` imagined steps on ``num_envs`` envs; save it to ``out``.
 
-    :param env_options: options of ``WAMImagined-v0`` (``uncertainty_penalty``, ``termination``, ...);
-        ``observation="pixels"`` (or a model that sees images) trains a ``CnnPolicy`` on imagined frames.
+    :param env_options: options of ``WAMImagined-v0`` (``uncertainty_penalty``, ``termination``,
+        ``starts``, ``time_limit``, ...); ``observation="pixels"`` (or a model that sees images) trains a
+        ``CnnPolicy`` on imagined frames.
     :param algo_kwargs: keyword arguments for the SB3 algorithm's constructor.
+    :param real_ratio: the share of each replay batch drawn from the model's dataset, the rest from
+        imagination (MBPO, MOPO); off-policy algorithms (sac, td3, dqn) on decoded states only.
     :param overwrite: replace an agent already at ``out`` (else refused before training starts).
     :returns: where the agent was saved: ``out``, with ``.zip`` added as SB3 adds it.
     :raises ImaginariumError: unknown algorithm, one that cannot act in the model's action space, or
@@ -61,6 +72,11 @@ def train_in_imagination(
         raise ImaginariumError(f"steps must be a positive integer, got {steps}")
     if num_envs < 1:
         raise ImaginariumError(f"num_envs must be a positive integer, got {num_envs}")
+    check_number(real_ratio, "real_ratio", at_least=0, at_most=1)
+    if real_ratio > 0 and algo not in _OFF_POLICY:
+        raise ImaginariumError(
+            f"real_ratio mixes real transitions into a replay buffer: {algo} has none (use sac, td3 or dqn)"
+        )
     out = Path(out)
     out = check_output(out if out.suffix == ".zip" else out.with_name(out.name + ".zip"), overwrite)
     options = {"observation": "decoded", **(env_options or {})}
@@ -75,12 +91,95 @@ def train_in_imagination(
         raise ImaginariumError(f"{algo} cannot act in the model's {kind} action space {venv.action_space}")
     agent_class = getattr(stable_baselines3, algo.upper())
     network = "CnnPolicy" if len(venv.observation_space.shape) == 3 else "MlpPolicy"
-    agent = agent_class(network, venv, seed=seed, verbose=0, **(algo_kwargs or {}))
+    algo_kwargs = dict(algo_kwargs or {})
+    if real_ratio > 0:
+        if network != "MlpPolicy":
+            raise ImaginariumError("real_ratio needs an agent of decoded states; the dataset holds no frames")
+        model = venv.vector_env.imagination.model
+        data = load_dataset(options.get("dataset") or _dataset_path(model))
+        algo_kwargs["replay_buffer_class"] = MixedReplayBuffer
+        algo_kwargs["replay_buffer_kwargs"] = {
+            **algo_kwargs.get("replay_buffer_kwargs", {}),
+            "real": real_transitions(data, venv.action_space),
+            "real_ratio": real_ratio,
+            "seed": seed,
+        }
+    agent = agent_class(network, venv, seed=seed, verbose=0, **algo_kwargs)
     agent.set_logger(silent_logger())
     agent.learn(steps, progress_bar=progress)
     with atomic_path(out) as partial:
         agent.save(partial)
     return out
+
+
+@dataclass(frozen=True)
+class RealTransitions:
+    """A dataset's transitions as an SB3 replay buffer stores them: ``(N, ...)`` arrays, Box actions
+    scaled to [-1, 1], ``dones`` true only where an episode terminated (a time limit bootstraps)."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    next_observations: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+
+def real_transitions(data: Dataset, action_space: gym.Space) -> RealTransitions:
+    """The transitions of ``data`` that have actions, ready to mix into an agent's replay."""
+    rows = np.flatnonzero(~data.action_free) if data.action_free is not None else np.arange(data.num_steps)
+    if len(rows) == 0:
+        raise ImaginariumError("the dataset has no transitions with actions to mix into the replay")
+    actions = data.actions[rows]
+    if isinstance(action_space, gym.spaces.Box):
+        low, high = action_space.low, action_space.high
+        actions = np.clip(2.0 * (actions - low) / (high - low) - 1.0, -1.0, 1.0).astype(np.float32)
+    return RealTransitions(
+        observations=data.observations[rows].reshape(len(rows), -1).astype(np.float32),
+        actions=actions.reshape(len(rows), -1),
+        next_observations=data.next_observations[rows].reshape(len(rows), -1).astype(np.float32),
+        rewards=data.rewards[rows].astype(np.float32).reshape(-1, 1),
+        dones=data.terminated[rows].astype(np.float32).reshape(-1, 1),
+    )
+
+
+class MixedReplayBuffer(ReplayBuffer):
+    """An SB3 replay buffer of imagined transitions whose every batch also draws a ``real_ratio``
+    share (binomially) from fixed real transitions, so what the model gets wrong is corrected by data."""
+
+    def __init__(
+        self, *args: Any, real: RealTransitions, real_ratio: float, seed: int = 0, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.real, self.real_ratio = real, float(real_ratio)
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, batch_size: int, env: Any = None) -> ReplayBufferSamples:
+        """``batch_size`` transitions: imagined ones from the buffer and real ones, in one batch."""
+        count = int(self.rng.binomial(batch_size, self.real_ratio))
+        if self.size() == 0:
+            count = batch_size
+        rows = self.rng.integers(len(self.real), size=count)
+        real = ReplayBufferSamples(
+            self.to_torch(self.real.observations[rows]),
+            self.to_torch(self.real.actions[rows].astype(self.actions.dtype)),
+            self.to_torch(self.real.next_observations[rows]),
+            self.to_torch(self.real.dones[rows]),
+            self.to_torch(self.real.rewards[rows]),
+        )
+        if count == batch_size:
+            return real
+        imagined = super().sample(batch_size - count, env)
+        return ReplayBufferSamples(*(torch.cat([a, b]) for a, b in zip(imagined[:5], real[:5], strict=True)))
+
+
+def _dataset_path(model: Any) -> str:
+    path = ((getattr(model, "card", None) or {}).get("dataset") or {}).get("path")
+    if not path:
+        raise ImaginariumError("real_ratio needs the model's dataset; its card names none")
+    return path
 
 
 def real_return(

@@ -35,6 +35,8 @@ from imaginarium.models.starts import model_starts
 
 OBSERVATION_KINDS = ("decoded", "latent", "pixels")
 TERMINATIONS = ("continue", "success", "both", "none")
+#: where imagined episodes start: the dataset's episode starts, or any recorded state (MBPO)
+START_KINDS = ("episodes", "states")
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Imagination:
         track_uncertainty: bool = True,
         device: str = "cpu",
         pixels: int | None = None,
+        starts: str = "episodes",
     ) -> None:
         if observation not in OBSERVATION_KINDS:
             raise ImaginariumError(
@@ -77,6 +80,8 @@ class Imagination:
             raise ImaginariumError(
                 f"termination must be one of {', '.join(TERMINATIONS)}, got {termination!r}"
             )
+        if starts not in START_KINDS:
+            raise ImaginariumError(f"starts must be one of {', '.join(START_KINDS)}, got {starts!r}")
         check_number(uncertainty_penalty, "uncertainty_penalty", at_least=0)
         if uncertainty_limit is not None:
             check_number(uncertainty_limit, "uncertainty_limit", above=0)
@@ -94,10 +99,16 @@ class Imagination:
         else:
             self.model = load_world_model(model, task=task, device=device)
         card = getattr(self.model, "card", {}) or {}
-        starts = model_starts(self.model, dataset)
-        self.start_observations = starts.inputs
+        recorded = model_starts(self.model, dataset)
+        self.start_observations = recorded.inputs
+        if starts == "states":
+            if self.model.observes_pixels or recorded.states.shape[1:] != self.model.input_space.shape:
+                raise ImaginariumError(
+                    "starts='states' needs a model that observes the recorded states, not frames"
+                )
+            self.start_observations = recorded.states
         #: beyond these an imagined state or reward has diverged (``None``: a model of frames)
-        self.limits = None if self.model.observes_pixels else starts.limits()
+        self.limits = None if self.model.observes_pixels else recorded.limits()
         if self.start_observations.shape[1:] != self.model.input_space.shape:
             raise ImaginariumError(
                 f"start states have shape {self.start_observations.shape[1:]}, the model observes "
@@ -264,6 +275,9 @@ class ImaginedEnv(gym.Env):
         ``False`` is the fast path for training: an ensemble then runs one member per sample instead of
         every member, and ``info`` has no ``uncertainty``; it cannot go with a penalty or limit.
     :param device: where the model runs.
+    :param starts: where episodes start: ``episodes``, the first states of the dataset's episodes, or
+        ``states``, any recorded state (MBPO's branched rollouts: with a short ``time_limit``, imagined
+        episodes stay near the data, where the model is right).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}

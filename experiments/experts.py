@@ -17,6 +17,7 @@ from common import results_dir, smoke, start_smoke
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 
+from imaginarium.agents.sb3 import silent_logger
 from imaginarium.envs.suite import get_task
 
 #: algorithm, real environment steps, keyword arguments (RL-Zoo-like settings, shortened for a CPU)
@@ -70,6 +71,7 @@ def expert(task_name: str, seed: int = 0) -> Path:
         agent = PPO("MlpPolicy", env, seed=seed, verbose=0, **kwargs)
     else:
         agent = SAC("MlpPolicy", task.make(), seed=seed, verbose=0, **kwargs)
+    agent.set_logger(silent_logger())
     agent.learn(steps)
     cache.mkdir(parents=True, exist_ok=True)
     agent.save(path)

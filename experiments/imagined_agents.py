@@ -22,7 +22,7 @@ from ranking_study import model_for
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 
-from imaginarium.agents.sb3 import imagined_return, real_return, train_in_imagination
+from imaginarium.agents.sb3 import imagined_return, real_return, silent_logger, train_in_imagination
 from imaginarium.envs.suite import get_task
 
 #: algorithm, agent steps, environments, SB3 keyword arguments (RL-Zoo-like, shortened for a CPU)
@@ -77,6 +77,7 @@ def main() -> None:
         agent_class = {"ppo": PPO, "sac": SAC}[algo]
         real_env = make_vec_env(get_task(task).env_id, n_envs=num_envs, seed=config.seed)
         real_agent = agent_class("MlpPolicy", real_env, seed=config.seed, verbose=0, **kwargs)
+        real_agent.set_logger(silent_logger())
         real_agent.learn(steps)
         real_agent.save(folder / f"{task}_{algo}_real.zip")
         real_seconds = time.perf_counter() - started

@@ -31,6 +31,7 @@ from experts import real_return
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 
+from imaginarium.agents.sb3 import silent_logger
 from imaginarium.collect import collect
 from imaginarium.dataset import Episode, load_dataset, write_dataset
 from imaginarium.envs.suite import get_task
@@ -134,6 +135,7 @@ def medium_agent(task_name: str, config: Config) -> Path:
         agent: Any = PPO("MlpPolicy", env, seed=config.seed, verbose=0, **kwargs)
     else:
         agent = SAC("MlpPolicy", recorder.wrap(task.make()), seed=config.seed, verbose=0, **kwargs)
+    agent.set_logger(silent_logger())
     low, high = REFERENCE[task_name]
     target = low + config.medium_score * (high - low)
     started, trained, score = time.perf_counter(), 0, -np.inf

@@ -7,6 +7,9 @@ on the real task, with the same episodes and seeds:
 - ``plan`` — the planning policy ``plan:MODEL`` at its default settings (plus ``--planner`` options),
   and ``plan_rule`` the same ending futures by the task's termination rule where one is known;
 - ``sac_in_model`` / ``ppo_in_model`` — SB3 trained ``agent_steps`` imagined steps in the same model;
+- ``sac_offline`` / ``dqn_offline`` — the same steps trained the way offline model-based RL trains
+  (``--offline``): short rollouts branched from any recorded state, reward penalised by the model's
+  uncertainty (MOPO), a share of every replay batch real (MBPO);
 - ``behaviour`` — the medium agent that logged the data (``medium`` and ``medium-replay``);
 - ``peers`` — the best d3rlpy algorithm on the same data, from ``peers_study.py``'s report if present;
 - ``shield`` — on tasks that terminate, the medium agent with action noise alone and shielded by the
@@ -52,6 +55,9 @@ class Config:
     model_steps: int = 20_000
     #: imagined steps of the SB3 agent trained in the model (0 skips it)
     agent_steps: int = 30_000
+    #: the offline agent's settings: ``WAMImagined-v0`` options, ``real_ratio`` and ``gradient_steps``
+    #: (-1: one update per imagined transition, not per batch of 16) ("" skips it)
+    offline: str = "starts=states,time_limit=10,uncertainty_penalty=1.0,real_ratio=0.05,gradient_steps=-1"
     #: planner options over its defaults, ``key=value,...`` (e.g. ``horizon=20,method=cem``)
     planner: str = ""
     #: seconds each decision rate is timed for
@@ -68,6 +74,7 @@ class Config:
         "model_steps": 20,
         "agent_steps": 64,
         "planner": "horizon=3,samples=16",
+        "offline": "starts=states,time_limit=3,uncertainty_penalty=1.0,real_ratio=0.5",
         "speed_seconds": 0.2,
         "shield": "lookahead=2,risk=0.3,horizon=2,samples=8",
     }
@@ -105,6 +112,9 @@ def study(task_name: str, kind: str, config: Config) -> dict[str, Any]:
         agents[f"{algo}_in_model"] = _scored(
             task_name, real_rollouts(task, policy, config.episodes, seed=1000), 0.0
         )
+    if config.agent_steps > 0 and config.offline:
+        algo = "dqn" if isinstance(task.action_space, gym.spaces.Discrete) else "sac"
+        agents[f"{algo}_offline"] = _offline_agent(task_name, model, algo, work, config)
     medium = folder(task_name) / "medium_agent.json"
     if kind in ("medium", "medium-replay") and medium.exists():
         behaviour = json.loads(medium.read_text())
@@ -125,6 +135,31 @@ def study(task_name: str, kind: str, config: Config) -> dict[str, Any]:
         result["plan_at_least_best_peer"] = bool(best_plan >= peers["best_return"])
     print(f"{task.name} {kind}: {json.dumps({k: v for k, v in result.items() if k != 'dataset'})}")
     return result
+
+
+def _offline_agent(task_name: str, model: Path, algo: str, work: Path, config: Config) -> dict[str, Any]:
+    """An off-policy agent trained in the model on branched, penalised rollouts with real transitions
+    mixed into its replay, scored on the real task."""
+    task = get_task(task_name)
+    options: dict[str, Any] = {}
+    for item in filter(None, config.offline.split(",")):
+        key, _, value = item.partition("=")
+        options[key] = value if key == "starts" else float(value)
+    real_ratio = float(options.pop("real_ratio", 0.0))
+    algo_kwargs = (
+        {"gradient_steps": int(options.pop("gradient_steps"))} if "gradient_steps" in options else {}
+    )
+    if "time_limit" in options:
+        options["time_limit"] = int(options["time_limit"])
+    agent = work / f"{algo}_offline_{config.offline.replace(',', '_').replace('=', '')}.zip"
+    if not agent.exists():
+        train_in_imagination(
+            model, algo, config.agent_steps, agent, seed=config.seed, env_options=options,
+            real_ratio=real_ratio, algo_kwargs=algo_kwargs, overwrite=True,
+        )  # fmt: skip
+    policy = load_policy(f"sb3:{agent}", task.observation_space, task.action_space)
+    scored = _scored(task_name, real_rollouts(task, policy, config.episodes, seed=1000), 0.0)
+    return {**scored, "settings": {**options, "real_ratio": real_ratio, **algo_kwargs}}
 
 
 def _spec(model: Path, options: list[str]) -> str:

@@ -21,6 +21,7 @@ from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.env_util import make_vec_env
 
+from imaginarium.agents.sb3 import silent_logger
 from imaginarium.envs.suite import get_task
 
 ALGORITHMS = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3}
@@ -75,6 +76,7 @@ def zoo(task_name: str, seed: int = 0) -> list[Path]:
             on_policy = algorithm in ("ppo", "a2c")
             env = make_vec_env(task.env_id, n_envs=ON_POLICY_ENVS if on_policy else 1, seed=seed)
             agent = ALGORITHMS[algorithm]("MlpPolicy", env, seed=seed, verbose=0, **kwargs)
+            agent.set_logger(silent_logger())
             calls_between = every // (ON_POLICY_ENVS if on_policy else 1)
             agent.learn(steps, callback=CheckpointCallback(calls_between, str(folder), name_prefix=algorithm))
             print(f"{task.name}: {algorithm} {steps} steps in {time.perf_counter() - started:.0f} s")

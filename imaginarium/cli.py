@@ -211,7 +211,7 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
 
     if args.eval_episodes < 0:
         raise ImaginariumError(f"--eval-episodes must be 0 (no scoring) or more, got {args.eval_episodes}")
-    env_options = given(args, "uncertainty_penalty", "termination")
+    env_options = given(args, "uncertainty_penalty", "termination", "starts", "time_limit")
     if args.pixels:
         env_options.update(observation="pixels", pixels=args.pixels)
     path = train_in_imagination(
@@ -219,7 +219,7 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
         args.algo,
         args.steps,
         args.out,
-        **given(args, "num_envs", "seed"),
+        **given(args, "num_envs", "seed", "real_ratio"),
         env_options=env_options,
         progress=not args.no_progress,
         overwrite=args.overwrite,
@@ -554,6 +554,25 @@ def build_parser() -> argparse.ArgumentParser:
         imagine, "--termination", "imaginarium.envs.imagined:Imagination", "what ends an imagined episode",
         choices=("continue", "success", "both", "none"),
     )  # fmt: skip
+    _option(
+        imagine, "--starts", "imaginarium.envs.imagined:Imagination",
+        "where imagined episodes start: the dataset's episode starts, or any recorded state (MBPO)",
+        choices=("episodes", "states"),
+    )  # fmt: skip
+    _option(
+        imagine,
+        "--time-limit",
+        "imaginarium.envs.imagined:Imagination",
+        "imagined steps per episode, short with --starts states (None: the task's)",
+        type=int,
+    )
+    _option(
+        imagine,
+        "--real-ratio",
+        "imaginarium.agents.sb3:train_in_imagination",
+        "share of each replay batch drawn from the dataset (sac, td3, dqn)",
+        type=float,
+    )
     imagine.add_argument(
         "--eval-episodes", type=int, default=10, help="score in the model and on the real task"
     )

@@ -57,6 +57,10 @@ class PolicyEntry:
     diverged: int | None = None
     real_return: Interval | None = None
     real_success: float | None = None
+    #: a shield (``shield:``): the share of its decisions where it replaced the policy's action, in
+    #: the model and on the real task (None for other policies)
+    interventions: float | None = None
+    real_interventions: float | None = None
     seconds: float | None = None
     rank: int | None = None
     uncertainty_warning: bool | None = None
@@ -81,6 +85,8 @@ class PolicyEntry:
         if self.imagined:
             row.update({key: getattr(self, key) for key in _IMAGINED_DETAILS})
             row["real_success"] = self.real_success
+        if self.interventions is not None:
+            row.update(interventions=self.interventions, real_interventions=self.real_interventions)
         if self.seconds is not None:  # a worker that died took the policy's time with it
             row["seconds"] = self.seconds
         if self.rank is not None:
@@ -234,6 +240,7 @@ def evaluate_group(
         entry.member_returns = imagined.member_returns
         entry.imagined_length = imagined.length
         entry.diverged = imagined.diverged
+        entry.interventions = _intervention_share(loaded[index])
     for index, policy in loaded.items():
         if real is None:
             continue
@@ -244,12 +251,23 @@ def evaluate_group(
             )
             entries[index].real_return = outcome.return_
             entries[index].real_success = outcome.success
+            entries[index].real_interventions = _intervention_share(policy)
         except Exception as error:
             _record_error(entries[index], error)
         seconds[index] += time.perf_counter() - started
     for entry, spent in zip(entries, seconds, strict=True):
         entry.seconds = spent
     return entries
+
+
+def _intervention_share(policy: Any) -> float | None:
+    """The share of a shield's decisions since the last call where it replaced the policy's action
+    (its counts start again), or None for a policy that is no shield."""
+    if not hasattr(policy, "interventions"):
+        return None
+    share = policy.interventions / max(1, policy.decisions)
+    policy.interventions = policy.decisions = 0
+    return share
 
 
 def _record_error(entry: PolicyEntry, error: Exception) -> None:

@@ -125,6 +125,13 @@ def _notes(result: RankingResult) -> list[str]:
                 f"The horizon {settings.horizon} is shorter than the task's time limit {settings.time_limit}: "
                 "imagined returns are truncated and do not estimate full-episode returns."
             )
+    shields = [entry for entry in result.ranked if entry.interventions is not None]
+    if shields:
+        notes.append("Shields replaced the policy's action in " + "; ".join(
+            f"{entry.name}: {_percent(entry.interventions)} of imagined decisions"
+            + ("" if entry.real_interventions is None else f", {_percent(entry.real_interventions)} of real ones")
+            for entry in shields
+        ) + ".")  # fmt: skip
     if result.outside_threshold is not None:
         notes.append(
             "'outside' is the share of imagined states farther from every state of the model's data than "

@@ -253,6 +253,12 @@ def test_the_planner_collects_ranks_and_films_from_the_command_line(
     assert sorted(entry["name"] for entry in ranked if entry["error"] is None) == sorted(
         ["plan:pendulum@horizon=2,samples=8", "shield:pendulum:random"]
     )
+    by_name = {entry["name"]: entry for entry in ranked}
+    assert "interventions" not in by_name["plan:pendulum@horizon=2,samples=8"]
+    assert 0 <= by_name["shield:pendulum:random"]["interventions"] <= 1  # the report counts them
+    assert (
+        "Shields replaced the policy's action in shield:pendulum:random" in (report / "report.md").read_text()
+    )
     clip = tmp_path / "clip.gif"
     assert main(["video", "--model", str(pendulum_model), "--policy", plan, "--out", str(clip), "--steps", "3"]
                 + ["--size", "32"]) == 0  # fmt: skip

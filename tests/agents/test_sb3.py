@@ -88,3 +88,63 @@ def test_a_pixel_agent_trains_on_imagined_frames_and_acts_on_real_frames_drawn_t
         )
     real.close()
     imagined.close()
+
+
+def test_real_transitions_are_stored_as_the_replay_buffer_stores_them(pendulum_dataset) -> None:
+    import numpy as np
+
+    from imaginarium.agents.sb3 import real_transitions
+
+    space = pendulum_dataset.action_space
+    real = real_transitions(pendulum_dataset, space)
+    assert len(real) == pendulum_dataset.num_steps and real.observations.shape == real.next_observations.shape
+    # SAC stores actions scaled to [-1, 1]: Pendulum's torque of 2 is 1
+    expected = pendulum_dataset.actions.reshape(len(real), -1) / space.high
+    np.testing.assert_allclose(real.actions, expected, atol=1e-6)
+    np.testing.assert_array_equal(real.dones[:, 0], pendulum_dataset.terminated)  # a time limit bootstraps
+
+
+def test_a_mixed_replay_batch_draws_the_real_share_from_the_dataset(pendulum_dataset) -> None:
+    import numpy as np
+
+    from imaginarium.agents.sb3 import MixedReplayBuffer, real_transitions
+
+    real = real_transitions(pendulum_dataset, pendulum_dataset.action_space)
+    buffer = MixedReplayBuffer(
+        100, pendulum_dataset.observation_space, pendulum_dataset.action_space, "cpu",
+        real=real, real_ratio=0.25, seed=0,
+    )  # fmt: skip
+    imagined = np.full((1, 3), 99.0, np.float32)  # nothing real lies there: tells imagined rows apart
+    for _ in range(50):
+        buffer.add(imagined, imagined, np.zeros((1, 1), np.float32), np.zeros(1), np.zeros(1), [{}])
+    batch = buffer.sample(4000)
+    from_data = (batch.observations != 99.0).all(1).float().mean().item()
+    assert batch.observations.shape == (4000, 3) and abs(from_data - 0.25) < 0.03
+    known = {tuple(row) for row in np.round(real.observations, 5)}
+    drawn = batch.observations[(batch.observations != 99.0).all(1)].numpy()
+    assert all(tuple(row) in known for row in np.round(drawn[:50], 5))
+
+
+def test_sac_trains_on_branched_rollouts_with_real_transitions_and_ppo_is_refused_a_real_ratio(
+    pendulum_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imaginarium.agents import sb3
+    from imaginarium.agents.sb3 import train_in_imagination
+
+    trained: dict = {}
+    original = sb3.MixedReplayBuffer.sample
+
+    def sample(buffer, batch_size, env=None):  # the batches SAC learns from, as it draws them
+        trained.setdefault("ratio", buffer.real_ratio)
+        return original(buffer, batch_size, env)
+
+    monkeypatch.setattr(sb3.MixedReplayBuffer, "sample", sample)
+    out = tmp_path / "sac.zip"
+    argv = ["imagine-train", "--model", str(pendulum_model), "--algo", "sac", "--steps", "300"]
+    argv += ["--out", str(out), "--num-envs", "4", "--starts", "states", "--time-limit", "5"]
+    assert main([*argv, "--real-ratio", "0.5", "--eval-episodes", "0", "--no-progress"]) == 0
+    assert detect_sb3_algorithm(out) == "SAC" and trained == {"ratio": 0.5}
+    with pytest.raises(ImaginariumError, match="ppo has none"):
+        train_in_imagination(pendulum_model, "ppo", 10, tmp_path / "ppo", real_ratio=0.5)
+    with pytest.raises(ImaginariumError, match="real_ratio"):
+        train_in_imagination(pendulum_model, "sac", 10, tmp_path / "sac2", real_ratio=1.5)

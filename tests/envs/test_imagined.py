@@ -31,6 +31,22 @@ def test_episodes_start_from_real_initial_states(pendulum_model: Path, pendulum_
     assert np.allclose(observation, real_starts[info["start_index"]], atol=1e-5)
 
 
+def test_branched_episodes_start_from_any_recorded_state(pendulum_model: Path, pendulum_dataset) -> None:
+    env = gym.make("WAMImagined-v0", model=pendulum_model, starts="states", time_limit=5)
+    vector = gym.make_vec("WAMImagined-v0", num_envs=64, model=pendulum_model, starts="states")
+    observations, _ = vector.reset(seed=0)
+    recorded = np.round(pendulum_dataset.observations, 5)
+    firsts = {tuple(row) for row in recorded[pendulum_dataset.episode_starts[:-1]]}
+    known = {tuple(row) for row in recorded}
+    assert all(tuple(row) in known for row in np.round(observations, 5))
+    assert sum(tuple(row) not in firsts for row in np.round(observations, 5)) > 50  # mid-episode
+    env.reset(seed=1)
+    lengths = [env.step(env.action_space.sample())[3] for _ in range(5)]
+    assert lengths == [False] * 4 + [True]
+    with pytest.raises(ImaginariumError, match="starts must be one of episodes, states"):
+        gym.make("WAMImagined-v0", model=pendulum_model, starts="anywhere")
+
+
 def test_seeded_envs_repeat_their_episodes(pendulum_model: Path) -> None:
     rollouts = []
     for _ in range(2):
