@@ -55,7 +55,10 @@ def train_in_imagination(
     :param env_options: options of ``WAMImagined-v0`` (``uncertainty_penalty``, ``termination``,
         ``starts``, ``time_limit``, ...); ``observation="pixels"`` (or a model that sees images) trains a
         ``CnnPolicy`` on imagined frames.
-    :param algo_kwargs: keyword arguments for the SB3 algorithm's constructor.
+    :param algo_kwargs: keyword arguments for the SB3 algorithm's constructor. Off-policy algorithms
+        (sac, td3, dqn) make as many updates per imagined transition as SB3 makes with one env
+        (``gradient_steps=num_envs``) unless these set ``gradient_steps``: SB3's own default makes
+        ``num_envs`` times fewer, and the agent underfits its model.
     :param real_ratio: the share of each replay batch drawn from the model's dataset, the rest from
         imagination (MBPO, MOPO); off-policy algorithms (sac, td3, dqn) on decoded states only.
     :param overwrite: replace an agent already at ``out`` (else refused before training starts).
@@ -92,6 +95,8 @@ def train_in_imagination(
     agent_class = getattr(stable_baselines3, algo.upper())
     network = "CnnPolicy" if len(venv.observation_space.shape) == 3 else "MlpPolicy"
     algo_kwargs = dict(algo_kwargs or {})
+    if algo in _OFF_POLICY:
+        algo_kwargs.setdefault("gradient_steps", num_envs)
     if real_ratio > 0:
         if network != "MlpPolicy":
             raise ImaginariumError("real_ratio needs an agent of decoded states; the dataset holds no frames")

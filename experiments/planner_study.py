@@ -55,9 +55,8 @@ class Config:
     model_steps: int = 20_000
     #: imagined steps of the SB3 agent trained in the model (0 skips it)
     agent_steps: int = 30_000
-    #: the offline agent's settings: ``WAMImagined-v0`` options, ``real_ratio`` and ``gradient_steps``
-    #: (-1: one update per imagined transition, not per batch of 16) ("" skips it)
-    offline: str = "starts=states,time_limit=10,uncertainty_penalty=1.0,real_ratio=0.05,gradient_steps=-1"
+    #: the offline agent's settings: ``WAMImagined-v0`` options and ``real_ratio`` ("" skips it)
+    offline: str = "starts=states,time_limit=10,uncertainty_penalty=1.0,real_ratio=0.05"
     #: planner options over its defaults, ``key=value,...`` (e.g. ``horizon=20,method=cem``)
     planner: str = ""
     #: seconds each decision rate is timed for
@@ -146,20 +145,17 @@ def _offline_agent(task_name: str, model: Path, algo: str, work: Path, config: C
         key, _, value = item.partition("=")
         options[key] = value if key == "starts" else float(value)
     real_ratio = float(options.pop("real_ratio", 0.0))
-    algo_kwargs = (
-        {"gradient_steps": int(options.pop("gradient_steps"))} if "gradient_steps" in options else {}
-    )
     if "time_limit" in options:
         options["time_limit"] = int(options["time_limit"])
     agent = work / f"{algo}_offline_{config.offline.replace(',', '_').replace('=', '')}.zip"
     if not agent.exists():
         train_in_imagination(
             model, algo, config.agent_steps, agent, seed=config.seed, env_options=options,
-            real_ratio=real_ratio, algo_kwargs=algo_kwargs, overwrite=True,
+            real_ratio=real_ratio, overwrite=True,
         )  # fmt: skip
     policy = load_policy(f"sb3:{agent}", task.observation_space, task.action_space)
     scored = _scored(task_name, real_rollouts(task, policy, config.episodes, seed=1000), 0.0)
-    return {**scored, "settings": {**options, "real_ratio": real_ratio, **algo_kwargs}}
+    return {**scored, "settings": {**options, "real_ratio": real_ratio}}
 
 
 def _spec(model: Path, options: list[str]) -> str:

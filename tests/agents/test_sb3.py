@@ -144,6 +144,9 @@ def test_sac_trains_on_branched_rollouts_with_real_transitions_and_ppo_is_refuse
     argv += ["--out", str(out), "--num-envs", "4", "--starts", "states", "--time-limit", "5"]
     assert main([*argv, "--real-ratio", "0.5", "--eval-episodes", "0", "--no-progress"]) == 0
     assert detect_sb3_algorithm(out) == "SAC" and trained == {"ratio": 0.5}
+    from stable_baselines3 import SAC
+
+    assert SAC.load(out).gradient_steps == 4  # one update per imagined transition, as with one env
     with pytest.raises(ImaginariumError, match="ppo has none"):
         train_in_imagination(pendulum_model, "ppo", 10, tmp_path / "ppo", real_ratio=0.5)
     with pytest.raises(ImaginariumError, match="real_ratio"):
