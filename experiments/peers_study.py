@@ -63,6 +63,8 @@ class Config:
     #: gradient steps of each algorithm (on 1 CPU thread, pendulum: BC ~5 ms a step, TD3+BC ~20,
     #: IQL ~32, CQL ~190; the discrete ones ~3-8)
     steps: int = 10_000
+    #: the algorithms to train, by name ("" for every one that fits the task's action space)
+    algorithms: str = ""
     #: real episodes per algorithm
     episodes: int = 10
     seed: int = 0
@@ -222,6 +224,12 @@ def study(task_name: str, kind: str, config: Config) -> dict[str, Any]:
     data = load_dataset(path)
     mdp = to_mdp_dataset(data)
     names = DISCRETE if isinstance(task.action_space, gym.spaces.Discrete) else CONTINUOUS
+    chosen = set(filter(None, config.algorithms.split(",")))
+    if unknown := chosen - set(CONTINUOUS) - set(DISCRETE):
+        raise SystemExit(
+            f"unknown algorithms {sorted(unknown)}; choose from {sorted({*CONTINUOUS, *DISCRETE})}"
+        )
+    names = [name for name in names if not chosen or name in chosen]
     entry: dict[str, Any] = {"dataset": str(path), "algorithms": {}}
     for name in names:
         result = train_and_evaluate(

@@ -150,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_overrides["image_size"] = args.pixels
     train_config = {
         **(file_config.get("train") or {}),
-        **given(args, "steps", "seed", "patience", "eval_every"),
+        **given(args, "steps", "seed", "patience", "eval_every", "selection"),
     }
     result = train_world_model(
         args.data,
@@ -166,9 +166,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     training = result.card["training"]
     stop = "stopped early" if result.stopped_early else "ran all steps"
+    open_loop = result.card["train_config"].get("selection") == "open_loop"
     print(
-        f"trained {result.model.family} for {result.steps} steps ({stop}) in {result.seconds:.0f} s; best validation loss "
-        f"{training['best_validation_loss']:.4g} at step {training['best_step']}; wrote {result.directory}"
+        f"trained {result.model.family} for {result.steps} steps ({stop}) in {result.seconds:.0f} s; best "
+        f"{'open-loop error' if open_loop else 'validation loss'} {training['best_validation_loss']:.4g} at "
+        f"step {training['best_step']}; wrote {result.directory}"
     )
     return 0
 
@@ -474,6 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
         "seeds the split, the weights and the batches",
         type=int,
     )
+    _option(
+        train, "--selection", "imaginarium.models.train:TrainConfig",
+        "what picks the best weights: the validation loss, or the held-out open-loop error",
+        choices=("loss", "open_loop"),
+    )  # fmt: skip
     train.add_argument("--device", default="cpu", help="cpu or cuda")
     train.add_argument("--config", help="YAML file with 'model' and 'train' sections")
     train.add_argument(

@@ -41,6 +41,14 @@ from imaginarium.samplers import Batch, SequenceSampler
 ACTION_FREE_MODES = ("refuse", "drop", "label")
 
 
+#: what picks a model's best weights (:attr:`TrainConfig.selection`)
+SELECTIONS = ("loss", "open_loop")
+
+#: held-out windows the ``open_loop`` selection predicts at each check, after this many real steps
+SELECTION_STARTS = 256
+SELECTION_CONTEXT = 8
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How long and how carefully to train (the family's own hyperparameters live in its config)."""
@@ -53,10 +61,19 @@ class TrainConfig:
     eval_batches: int = 8
     grad_clip: float = 100.0
     seed: int = 0
+    #: what picks the best weights and stops training: ``loss``, the validation loss (one step ahead
+    #: for an ensemble), or ``open_loop``, the held-out episodes' mean normalised squared error of
+    #: open-loop predictions over ``selection_horizon`` steps, the error imagination compounds
+    selection: str = "loss"
+    selection_horizon: int = 10
 
     def __post_init__(self) -> None:
         """Refuse settings that mean nothing (a zero step count, a NaN clip), where the config is built."""
-        for name in ("steps", "eval_every", "patience", "eval_batches"):
+        if self.selection not in SELECTIONS:
+            raise ImaginariumError(
+                f"train config: 'selection' must be one of {', '.join(SELECTIONS)}, got {self.selection!r}"
+            )
+        for name in ("steps", "eval_every", "patience", "eval_batches", "selection_horizon"):
             check_number(getattr(self, name), name, at_least=1, integer=True, where="train config")
         check_number(self.validation_fraction, "validation_fraction", above=0, below=1, where="train config")
         check_number(self.grad_clip, "grad_clip", above=0, allow_inf=True, where="train config")
@@ -131,6 +148,10 @@ def train_world_model(
     model.check_frames(dataset)
     dataset, labelling = _action_free_episodes(dataset, model, action_free, labeller, device, progress)
     train, validation = dataset.split(config.validation_fraction, seed=config.seed)
+    if config.selection == "open_loop" and validation.episode_lengths.max() < SELECTION_CONTEXT:
+        raise DatasetError(
+            f"selection 'open_loop' needs held-out episodes longer than {SELECTION_CONTEXT} steps"
+        )
     model.fit_normalizers(train)
     model.fit_outcomes(train)
     model.to(device)
@@ -181,6 +202,10 @@ def train_world_model(
                 validation_loss = _validation_loss(model, validation_batches)
                 if not np.isfinite(validation_loss):
                     raise TrainingError(_nan_message(out, step, progress_state))
+                score = validation_loss
+                if config.selection == "open_loop":
+                    score = _open_loop_error(model, validation, config)
+                    board.add_scalar("selection/open_loop_nmse", score, step)
                 train_loss = float(np.mean(train_losses))
                 train_losses.clear()
                 board.add_scalar("loss/train", train_loss, step)
@@ -188,8 +213,8 @@ def train_world_model(
                 for name, value in parts.items():
                     board.add_scalar(f"train/{name}", value, step)
                 progress_state["curve"].append([step, train_loss, validation_loss])
-                if validation_loss < progress_state["best_loss"]:
-                    progress_state.update(best_loss=validation_loss, best_step=step, bad_evals=0)
+                if score < progress_state["best_loss"]:
+                    progress_state.update(best_loss=score, best_step=step, bad_evals=0)
                     save_world_model(
                         model, out, {**card, "status": "training", "training": _summary(progress_state)}
                     )
@@ -295,6 +320,19 @@ def _validation_loss(model: WorldModel, batches: list[Batch]) -> float:
     with torch.no_grad(), torch.random.fork_rng(devices=devices):
         torch.manual_seed(0)
         return float(np.mean([float(model.loss(batch)[0]) for batch in batches]))
+
+
+def _open_loop_error(model: WorldModel, validation: Dataset, config: TrainConfig) -> float:
+    """The held-out episodes' normalised squared error of open-loop predictions, averaged over
+    horizons 1..``selection_horizon`` (infinite when the predictions are not finite: never the best)."""
+    from imaginarium.models.evaluate import open_loop_errors
+
+    model.eval()
+    errors = open_loop_errors(
+        model, validation, config.selection_horizon, SELECTION_STARTS, SELECTION_CONTEXT, config.seed + 2
+    )["nmse"]
+    value = float(np.nanmean(errors))
+    return value if np.isfinite(value) else float("inf")
 
 
 def _card(

@@ -330,3 +330,35 @@ def test_tiled_batches_draw_for_each_block_what_one_block_draws_alone(
                 assert torch.allclose(tiled.reward[rows], alone.reward, atol=1e-6)
         with pytest.raises(ImaginariumError, match="cannot be split into 2 equal tiles"):
             model.step(states[0], actions, uncertainty=False, tiles=2)
+
+
+def test_open_loop_selection_picks_the_weights_and_stops_training_by_the_compounded_error(
+    pendulum_dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imaginarium.models import train
+
+    scores = iter([5.0, 1.0, 2.0, 3.0, 4.0, 0.5])  # the validation loss falls throughout
+    monkeypatch.setattr(train, "_open_loop_error", lambda model, validation, config: next(scores))
+    config = {"selection": "open_loop", "patience": 3}
+    result = _train(pendulum_dataset, tmp_path / "model", "ensemble", steps=60, config=config)
+    training = result.card["training"]
+    assert (training["best_step"], training["best_validation_loss"]) == (20, 1.0)
+    assert (
+        result.stopped_early
+        and result.steps == 50
+        and result.card["train_config"]["selection"] == "open_loop"
+    )
+    with pytest.raises(ImaginariumError, match="'selection' must be one of loss, open_loop"):
+        train.TrainConfig(selection="closed_loop")
+
+
+def test_the_open_loop_error_is_the_mean_normalised_error_over_the_horizon(trained, pendulum_dataset) -> None:
+    from imaginarium.models.evaluate import open_loop_errors
+    from imaginarium.models.train import SELECTION_CONTEXT, SELECTION_STARTS, TrainConfig, _open_loop_error
+
+    config = TrainConfig(selection="open_loop", selection_horizon=4, seed=1)
+    nmse = open_loop_errors(trained.model, pendulum_dataset, 4, SELECTION_STARTS, SELECTION_CONTEXT, 3)[
+        "nmse"
+    ]
+    assert _open_loop_error(trained.model, pendulum_dataset, config) == pytest.approx(np.mean(nmse))
+    assert nmse[0] < nmse[-1]  # errors compound with the horizon
