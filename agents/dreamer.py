@@ -45,6 +45,7 @@ from imaginarium.models import WorldModel, load_world_model
 from imaginarium.models.checkpoint import load_tensors, save_tensors
 from imaginarium.models.starts import data_limits
 from imaginarium.outputs import OutputError, atomic_write_bytes, check_writable
+from imaginarium.policy import mark_slots
 from imaginarium.progress import Progress, tracking
 from imaginarium.rewards.heads import TwoHotRewardHead, mlp
 from imaginarium.samplers import SequenceSampler
@@ -537,15 +538,7 @@ class DreamerPolicy:
 
     def reset(self, slots: np.ndarray) -> None:
         """Forget the history of the batch rows ``slots``: their next observation starts a new state."""
-        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
-        if len(slots) == 0:
-            return
-        known = 0 if self._fresh is None else len(self._fresh)
-        fresh = np.zeros(max(known, int(slots.max()) + 1), dtype=bool)
-        if self._fresh is not None:
-            fresh[:known] = self._fresh
-        fresh[slots] = True
-        self._fresh = fresh
+        self._fresh = mark_slots(self._fresh, slots)
 
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:

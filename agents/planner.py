@@ -41,6 +41,7 @@ from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import StepOutput, WorldModel
 from imaginarium.models.starts import DIVERGENCE_STDS, DataLimits, data_limits
+from imaginarium.policy import mark_slots
 from imaginarium.rewards.termination import TERMINATION_RULES, termination_rule
 
 LOGGER = logging.getLogger(__name__)
@@ -207,14 +208,7 @@ class Planner:
 
     def reset(self, slots: np.ndarray) -> None:
         """New episodes in rows ``slots``: their plans and histories start afresh."""
-        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
-        if len(slots) == 0:
-            return
-        if slots.max() >= len(self._fresh):
-            grown = np.zeros(int(slots.max()) + 1, dtype=bool)
-            grown[: len(self._fresh)] = self._fresh
-            self._fresh = grown
-        self._fresh[slots] = True
+        self._fresh = mark_slots(self._fresh, slots)
 
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:

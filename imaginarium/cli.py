@@ -343,8 +343,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     print(
-        f"wrote {video['path']}: {video['frames']} frames, real episode {video['real_steps']} steps, "
-        f"imagined {video['imagined_steps']}"
+        f"wrote {video.path}: {video.frames} frames, real episode {video.real_steps} steps, "
+        f"imagined {video.imagined_steps}"
     )
     return 0
 

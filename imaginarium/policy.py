@@ -62,6 +62,18 @@ class Policy(Protocol):
         """New episodes begin in the batch rows ``slots``; stateful policies re-draw their state there."""
 
 
+def mark_slots(marks: np.ndarray | None, slots: np.ndarray) -> np.ndarray:
+    """``marks`` (a bool per batch row, or ``None`` for none yet) with the rows ``slots`` set, grown to
+    hold them: how a stateful policy's ``reset`` remembers which rows start afresh at the next ``act``."""
+    slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+    known = 0 if marks is None else len(marks)
+    grown = np.zeros(max(known, int(slots.max()) + 1 if len(slots) else 0), dtype=bool)
+    if known:
+        grown[:known] = marks
+    grown[slots] = True
+    return grown
+
+
 class RandomPolicy:
     """Uniform random actions, drawn for the whole batch in one call."""
 

@@ -11,6 +11,7 @@ MP4 goes through imageio's ffmpeg plugin, GIF through Pillow.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,16 @@ def side_by_side(real: list[np.ndarray], imagined: list[np.ndarray], size: int =
     return frames
 
 
+@dataclass(frozen=True)
+class RolloutVideo:
+    """A written side-by-side video: where it is, its frames, and each episode's steps."""
+
+    path: str
+    frames: int
+    real_steps: int
+    imagined_steps: int
+
+
 def write_rollout_video(
     model: str | Path,
     policy: str | Path,
@@ -79,7 +90,7 @@ def write_rollout_video(
     fps: int = 30,
     allow_code: bool = False,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> RolloutVideo:
     """Write ``out`` (``.mp4`` or ``.gif``): ``policy``'s real episode on the model's task beside its
     imagined episode in ``model`` from the same first observation.
 
@@ -125,12 +136,7 @@ def write_rollout_video(
         imagined_env.close()
     frames = side_by_side(real, imagined, size)
     _write(out, frames, fps)
-    return {
-        "path": str(out),
-        "frames": len(frames),
-        "real_steps": len(real) - 1,
-        "imagined_steps": len(imagined) - 1,
-    }
+    return RolloutVideo(str(out), len(frames), len(real) - 1, len(imagined) - 1)
 
 
 def _write(out: Path, frames: list[np.ndarray], fps: int) -> None:

@@ -29,7 +29,7 @@ def test_a_rollout_video_shows_both_episodes_for_every_step(
 
     out = tmp_path / f"rollout{suffix}"
     video = write_rollout_video(pendulum_model, "random", out, steps=12, size=64, fps=10)
-    assert video["real_steps"] == 12 and video["frames"] == 13
+    assert video.real_steps == 12 and video.frames == 13
     frames = iio.imread(out, index=None)
     assert frames.shape[0] == 13 and frames.shape[1:3] == (64, 128)
     left, right = frames[0][:, :64].astype(float), frames[0][:, 64:].astype(float)

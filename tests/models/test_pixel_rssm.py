@@ -155,7 +155,7 @@ def test_pixel_agents_are_ranked_in_the_pixel_model_and_on_real_frames(pixel_mod
     video = write_rollout_video(
         pixel_model.directory, tmp_path / "agent", tmp_path / "v.gif", steps=5, size=32
     )
-    assert video["real_steps"] == video["imagined_steps"] == 5
+    assert video.real_steps == video.imagined_steps == 5
 
 
 def test_an_sb3_cnn_policy_trains_on_decoded_frames_and_acts_on_real_ones(tmp_path: Path) -> None:
