@@ -112,6 +112,8 @@ def train_in_imagination(
     agent = agent_class(network, venv, seed=seed, verbose=0, **algo_kwargs)
     agent.set_logger(silent_logger())
     agent.learn(steps, progress_bar=progress)
+    if real_ratio > 0:  # the saved agent keeps no copy of the dataset, and loads with SB3's own buffer
+        agent.replay_buffer_class, agent.replay_buffer_kwargs = None, {}
     with atomic_path(out) as partial:
         agent.save(partial)
     return out

@@ -146,7 +146,9 @@ def test_sac_trains_on_branched_rollouts_with_real_transitions_and_ppo_is_refuse
     assert detect_sb3_algorithm(out) == "SAC" and trained == {"ratio": 0.5}
     from stable_baselines3 import SAC
 
-    assert SAC.load(out).gradient_steps == 4  # one update per imagined transition, as with one env
+    loaded = SAC.load(out)
+    assert loaded.gradient_steps == 4  # one update per imagined transition, as with one env
+    assert loaded.replay_buffer_kwargs == {}  # the dataset is not saved inside the agent
     with pytest.raises(ImaginariumError, match="ppo has none"):
         train_in_imagination(pendulum_model, "ppo", 10, tmp_path / "ppo", real_ratio=0.5)
     with pytest.raises(ImaginariumError, match="real_ratio"):
