@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -41,7 +42,7 @@ from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import StepOutput, WorldModel
 from imaginarium.models.starts import DIVERGENCE_STDS, DataLimits, data_limits
-from imaginarium.policy import mark_slots
+from imaginarium.policy import detect_sb3_algorithm, load_sb3_policy, mark_slots
 from imaginarium.rewards.termination import TERMINATION_RULES, termination_rule
 
 LOGGER = logging.getLogger(__name__)
@@ -77,6 +78,10 @@ class PlannerConfig:
     #: horizons still see which states lead to long, rewarding episodes), ``none``, or ``auto``
     #: (``data`` where the model's card names a dataset of states that can be read, else ``none``)
     value: str = "auto"
+    #: an SB3 SAC or TD3 agent trained in this model (``imagine-train``) whose critic values a future's
+    #: last state instead: the lesser of its Q-networks at the agent's own action, a value of acting
+    #: well rather than of the behaviour (loaded the safe way: its weights only)
+    critic: str = ""
     #: what ends an imagined future: ``learned`` (the model's continue head) or ``rule`` (the real
     #: task's own termination rule applied to the predicted state, where one is known)
     termination: str = "learned"
@@ -180,7 +185,9 @@ class Planner:
             return None
         return starts.limits(min(self.config.margin, DIVERGENCE_STDS))
 
-    def _terminal_value(self, model: WorldModel) -> StateValue | None:
+    def _terminal_value(self, model: WorldModel) -> nn.Module | None:
+        if self.config.critic:
+            return CriticValue.load(self.config.critic, model)
         if self.config.value == "none":
             return None
         if self.config.value == "data":
@@ -408,6 +415,46 @@ class StateValue(nn.Module):
         return self.net((states - self.mean) / self.std).squeeze(-1) * self.scale
 
 
+class CriticValue(nn.Module):
+    """The value of states to an SB3 SAC or TD3 agent: ``min_i Q_i(s, π(s))`` of its twin critics,
+    in the action scale its critics learned in."""
+
+    def __init__(self, policy: Any) -> None:
+        super().__init__()
+        self.policy = policy
+
+    @classmethod
+    def load(cls, path: str | Path, model: WorldModel) -> CriticValue:
+        """The critic of the agent at ``path`` (its weights only, never its code), checked against the
+        spaces of ``model``.
+
+        :raises ImaginariumError: a file that is no SAC or TD3 agent, or one of other spaces.
+        """
+        path = Path(path)
+        try:
+            algorithm = detect_sb3_algorithm(path)
+        except (OSError, ImaginariumError) as error:
+            raise ImaginariumError(f"planner critic {str(path)!r}: {error}") from None
+        if algorithm not in ("SAC", "TD3"):
+            raise ImaginariumError(
+                f"planner critic {str(path)!r} is a {algorithm} agent; it needs SAC or TD3"
+            )
+        policy = load_sb3_policy(path, algorithm, str(model.device))
+        if policy.observation_space.shape != model.input_space.shape:
+            raise ImaginariumError(
+                f"planner critic {str(path)!r} sees observations of shape {policy.observation_space.shape}, "
+                f"the model {model.input_space.shape}"
+            )
+        return cls(policy)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        low = torch.as_tensor(self.policy.observation_space.low, dtype=states.dtype, device=states.device)
+        high = torch.as_tensor(self.policy.observation_space.high, dtype=states.dtype, device=states.device)
+        observations = torch.maximum(torch.minimum(states, high), low)  # what the agent saw in training
+        actions = self.policy._predict(observations, deterministic=True)
+        return torch.cat(self.policy.critic(observations, actions), dim=1).min(dim=1).values
+
+
 _VALUES: dict[tuple[str, float, int, int, str], StateValue] = {}
 
 
@@ -462,4 +509,4 @@ def _fit_value(data: Dataset, discount: float, steps: int, seed: int) -> StateVa
     return value.eval().requires_grad_(False)
 
 
-__all__ = ["METHODS", "Planner", "PlannerConfig", "StateValue", "data_value", "planner_config"]
+__all__ = ["METHODS", "CriticValue", "Planner", "PlannerConfig", "StateValue", "data_value", "planner_config"]

@@ -397,3 +397,34 @@ def test_the_planner_swings_the_real_pendulum_up_with_a_model_of_random_data(
     planned = real_rollouts(task, planner, episodes=3, seed=0).return_["mean"]
     random = real_rollouts(task, RandomPolicy(task.action_space, seed=0), episodes=3, seed=0).return_["mean"]
     assert random < -400 and planned > -250  # upright by mid-episode (-82 here; the SAC expert: about -80)
+
+
+def test_a_critic_trained_in_the_model_values_the_planners_last_imagined_states(
+    pendulum_model: Path, tmp_path: Path
+) -> None:
+    from stable_baselines3 import SAC
+
+    from imaginarium.agents.planner import CriticValue
+    from imaginarium.agents.sb3 import train_in_imagination
+    from imaginarium.models import load_world_model
+
+    agent = train_in_imagination(
+        pendulum_model, "sac", 200, tmp_path / "sac", num_envs=4, algo_kwargs={"learning_starts": 100}
+    )
+    model = load_world_model(pendulum_model)
+    value = CriticValue.load(agent, model)
+    states = torch.as_tensor(model.starts.states[:16])
+    sac = SAC.load(agent)  # the reference: SB3's own load of the whole agent
+    with torch.no_grad():
+        actions = sac.actor(states, deterministic=True)
+        expected = torch.min(*sac.critic(states, actions)).squeeze(1)
+        np.testing.assert_allclose(value(states).numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    task = get_task("pendulum")
+    planner = load_policy(f"plan:{pendulum_model}@horizon=2,samples=8,critic={agent}", task.observation_space,
+                          task.action_space)  # fmt: skip
+    assert isinstance(planner._value, CriticValue)
+    assert real_rollouts(task, planner, 1, seed=0, max_episode_steps=5).length == 5
+    ppo = train_in_imagination(pendulum_model, "ppo", 64, tmp_path / "ppo", num_envs=2,
+                               algo_kwargs={"n_steps": 32, "batch_size": 32})  # fmt: skip
+    with pytest.raises(ImaginariumError, match="is a PPO agent; it needs SAC or TD3"):
+        CriticValue.load(ppo, model)
