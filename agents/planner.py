@@ -340,12 +340,19 @@ class Planner:
             if penalised and out.uncertainty is not None:
                 reward = reward - config.penalty * out.uncertainty
             finite = torch.isfinite(reward)
-            if self._limits is not None:  # a runaway reward wins no plan
-                finite &= self._limits.within(model.decode(out.state), out.reward)
-            if self._support is not None:
-                inside = self._support.within(model.decode(out.state))
+            decoded = (
+                model.decode(out.state) if self._limits is not None or self._support is not None else None
+            )
+            if (
+                self._support is not None
+            ):  # inside the divergence limits too: only the reward is left to check
+                inside = self._support.within(decoded)
+                if self._limits is not None:
+                    finite &= self._limits.within_rewards(out.reward)
                 total += ~(inside & finite) * alive * self._floor * tails[step]
                 finite &= inside
+            elif self._limits is not None:  # a runaway reward wins no plan
+                finite &= self._limits.within(decoded, out.reward)
             total += (config.discount**step) * alive * torch.where(finite, reward, torch.zeros_like(reward))
             alive = torch.where(finite, alive * self.continues(out), torch.zeros_like(alive))
             state = out.state

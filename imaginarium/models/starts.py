@@ -51,9 +51,14 @@ class DataLimits:
         high = torch.as_tensor(self.state_high, dtype=states.dtype, device=states.device)
         inside = ((states >= low) & (states <= high)).all(-1)  # NaN compares false: outside
         if rewards is not None:
-            inside &= torch.isfinite(rewards)
-            if self.reward_low is not None:
-                inside &= (rewards >= self.reward_low) & (rewards <= self.reward_high)
+            inside &= self.within_rewards(rewards)
+        return inside
+
+    def within_rewards(self, rewards: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` whether each reward is finite and inside the limits."""
+        inside = torch.isfinite(rewards)
+        if self.reward_low is not None:
+            inside &= (rewards >= self.reward_low) & (rewards <= self.reward_high)
         return inside
 
 
