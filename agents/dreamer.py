@@ -43,7 +43,7 @@ from imaginarium.errors import ImaginariumError, TrainingError
 from imaginarium.evaluation import Interval, real_rollouts
 from imaginarium.models import WorldModel, load_world_model
 from imaginarium.models.checkpoint import load_tensors, save_tensors
-from imaginarium.models.starts import data_limits
+from imaginarium.models.starts import card_dataset_path, data_limits
 from imaginarium.outputs import OutputError, atomic_write_bytes, check_writable
 from imaginarium.policy import mark_slots
 from imaginarium.progress import Progress, tracking
@@ -419,8 +419,7 @@ def train_dreamer(
     out = check_agent_folder(Path(out), resume or overwrite)
     torch.manual_seed(config.seed)
     world_model = load_world_model(model, device=device)
-    card = getattr(world_model, "card", {}) or {}
-    source = dataset or (card.get("dataset") or {}).get("path")
+    source = dataset or card_dataset_path(world_model)
     if source is None:
         raise ImaginariumError("the model card names no dataset; give dataset= for the start states")
     data = source if isinstance(source, Dataset) else load_dataset(source)
@@ -437,6 +436,7 @@ def train_dreamer(
         out.mkdir(parents=True, exist_ok=True)
         _copy_model(Path(model), out / "model")
     sampler = start_sampler(world_model, data, config)
+    card = getattr(world_model, "card", {}) or {}
     info = {"task": card.get("task"), "env_id": card.get("env_id"), "model_family": world_model.family}
     return learn(learner, sampler, out, info, progress, evaluate)
 

@@ -28,6 +28,7 @@ from imaginarium.errors import ImaginariumError
 from imaginarium.evaluation import Interval, episode_rollouts, real_rollouts
 from imaginarium.models import load_world_model
 from imaginarium.models.checkpoint import read_card
+from imaginarium.models.starts import card_dataset_path
 from imaginarium.outputs import atomic_path, check_output
 from imaginarium.policy import SB3Policy
 
@@ -183,7 +184,7 @@ class MixedReplayBuffer(ReplayBuffer):
 
 
 def _dataset_path(model: Any) -> str:
-    path = ((getattr(model, "card", None) or {}).get("dataset") or {}).get("path")
+    path = card_dataset_path(model)
     if not path:
         raise ImaginariumError("real_ratio needs the model's dataset; its card names none")
     return path

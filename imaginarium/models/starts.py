@@ -163,6 +163,11 @@ def read_starts(directory: str | Path) -> DataStarts | None:
         ) from None
 
 
+def card_dataset_path(model: Any) -> str | None:
+    """The path of the dataset the model's card says it was trained on (``None`` when it names none)."""
+    return ((getattr(model, "card", None) or {}).get("dataset") or {}).get("path")
+
+
 def model_starts(model: Any, dataset: str | Path | Dataset | None = None) -> DataStarts:
     """The starts of ``dataset`` when one is given, else those kept with ``model``, else those of the
     dataset its card names."""
@@ -170,7 +175,7 @@ def model_starts(model: Any, dataset: str | Path | Dataset | None = None) -> Dat
         kept = getattr(model, "starts", None)
         if kept is not None:
             return kept
-        dataset = ((getattr(model, "card", None) or {}).get("dataset") or {}).get("path")
+        dataset = card_dataset_path(model)
         if dataset is None:
             raise ImaginariumError("the model card names no dataset; give dataset= for the start states")
     return starts_of(model, dataset if isinstance(dataset, Dataset) else load_dataset(dataset))
