@@ -6,13 +6,15 @@ through the model) and run entirely inside the model::
     env = gym.make("imaginarium:WAMImagined-v0", model="models/pendulum")
     envs = gym.make_vec("imaginarium:WAMImagined-v0", num_envs=1024, model="models/pendulum")
 
-``info`` carries ``success``, ``success_prob``, ``continue_prob``, ``uncertainty`` (unless
-``track_uncertainty=False``), and the flags
+``info`` carries ``success`` (whether the episode would succeed if it ended at this step: the real
+task's own rule applied to the decoded imagined states for the suite's tasks, else the model's success
+head over 0.5; ``env.unwrapped.imagination.success_source`` says which), ``success_prob`` (the head),
+``continue_prob``, ``uncertainty`` (unless ``track_uncertainty=False``), and the flags
 ``uncertainty_limit_hit`` and ``diverged`` when an episode was cut short for those reasons (a state or
 reward not finite, or farther beyond the data's recorded range than ``DIVERGENCE_STDS`` of its
-standard deviations: that step's reward is 0 and its observation the last one shown). The
-vector env makes one model call per step for the whole batch and resets finished envs in the same
-step (``final_obs`` and ``final_info`` in ``info``).
+standard deviations: that step's reward is 0 and its observation the last one shown). The vector env
+makes one model call per step for the whole batch and resets finished envs in the same step
+(``final_obs`` and ``final_info`` in ``info``).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from gymnasium.vector import AutoresetMode
 
 from imaginarium.config import check_number
 from imaginarium.dataset import Dataset
-from imaginarium.envs.suite import Task, get_task
+from imaginarium.envs.suite import Task, get_task, success_rule
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import State, WorldModel, load_world_model
 from imaginarium.models.starts import model_starts
+from imaginarium.rewards.success import SuccessDefinition, SuccessJudge
 
 OBSERVATION_KINDS = ("decoded", "latent", "pixels")
 TERMINATIONS = ("continue", "success", "both", "none")
@@ -49,6 +52,23 @@ class Transition:
     terminated: np.ndarray
     truncated: np.ndarray
     info: dict[str, np.ndarray]
+
+
+def model_success_rule(model: WorldModel, task: Task | None = None) -> SuccessDefinition | None:
+    """The success rule of ``task`` (default: the task on the model's card) when the model decodes
+    states the rule can read; ``None`` for a task with no known rule or a model of frames, whose
+    success head then decides."""
+    if model.observes_pixels:
+        return None
+    if task is not None:
+        return task.success
+    card = getattr(model, "card", {}) or {}
+    return success_rule(card.get("task") or card.get("env_id"))
+
+
+def success_source(rule: SuccessDefinition | None) -> str:
+    """How imagined success is decided, as reports name it: ``rule:<name>`` or ``head``."""
+    return f"rule:{rule.name}" if rule is not None else "head"
 
 
 class Imagination:
@@ -91,14 +111,22 @@ class Imagination:
             raise ImaginariumError(
                 "track_uncertainty=False cannot go with an uncertainty penalty or limit, which need it"
             )
+        resolved = get_task(task) if isinstance(task, str) else task
         if isinstance(model, WorldModel):
             self.model = model.to(device).eval()
-            if task is not None:
-                resolved = get_task(task) if isinstance(task, str) else task
+            if resolved is not None:
                 resolved.check_spaces(self.model.observation_space, self.model.action_space, "the model")
         else:
             self.model = load_world_model(model, task=task, device=device)
         card = getattr(self.model, "card", {}) or {}
+        rule = (
+            resolved.success if resolved is not None else success_rule(card.get("task") or card.get("env_id"))
+        )
+        #: the real task's success rule, applied to decoded imagined states (``None``: the success head
+        #: decides, for tasks with no known rule and for models of frames, which decode no state)
+        self.success_rule: SuccessDefinition | None = None if self.model.observes_pixels else rule
+        #: what decides ``info["success"]``: ``rule:<name>`` or ``head``
+        self.success_source = f"rule:{rule.name}" if self.success_rule is not None else "head"
         recorded = model_starts(self.model, dataset)
         self.start_observations = recorded.inputs
         if starts == "states":
@@ -206,8 +234,18 @@ class Imagination:
             )
         return self.check_actions(action, 1)
 
-    def step(self, state: State, actions: np.ndarray, rng: np.random.Generator) -> Transition:
-        """One model call for the whole batch; ``rng`` seeds the model's sampling and the continue draws."""
+    def judge(self, rows: int) -> SuccessJudge | None:
+        """What keeps the recent decoded states of ``rows`` episodes for the success rule (``None``
+        when the head decides)."""
+        if self.success_rule is None:
+            return None
+        return SuccessJudge(self.success_rule, rows, int(np.prod(self.model.observation_space.shape)))
+
+    def step(
+        self, state: State, actions: np.ndarray, rng: np.random.Generator, judge: SuccessJudge | None = None
+    ) -> Transition:
+        """One model call for the whole batch; ``rng`` seeds the model's sampling and the continue draws;
+        ``judge`` (from :meth:`judge`, restarted with its episodes) decides success by the task's rule."""
         self.generator.manual_seed(int(rng.integers(2**62)))
         with torch.inference_mode():
             out = self.model.step(
@@ -225,6 +263,13 @@ class Imagination:
                 finite = torch.isfinite(self.model.decode(out.state)).all(-1).cpu().numpy()
             if self.limits is not None:  # far outside the data is as good as infinite
                 finite = finite & self.limits.within(self.model.decode(out.state), out.reward).cpu().numpy()
+            if judge is not None:
+                decoded = self.model.decode(out.state).float()
+                judge.push(
+                    torch.clamp(decoded, self.model.observation_low, self.model.observation_high)
+                    .cpu()
+                    .numpy()
+                )
         rewards = out.reward.float().cpu().numpy().astype(np.float64)
         if out.uncertainty is not None:
             uncertainty = out.uncertainty.float().cpu().numpy()
@@ -232,13 +277,13 @@ class Imagination:
         success_prob = out.success_prob.float().cpu().numpy()
         continue_prob = out.continue_prob.float().cpu().numpy()
         count = len(rewards)
-        success = success_prob > 0.5
         terminated = np.zeros(count, dtype=bool)
         if self.termination in ("continue", "both"):
             terminated |= rng.random(count) > continue_prob
+        diverged = ~(np.isfinite(rewards) & finite & np.isfinite(observations.reshape(count, -1)).all(1))
+        success = (judge.label(terminated) if judge is not None else success_prob > 0.5) & ~diverged
         if self.termination in ("success", "both"):
             terminated |= success
-        diverged = ~(np.isfinite(rewards) & finite & np.isfinite(observations.reshape(count, -1)).all(1))
         limit_hit = np.zeros(count, dtype=bool)
         if self.uncertainty_limit is not None:
             limit_hit = uncertainty > self.uncertainty_limit
@@ -301,6 +346,7 @@ class ImaginedEnv(gym.Env):
         self.action_space = self.imagination.action_space
         self._state: State | None = None
         self._last_observation: np.ndarray | None = None
+        self._judge = self.imagination.judge(1)
         self._steps = 0
         self._done = False
 
@@ -319,6 +365,8 @@ class ImaginedEnv(gym.Env):
                 self._state = self.imagination.start(index)
             observation = self.imagination.observe(self._state)[0]
         self._last_observation = observation
+        if self._judge is not None:
+            self._judge.restart()
         self._steps = 0
         self._done = False
         return observation, {"start_index": int(index[0])}
@@ -347,7 +395,7 @@ class ImaginedEnv(gym.Env):
         if self._done:
             raise RuntimeError("the episode has ended; call reset() before stepping again")
         actions = self.imagination.check_action(action)
-        result = self.imagination.step(self._state, actions, self.np_random)
+        result = self.imagination.step(self._state, actions, self.np_random, self._judge)
         self._steps += 1
         info = {key: value[0].item() for key, value in result.info.items()}
         observation = result.observations[0] if not info["diverged"] else self._last_observation
@@ -387,6 +435,7 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
             (num_envs, *self.single_observation_space.shape), self.single_observation_space.dtype
         )
         self._steps = np.zeros(num_envs, dtype=np.int64)
+        self._judge = self.imagination.judge(num_envs)
 
     def _restart(self, mask: np.ndarray) -> np.ndarray:
         """Put fresh real start states into the rows of ``mask``; returns their start indices."""
@@ -402,6 +451,8 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
                     key: value.index_copy(0, rows, fresh[key]) for key, value in self._state.items()
                 }
             self._observations[mask] = self.imagination.observe(fresh)
+        if self._judge is not None:
+            self._judge.restart(mask)
         self._steps[mask] = 0
         return indices
 
@@ -424,7 +475,7 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
         valid = self.imagination.check_actions(actions, self.num_envs)
-        result = self.imagination.step(self._state, valid, self.np_random)
+        result = self.imagination.step(self._state, valid, self.np_random, self._judge)
         self._steps += 1
         truncated = result.truncated | (self._steps >= self.imagination.time_limit)
         done = result.terminated | truncated

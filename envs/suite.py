@@ -120,6 +120,18 @@ SUITE: dict[str, Task] = {
 }
 
 
+def success_rule(name: str | None) -> SuccessDefinition | None:
+    """The success definition of the suite task ``name`` (suite name or env id), ``None`` for a task
+    outside the suite or none given: its success is then whatever its data or ``info`` says."""
+    task = _suite_task(name) if name else None
+    return task.success if task is not None else None
+
+
+def _suite_task(name: str) -> Task | None:
+    """The suite task named ``name`` (its suite name, any case, or its env id)."""
+    return SUITE.get(name.lower()) or next((task for task in SUITE.values() if task.env_id == name), None)
+
+
 def get_task(name: str, max_episode_steps: int | None = None) -> Task:
     """Look a task up by suite name, by the suite's env id, or take any registered Gymnasium id as-is.
 
@@ -127,7 +139,7 @@ def get_task(name: str, max_episode_steps: int | None = None) -> Task:
     :param max_episode_steps: override the task's default time limit.
     :raises TaskError: when ``name`` is neither in the suite nor registered with Gymnasium.
     """
-    task = SUITE.get(name.lower()) or next((t for t in SUITE.values() if t.env_id == name), None)
+    task = _suite_task(name)
     if task is None:
         try:
             spec = gym.spec(name)

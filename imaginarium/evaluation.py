@@ -24,13 +24,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from imaginarium.envs.imagined import check_actions
+from imaginarium.envs.imagined import check_actions, model_success_rule, success_source
 from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import WorldModel
 from imaginarium.models.base import spread
 from imaginarium.models.starts import data_limits
 from imaginarium.policy import Policy
+from imaginarium.rewards.success import SuccessJudge
 
 #: a figure as every evaluation reports it: ``{"mean", "ci_low", "ci_high"}``, a bootstrap 95% interval
 Interval = dict[str, float]
@@ -93,6 +94,9 @@ class ImaginedRollouts:
     diverged: int
     #: the most steps a rollout ran
     horizon: int
+    #: what decided ``success``: ``rule:<name>``, the real task's rule applied to the decoded imagined
+    #: states, or ``head``, the model's success head at the episode's last step
+    success_source: str = "head"
 
     def to_json(self) -> dict[str, Any]:
         """Every field as JSON, the return under ``return``."""
@@ -306,9 +310,11 @@ def imagined_rollouts_lockstep(
             alive[blocks[index]] = 0.0
     actions: np.ndarray | None = None
     success_prob = torch.zeros(batch, device=device)
+    rule = model_success_rule(model)
+    judge = SuccessJudge(rule, batch, int(np.prod(model.observation_space.shape))) if rule else None
     running = [error is None for error in errors]  # a block whose episodes have all ended needs no actions
+    decoded = _policy_view(model, state)
     for _ in range(horizon):
-        decoded = _policy_view(model, state)
         for index, policy in enumerate(policies):
             if not running[index] or errors[index] is not None:
                 continue
@@ -341,13 +347,20 @@ def imagined_rollouts_lockstep(
         if known_states is not None:
             visited.append((model.decode(out.state)[watched].float(), alive[watched] > 0.5))
         length += alive
-        success_prob = torch.where(finite, torch.nan_to_num(out.success_prob), torch.zeros_like(alive))
+        state = _replace_rows(out.state, ~finite, initial)  # dead rows stay finite for the policy
+        decoded = _policy_view(model, state)
+        if judge is not None:  # the task's rule over the decoded states, as the real task judges them
+            judge.push(decoded.reshape(batch, -1))
+            success_prob = torch.as_tensor(judge.label(False), device=device).float()
+            success_if_ended = torch.as_tensor(judge.label(True), device=device).float()
+        else:
+            success_prob = success_if_ended = torch.nan_to_num(out.success_prob)
+        success_prob = torch.where(finite, success_prob, torch.zeros_like(alive))
         if termination:
             continue_prob = torch.where(finite, torch.nan_to_num(out.continue_prob), torch.zeros_like(alive))
             ended = alive * (1.0 - continue_prob)
-            success += ended * success_prob
+            success += ended * torch.where(finite, success_if_ended, torch.zeros_like(alive))
             alive = alive * continue_prob
-        state = _replace_rows(out.state, ~finite, initial)  # dead rows stay finite for the policy
         running = (alive.view(tiles, block).amax(1) >= 1e-6).tolist()
         if not any(running):
             break
@@ -380,6 +393,7 @@ def imagined_rollouts_lockstep(
                 length=float(length[rows].mean()),
                 diverged=int(diverged[rows].sum()),
                 horizon=horizon,
+                success_source=success_source(rule),
             )
         )
     return results

@@ -26,7 +26,14 @@ from imaginarium.policy import load_policy, policy_name
 OUTSIDE_FRACTION_WARNING = 0.2
 
 #: the figures of an imagined rollout, present in ``ranking.json`` once a policy was imagined
-_IMAGINED_DETAILS = ("outside_fraction", "member_spread", "member_returns", "imagined_length", "diverged")
+_IMAGINED_DETAILS = (
+    "outside_fraction",
+    "member_spread",
+    "member_returns",
+    "imagined_length",
+    "diverged",
+    "success_source",
+)
 
 
 @dataclass
@@ -45,6 +52,9 @@ class PolicyEntry:
     traceback: str | None = None
     imagined_return: Interval | None = None
     imagined_success: float | None = None
+    #: what decided ``imagined_success``: ``rule:<name>`` (the real task's rule on the decoded imagined
+    #: states) or ``head`` (the model's success head)
+    success_source: str | None = None
     #: mean per-step model uncertainty (None when it is not measured, e.g. one member of an ensemble)
     uncertainty: float | None = None
     #: share of imagined states outside the model's data (None for a model that sees frames)
@@ -163,6 +173,17 @@ class RankingResult:
         """Whether not one policy could be ranked."""
         return not self.ranked
 
+    @property
+    def success_gap(self) -> float | None:
+        """Mean absolute difference of imagined and real success rates over the ranked policies that
+        have both: how far the success column can be read as the real one (None without them)."""
+        pairs = [
+            (entry.imagined_success, entry.real_success)
+            for entry in self.ranked
+            if entry.imagined_success is not None and entry.real_success is not None
+        ]
+        return float(np.mean([abs(imagined - real) for imagined, real in pairs])) if pairs else None
+
     def to_json(self) -> dict[str, Any]:
         """What ``ranking.json`` holds."""
         return {
@@ -170,6 +191,7 @@ class RankingResult:
             "metrics": self.metrics,
             "settings": self.settings.to_json() if self.settings is not None else {},
             "outside_threshold": self.outside_threshold,
+            "success_gap": self.success_gap,
         }
 
     @classmethod
@@ -234,6 +256,7 @@ def evaluate_group(
         entry = entries[index]
         entry.imagined_return = imagined.return_
         entry.imagined_success = imagined.success
+        entry.success_source = imagined.success_source
         entry.uncertainty = imagined.uncertainty
         entry.outside_fraction = imagined.outside_fraction
         entry.member_spread = imagined.member_spread

@@ -21,6 +21,7 @@ import numpy as np
 from imaginarium.models.starts import DIVERGENCE_STDS
 from imaginarium.outputs import atomic_write_bytes, atomic_write_text, check_output
 from imaginarium.ranking import OUTSIDE_FRACTION_WARNING, PolicyEntry, RankingResult
+from imaginarium.rewards.success import SUCCESS_DEFINITIONS
 
 METRIC_LABELS = {
     "spearman": "Spearman ρ",
@@ -32,6 +33,29 @@ METRIC_LABELS = {
     "mmrv": "MMRV",
 }
 
+#: one sentence per metric, for the reader who has not met it
+METRIC_NOTES = {
+    "spearman": "rank correlation of imagined and real returns (1: the same order).",
+    "kendall": "the share of policy pairs put in the same order, rescaled to [-1, 1].",
+    "pearson": "linear correlation of imagined and real returns.",
+    "regret_at_1": "how much real return is lost by deploying the top-ranked policy instead of the best "
+    "one, as a share of the real returns' range (0: the best was ranked first).",
+    "regret_at_3": "the same for the best of the top three.",
+    "abs_error": "mean distance of imagined from real return, both normalised to the real returns' range.",
+    "mmrv": "mean maximum rank violation: for each policy, the largest real-return gap (as a share of the "
+    "range) among the pairs it is put in the wrong order with, averaged (0: none).",
+}
+
+#: one line per column of the ranking table
+COLUMN_NOTES = {
+    "imagined return [95% CI]": "mean return of the policy's imagined episodes from real start states.",
+    "member spread": "std of that return across the ensemble's members: how much the models disagree.",
+    "imagined success": "share of imagined episodes that succeed (how it is decided: below the table).",
+    "real return [95% CI]": "mean return of real episodes, the figure the imagined one estimates.",
+    "real success": "share of real episodes the task counts as successes.",
+    "uncertainty": "mean per-step disagreement of the model about the next state.",
+    "outside": "share of imagined states farther from the model's data than real held-out states are.",
+}
 
 #: what :func:`write_report` writes into its folder
 REPORT_FILES = ("ranking.json", "report.md", "report.html")
@@ -56,12 +80,13 @@ def write_report(
     out = check_output(out, overwrite, files=REPORT_FILES)
     out.mkdir(parents=True, exist_ok=True)
     paths = {kind: out / name for kind, name in zip(("json", "markdown", "html"), REPORT_FILES, strict=True)}
+    fidelity = _fidelity(model_dir)
+    success_auc = (fidelity.get("summary") or {}).get("success_auc")
     atomic_write_text(paths["json"], json.dumps(result.to_json(), indent=2))
-    atomic_write_text(paths["markdown"], markdown_report(result))
+    atomic_write_text(paths["markdown"], markdown_report(result, success_auc))
     animations = []
     if videos and model_dir is not None and result.settings is not None and result.settings.real_env:
         animations = _rollout_gifs(result, Path(model_dir), videos, video_steps)
-    fidelity = _fidelity(model_dir)
     atomic_write_text(paths["html"], html_report(result, fidelity, animations))
     return paths
 
@@ -107,7 +132,36 @@ def _warning(entry: PolicyEntry) -> str:
     return "⚠ outside the data" if entry.uncertainty_warning else ""
 
 
-def _notes(result: RankingResult) -> list[str]:
+def _success_note(result: RankingResult, success_auc: float | None = None) -> str | None:
+    """How the imagined success column was decided, and how far it agreed with the real one."""
+    sources = {entry.success_source for entry in result.ranked if entry.success_source is not None}
+    if not sources:
+        return None
+    rules = {definition.name: definition for definition in SUCCESS_DEFINITIONS.values()}
+    gap = result.success_gap
+    with_both = sum(entry.real_success is not None for entry in result.ranked)
+    parts = []
+    for source in sorted(sources):
+        name = source.removeprefix("rule:")
+        if source.startswith("rule:") and name in rules:
+            parts.append(
+                f"Imagined success applies the task's own rule, {rules[name].description}, to the decoded "
+                "imagined states, as the real task judges real ones."
+            )
+        else:
+            auc = "" if success_auc is None else f" (per-step AUC on held-out data: {success_auc:.2f})"
+            parts.append(
+                "Imagined success comes from the model's success head, a per-state probability at the episode's "
+                f"end{auc}: no rule is known for this task, and a head cannot express a rule over several steps."
+            )
+    if gap is not None:
+        parts.append(
+            f"Over the {with_both} policies with real episodes it differs from real success by {gap:.2f} on average."
+        )
+    return " ".join(parts)
+
+
+def _notes(result: RankingResult, success_auc: float | None = None) -> list[str]:
     settings = result.settings
     notes = []
     if settings is not None:
@@ -125,6 +179,9 @@ def _notes(result: RankingResult) -> list[str]:
                 f"The horizon {settings.horizon} is shorter than the task's time limit {settings.time_limit}: "
                 "imagined returns are truncated and do not estimate full-episode returns."
             )
+    success = _success_note(result, success_auc)
+    if success is not None:
+        notes.append(success)
     shields = [entry for entry in result.ranked if entry.interventions is not None]
     if shields:
         notes.append("Shields replaced the policy's action in " + "; ".join(
@@ -142,8 +199,12 @@ def _notes(result: RankingResult) -> list[str]:
     return notes
 
 
-def markdown_report(result: RankingResult) -> str:
-    """A short summary: the ranking, the metrics, failures, and how far to trust the figures."""
+def markdown_report(result: RankingResult, success_auc: float | None = None) -> str:
+    """A short summary: the ranking, the metrics, failures, and how far to trust the figures.
+
+    :param success_auc: the success head's per-step AUC on held-out data, shown beside how well its
+        imagined success matched the real one.
+    """
     task = result.settings.task if result.settings is not None else None
     lines = [f"# Policy ranking: {task or 'model'}", ""]
     header = ["rank", "policy", "imagined return [95% CI]", "member spread", "imagined success"]
@@ -165,7 +226,15 @@ def markdown_report(result: RankingResult) -> str:
         lines += ["Failed policies (not ranked):", ""]
         lines += [f"- `{entry.path}`: {entry.error}" for entry in result.failed]
         lines.append("")
-    lines += _notes(result)
+    lines += _notes(result, success_auc)
+    lines += ["", "Columns:", ""] + [f"- **{column}**: {note}" for column, note in COLUMN_NOTES.items()]
+    if result.metrics:
+        lines += ["", "Metrics:", ""]
+        lines += [
+            f"- **{METRIC_LABELS[key]}**: {METRIC_NOTES[key]}"
+            for key in result.metrics
+            if key in METRIC_NOTES
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -292,12 +361,16 @@ def html_report(result: RankingResult, fidelity: dict[str, Any], animations: lis
     return template.render(
         settings=result.settings.to_json() if result.settings is not None else {},
         rows=_rows(result),
-        metrics=[(METRIC_LABELS[key], f"{value:.3f}") for key, value in (result.metrics or {}).items()],
+        metrics=[
+            (METRIC_LABELS[key], f"{value:.3f}", METRIC_NOTES.get(key, ""))
+            for key, value in (result.metrics or {}).items()
+        ],
+        columns=COLUMN_NOTES,
         scatter=_scatter(result),
         fidelity=fidelity,
         animations=animations,
         failed=result.failed,
-        notes=_notes(result),
+        notes=_notes(result, (fidelity.get("summary") or {}).get("success_auc")),
     )
 
 
@@ -317,6 +390,9 @@ tr.warn td { background: #fff3f0; }
 .videos { display: flex; flex-wrap: wrap; gap: 2em; }
 figure { margin: 0; }
 figcaption { font-size: 0.9em; color: #555; }
+td.note { text-align: left; color: #555; font-size: 0.9em; }
+dl.legend { font-size: 0.9em; color: #555; display: grid; grid-template-columns: max-content auto; gap: 0.1em 1em; }
+dl.legend dt { font-weight: bold; } dl.legend dd { margin: 0; }
 </style>
 </head>
 <body>
@@ -326,8 +402,7 @@ figcaption { font-size: 0.9em; color: #555; }
 
 <h2>Ranking</h2>
 <table>
-<tr><th>rank</th><th>policy</th><th>imagined return [95% CI]</th><th>member spread</th>
-<th>imagined success</th><th>real return [95% CI]</th><th>real success</th><th>uncertainty</th><th>outside</th>
+<tr><th>rank</th><th>policy</th>{% for column, note in columns.items() %}<th title="{{ note }}">{{ column }}</th>{% endfor %}
 <th></th></tr>
 {% for row in rows %}<tr{% if row.warning %} class="warn"{% endif %}>
 <td>{{ row.rank }}</td><td class="name">{{ row.name }}</td><td>{{ row.imagined }}</td><td>{{ row.spread }}</td>
@@ -335,11 +410,13 @@ figcaption { font-size: 0.9em; color: #555; }
 <td>{{ row.outside }}</td>
 <td class="warning">{{ row.warning }}</td></tr>
 {% endfor %}</table>
+<dl class="legend">{% for column, note in columns.items() %}<dt>{{ column }}</dt><dd>{{ note }}</dd>{% endfor %}</dl>
 {% if failed %}<h3>Failed policies (not ranked)</h3>
 <ul>{% for entry in failed %}<li><code>{{ entry.path }}</code>: {{ entry.error }}</li>{% endfor %}</ul>{% endif %}
 
 {% if metrics %}<h2>Agreement with real returns</h2>
-<table>{% for label, value in metrics %}<tr><th>{{ label }}</th><td>{{ value }}</td></tr>{% endfor %}</table>{% endif %}
+<table>{% for label, value, note in metrics %}<tr><th title="{{ note }}">{{ label }}</th><td>{{ value }}</td>
+<td class="note">{{ note }}</td></tr>{% endfor %}</table>{% endif %}
 {% if scatter %}<img alt="imagined against real return" src="data:image/png;base64,{{ scatter }}">{% endif %}
 
 {% if fidelity %}<h2>Model fidelity (held-out episodes)</h2>

@@ -3,6 +3,10 @@
 A definition maps one episode to a boolean per step: ``success[t]`` says whether the task would count
 as solved if the episode ended in the state reached by step ``t``. An episode succeeds when its last step does. Labels per
 step are what the learned success head is trained on; the per-episode figure is what reports show.
+
+The labels are causal: ``success[t]`` reads steps ``t - window + 1 .. t`` only. So a rule can judge an
+imagined trajectory step by step from its recent decoded states (:class:`SuccessJudge`), the way the real
+task judges the real one, where a per-state head cannot express a rule over several steps.
 """
 
 from __future__ import annotations
@@ -21,17 +25,20 @@ class SuccessDefinition:
 
     :param name: short identifier stored in dataset metadata.
     :param description: one sentence for reports and ``imaginarium info``.
-    :param fn: ``fn(next_observations (T, D), terminated (T,), truncated (T,)) -> success (T,) bool``.
+    :param fn: ``fn(next_observations (..., T, D), terminated (..., T), truncated (..., T)) -> success
+        (..., T) bool``, over any leading batch dimensions.
+    :param window: the steps the label of a step reads, itself included (1: that step alone).
     """
 
     name: str
     description: str
     fn: SuccessFn
+    window: int = 1
 
     def __call__(
         self, next_observations: np.ndarray, terminated: np.ndarray, truncated: np.ndarray
     ) -> np.ndarray:
-        """Label every step of one episode; see the class docstring for shapes."""
+        """Label every step of one episode, or of a batch of them; see the class docstring for shapes."""
         success = np.asarray(self.fn(next_observations, terminated, truncated), dtype=bool)
         if success.shape != terminated.shape:
             raise ValueError(
@@ -49,10 +56,12 @@ def _alive(next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) 
 
 def _upright_for_last(window: int, cos_threshold: float) -> SuccessFn:
     def upright(next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
-        is_up = next_obs[:, 0] > cos_threshold  # Pendulum observation is (cos θ, sin θ, θ̇)
+        is_up = next_obs[..., 0] > cos_threshold  # Pendulum observation is (cos θ, sin θ, θ̇)
         # Count of upright steps in the trailing window ending at each step, via a cumulative sum.
-        counts = np.cumsum(np.concatenate([[0], is_up.astype(np.int64)]))
-        trailing = counts[1:] - counts[np.maximum(np.arange(1, len(is_up) + 1) - window, 0)]
+        zero = np.zeros((*is_up.shape[:-1], 1), dtype=np.int64)
+        counts = np.cumsum(np.concatenate([zero, is_up.astype(np.int64)], axis=-1), axis=-1)
+        steps = is_up.shape[-1]
+        trailing = counts[..., 1:] - counts[..., np.maximum(np.arange(1, steps + 1) - window, 0)]
         return trailing >= window
 
     return upright
@@ -60,7 +69,7 @@ def _upright_for_last(window: int, cos_threshold: float) -> SuccessFn:
 
 def _position_reached(goal_position: float) -> SuccessFn:
     def reached(next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
-        return next_obs[:, 0] >= goal_position
+        return next_obs[..., 0] >= goal_position
 
     return reached
 
@@ -69,7 +78,7 @@ def _distance_below(first: slice, second: slice | None, threshold: float) -> Suc
     """Success when two observed points are closer than ``threshold`` (or one offset vector is short)."""
 
     def close(next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
-        offset = next_obs[:, first] if second is None else next_obs[:, first] - next_obs[:, second]
+        offset = next_obs[..., first] if second is None else next_obs[..., first] - next_obs[..., second]
         return np.linalg.norm(offset, axis=-1) < threshold
 
     return close
@@ -85,6 +94,7 @@ SUCCESS_DEFINITIONS: Mapping[str, SuccessDefinition] = {
         "upright_last_20",
         "upright (cos θ > 0.95) over the last 20 steps",
         _upright_for_last(window=20, cos_threshold=0.95),
+        window=20,
     ),
     "mountaincar": SuccessDefinition(
         "goal_reached", "the car reaches the goal (position ≥ 0.45)", _position_reached(0.45)
@@ -107,3 +117,38 @@ SUCCESS_DEFINITIONS: Mapping[str, SuccessDefinition] = {
 def episode_success(success_per_step: np.ndarray) -> bool:
     """An episode succeeds when its last step does."""
     return bool(len(success_per_step) > 0 and success_per_step[-1])
+
+
+class SuccessJudge:
+    """A task's success rule applied to ``rows`` trajectories as they are imagined, one step at a time.
+
+    It keeps each row's last ``window`` states: :meth:`push` adds a step, :meth:`label` says whether
+    each row would succeed if its episode ended there. A row younger than the window is padded in
+    front with NaN, which no comparison of the suite's rules counts as met.
+    """
+
+    def __init__(self, definition: SuccessDefinition, rows: int, observation_size: int) -> None:
+        self.definition = definition
+        self.recent = np.full((rows, definition.window, observation_size), np.nan, dtype=np.float32)
+
+    def restart(self, mask: np.ndarray | None = None) -> None:
+        """Forget the steps of the rows in ``mask`` (every row when ``None``)."""
+        if mask is None:
+            self.recent[:] = np.nan
+        else:
+            self.recent[np.asarray(mask, dtype=bool)] = np.nan
+
+    def push(self, next_observations: np.ndarray) -> None:
+        """Add each row's newest state ``(rows, D)``."""
+        self.recent[:, :-1] = self.recent[:, 1:]
+        self.recent[:, -1] = next_observations
+
+    def label(self, terminated: np.ndarray | bool) -> np.ndarray:
+        """``(rows,)`` whether each row's episode succeeds if it ends at its newest step: ended by
+        termination where ``terminated`` (a bool or ``(rows,)``), by the time limit elsewhere."""
+        rows, window = self.recent.shape[:2]
+        ended_here = np.zeros((rows, window), dtype=bool)
+        ended_here[:, -1] = terminated
+        cut_here = np.zeros((rows, window), dtype=bool)
+        cut_here[:, -1] = ~ended_here[:, -1]
+        return self.definition(self.recent, ended_here, cut_here)[:, -1]

@@ -103,6 +103,13 @@ def test_demo_collects_trains_imagines_ranks_and_reports(
     assert "fingerprint" in printed and "imagined return" in printed and "real return" in printed
     assert (tmp_path / "demo" / "report" / "report.html").exists() and "| 1 |" in printed
     assert set(summaries["ranking"]) >= {"spearman", "regret_at_1"}
+    ranking = json.loads((tmp_path / "demo" / "report" / "ranking.json").read_text())
+    rows = {row["name"]: row for row in ranking["policies"]}
+    assert {row["success_source"] for row in rows.values()} == {"rule:upright_last_20"}
+    assert rows["random"]["imagined_success"] == rows["random"]["real_success"] == 0.0
+    report = (tmp_path / "demo" / "report" / "report.md").read_text()
+    assert ranking["success_gap"] is not None and "Imagined success applies the task's own rule" in report
+    assert f"differs from real success by {ranking['success_gap']:.2f} on average" in report
 
 
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])

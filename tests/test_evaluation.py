@@ -77,8 +77,39 @@ def test_rollouts_that_diverge_stop_counting_and_are_reported(pendulum_model, mo
     assert all(np.isfinite(result.per_start)) and np.isfinite(result.success)
     assert list(result.to_json()) == [
         "return", "per_start", "member_returns", "member_spread", "success", "uncertainty",
-        "outside_fraction", "length", "diverged", "horizon",
+        "outside_fraction", "length", "diverged", "horizon", "success_source",
     ]  # fmt: skip
+
+
+def test_imagined_success_is_the_tasks_rule_over_the_imagined_states_not_the_head(
+    pendulum_model, monkeypatch
+) -> None:
+    """Starts 0 and 1 are held upright for the whole rollout, 2 and 3 hang down, while the head says
+    success everywhere: pendulum's rule (upright over the last 20 steps) gives half, as the real
+    task would, where the head would give one."""
+    from imaginarium.evaluation import imagined_rollouts
+    from imaginarium.models import load_world_model
+    from imaginarium.models.ensemble import EnsembleModel
+
+    model = load_world_model(pendulum_model)
+    original = EnsembleModel.step
+
+    def scripted(self, state, actions, *args, **kwargs):
+        out = original(self, state, actions, *args, **kwargs)
+        upright = torch.tensor([1.0, 0.0, 0.0]).repeat(len(out.reward), 1)
+        upright[torch.arange(len(out.reward)) % 4 >= 2] = torch.tensor([-1.0, 0.0, 0.0])
+        out.state["observation"] = upright.to(out.state["observation"])
+        out.success_prob = torch.ones_like(out.success_prob)
+        return out
+
+    monkeypatch.setattr(EnsembleModel, "step", scripted)
+    starts = np.tile(np.array([1.0, 0.0, 0.0], np.float32), (4, 1))
+    policy = RandomPolicy(model.action_space, seed=0)
+    result = imagined_rollouts(model, policy, starts, horizon=30, termination=False, members="one")
+    assert result.success_source == "rule:upright_last_20"
+    assert result.success == pytest.approx(0.5)
+    short = imagined_rollouts(model, policy, starts, horizon=19, termination=False, members="one")
+    assert short.success == 0.0  # nobody has been upright for 20 steps yet
 
 
 @pytest.mark.parametrize("members", ["each", "one"])

@@ -60,6 +60,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "offline_datasets.py": ("offline_datasets.py", ["--smoke", "--out", "{out}"]),
     "peers_study.py": ("peers_study.py", ["--smoke", "--out", "{out}"]),
     "planner_study.py": ("planner_study.py", ["--smoke", "--out", "{out}"]),
+    "success_study.py": ("success_study.py", ["--smoke", "--out", "{out}"]),
     # after the benchmarks and ranking_study.py: their tables are redrawn from their smoke reports
     "docs_tables.py": ("docs_tables.py", ["--results", "{results}", "--docs", "{docs}"]),
 }

@@ -12,7 +12,7 @@ import torch
 
 from imaginarium.errors import ImaginariumError, PolicySpecError
 from imaginarium.ranking import PolicyEntry, RankingResult, RankSettings, assemble
-from imaginarium.report import write_report
+from imaginarium.report import METRIC_LABELS, markdown_report, write_report
 from imaginarium.run.rank import rank_policies
 
 TESTS = Path(__file__).parent
@@ -92,8 +92,9 @@ def _imagined(name: str, imagined: float, real: float | None) -> PolicyEntry:
         member_returns=[imagined - 1, imagined + 1],
         imagined_length=200.0,
         diverged=0,
+        success_source="rule:upright_last_20",
         real_return=None if real is None else {"mean": real, "ci_low": real - 1, "ci_high": real + 1},
-        real_success=None,
+        real_success=None if real is None else float(real > -500),
         seconds=0.5,
     )
 
@@ -123,15 +124,17 @@ def test_ranking_json_keeps_its_schema_and_reads_back_as_the_same_result(tmp_pat
     assert not result.all_failed and result.ranked[0].uncertainty_warning  # 30% of its states outside
     written = json.loads(write_report(result, tmp_path / "report", videos=0)["json"].read_text())
     assert written == json.loads(json.dumps(result.to_json()))
-    assert list(written) == ["policies", "metrics", "settings", "outside_threshold"]
+    assert list(written) == ["policies", "metrics", "settings", "outside_threshold", "success_gap"]
     schema = ["name", "path", "imagined_return", "imagined_success", "uncertainty", "real_return", "error"]
     imagined = ["outside_fraction", "member_spread", "member_returns", "imagined_length", "diverged"]
+    imagined += ["success_source"]
     rows = {row["name"]: list(row) for row in written["policies"]}
     assert rows["wanders"] == [*schema, *imagined, "real_success", "seconds", "rank", "uncertainty_warning"]
     assert rows["missing"] == [*schema, "seconds"]  # no traceback in the file
     assert rows["real_fails"] == [*schema, *imagined, "real_success", "seconds"]
     assert rows["dead"] == schema  # its worker died: no time measured
     assert written["settings"]["workers"] == 0 and written["outside_threshold"] == 2.5
+    assert written["success_gap"] == 0.5  # both ranked imagined at 0.5, real 1 and 0
     assert set(written["metrics"]) >= {"spearman", "regret_at_1"}
     again = RankingResult.from_json(written)
     assert again.to_json() == written
@@ -372,3 +375,19 @@ def test_a_policy_costs_its_weights_and_its_noise_or_a_random_one_adds_none(tmp_
     assert _policy_cost("random") == POLICY_CALL_COST
     assert _policy_cost(f"0.5*sb3:{tmp_path / 'sac_16.zip'} + 0.5*random") == sizes[16] + POLICY_CALL_COST
     assert _policy_cost("sb3:missing.zip") == POLICY_CALL_COST
+
+
+def test_the_report_says_how_success_was_decided_how_far_it_held_and_what_each_column_means() -> None:
+    result = assemble([_imagined("steady", -300.0, -250.0), _imagined("wanders", -100.0, -900.0)], 2.5)
+    text = markdown_report(result)
+    assert (
+        "Imagined success applies the task's own rule, upright (cos θ > 0.95) over the last 20 steps" in text
+    )
+    assert "Over the 2 policies with real episodes it differs from real success by 0.50 on average." in text
+    for entry in result.ranked:
+        entry.success_source = "head"
+    text = markdown_report(result, success_auc=0.93)
+    assert "comes from the model's success head" in text and "per-step AUC on held-out data: 0.93" in text
+    assert "- **imagined success**: share of imagined episodes that succeed" in text
+    assert "- **MMRV**: mean maximum rank violation" in text
+    assert all(f"**{METRIC_LABELS[key]}**" in text for key in result.metrics)

@@ -197,6 +197,38 @@ def test_vector_env_resets_finished_envs_in_the_same_step(pendulum_model: Path, 
     )
 
 
+def test_success_is_the_tasks_rule_over_each_imagined_episode(pendulum_model: Path, monkeypatch) -> None:
+    """The model is held upright while its head says failure everywhere: pendulum's rule (upright for
+    the last 20 steps) says success from the 20th step of every episode, and every reset starts it over."""
+    import torch
+
+    from imaginarium.models.ensemble import EnsembleModel
+
+    original = EnsembleModel.step
+
+    def upright(self, state, actions, *args, **kwargs):
+        out = original(self, state, actions, *args, **kwargs)
+        out.state["observation"] = torch.tensor([1.0, 0.0, 0.0]).repeat(len(out.reward), 1)
+        out.success_prob = torch.zeros_like(out.success_prob)
+        return out
+
+    monkeypatch.setattr(EnsembleModel, "step", upright)
+    envs = gym.make_vec("WAMImagined-v0", num_envs=3, model=pendulum_model, time_limit=25, termination="none")
+    assert envs.unwrapped.imagination.success_source == "rule:upright_last_20"
+    envs.reset(seed=0)
+    labels = np.stack([envs.step(np.zeros((3, 1), np.float32))[4]["success"] for _ in range(60)])
+    step_of_episode = np.arange(60) % 25 + 1
+    assert np.array_equal(labels, np.repeat((step_of_episode >= 20)[:, None], 3, axis=1))
+    env = gym.make("WAMImagined-v0", model=pendulum_model, time_limit=25, termination="none")
+    env.reset(seed=0)
+    single = [env.step(np.zeros(1, np.float32))[4]["success"] for _ in range(25)]
+    env.reset(seed=1)
+    assert (
+        single == (step_of_episode[:25] >= 20).tolist()
+        and not env.step(np.zeros(1, np.float32))[4]["success"]
+    )
+
+
 def test_vector_env_honours_reset_mask(pendulum_model: Path) -> None:
     envs = gym.make_vec("WAMImagined-v0", num_envs=6, model=pendulum_model)
     envs.reset(seed=2)

@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from imaginarium.rewards.success import SUCCESS_DEFINITIONS, episode_success
+from imaginarium.rewards.success import SUCCESS_DEFINITIONS, SuccessJudge, episode_success
 
 
 def _flags(steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,3 +69,49 @@ def test_episode_success_is_the_last_step() -> None:
     assert not episode_success(np.array([True, False]))
     assert episode_success(np.array([False, True]))
     assert not episode_success(np.array([], dtype=bool))
+
+
+@pytest.mark.parametrize("task", sorted(SUCCESS_DEFINITIONS))
+def test_a_batch_of_episodes_is_labelled_as_each_episode_alone(task: str) -> None:
+    rng = np.random.default_rng(0)
+    size = {"cartpole": 4, "pendulum": 3, "mountaincar": 2, "reacher": 10, "pusher": 23}[task]
+    observations = rng.uniform(-1, 1, (5, 40, size))
+    observations[..., 0] = np.where(rng.random((5, 40)) < 0.9, 0.99, 0.0)  # long upright runs
+    observations[..., 8:10] *= 0.02  # reacher: fingertip near the target at times
+    observations[..., 17:23] *= 0.04  # pusher: object near the goal at times
+    terminated = rng.random((5, 40)) < 0.1
+    truncated = np.zeros((5, 40), dtype=bool)
+    definition = SUCCESS_DEFINITIONS[task]
+    batched = definition(observations, terminated, truncated)
+    alone = np.stack([definition(observations[row], terminated[row], truncated[row]) for row in range(5)])
+    assert np.array_equal(batched, alone) and batched.any()
+
+
+def test_the_judge_labels_each_step_as_the_rule_labels_the_whole_episode() -> None:
+    """Step by step, from the trailing window alone, with episodes of two rows restarting at
+    different steps: the labels are those of the rule over each whole episode."""
+    rng = np.random.default_rng(1)
+    definition = SUCCESS_DEFINITIONS["pendulum"]
+    cos_theta = np.where(rng.random((2, 90)) < 0.97, 1.0, 0.0)
+    observations = np.stack([cos_theta, np.zeros((2, 90)), np.zeros((2, 90))], axis=-1)
+    restarts = {0: 35, 1: 60}  # row -> the step whose state begins a new episode
+    judge = SuccessJudge(definition, rows=2, observation_size=3)
+    labels = np.zeros((2, 90), dtype=bool)
+    for step in range(90):
+        for row, first in restarts.items():
+            if step == first:
+                judge.restart(np.arange(2) == row)
+        judge.push(observations[:, step])
+        labels[:, step] = judge.label(False)
+    for row, first in restarts.items():
+        for episode in (slice(0, first), slice(first, 90)):
+            expected = definition(observations[row, episode], *_flags(episode.stop - episode.start))
+            assert np.array_equal(labels[row, episode], expected)
+    assert labels.any() and not labels.all()
+
+
+def test_the_judge_counts_a_terminated_episode_as_failed_where_the_rule_does() -> None:
+    judge = SuccessJudge(SUCCESS_DEFINITIONS["cartpole"], rows=3, observation_size=4)
+    judge.push(np.zeros((3, 4)))
+    assert judge.label(np.array([False, True, False])).tolist() == [True, False, True]
+    assert not judge.label(True).any()

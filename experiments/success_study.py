@@ -1,0 +1,139 @@
+"""Imagined against real success (issue #28): does the success column of a ranking say what the real task
+would say, per policy?
+
+For each task with a success definition and each dataset, the model trained on that dataset ranks the
+task's zoos (:mod:`zoo`: the checkpoints and the graded ladder) with real episodes beside it, as a user's
+``imaginarium rank`` does. Imagined success is decided the product's way, by the task's own rule applied
+to the decoded imagined states (``rule``), and, for comparison, by the model's per-state success head as
+it was decided before (``head``: the same rollouts with the rule withheld). The figure is the mean
+absolute difference of imagined and real success rates over a zoo's policies (``success_gap``).
+
+Datasets: ``mixed`` is the expert mixture of the ranking study (its model, :func:`ranking_study.model_for`);
+the others are :mod:`offline_datasets` kinds (``medium``, ``random``, ...), whose models are the planner
+study's (trained here when missing), so the best policies are absent from the model's data.
+
+    python experiments/success_study.py [--datasets cartpole/mixed,pendulum/medium] [--zoos graded]
+    python experiments/success_study.py --smoke
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+from unittest import mock
+
+from common import default_config, machine, parse_config, results_dir, write_report
+from offline_datasets import Config as DatasetConfig
+from offline_datasets import dataset
+from ranking_study import Config as RankingConfig
+from ranking_study import model_for
+from zoo import graded_zoo, zoo
+
+import imaginarium.evaluation
+from imaginarium.run.pipeline import collect_train_evaluate
+from imaginarium.run.rank import rank_policies
+
+
+@dataclass(frozen=True)
+class Config:
+    #: ``task/data`` pairs: ``mixed`` the expert mixture, else an :mod:`offline_datasets` kind
+    datasets: str = (
+        "cartpole/mixed,cartpole/medium,pendulum/mixed,pendulum/medium,reacher/mixed,reacher/random"
+    )
+    zoos: str = "checkpoints,graded"
+    starts: int = 64
+    real_episodes: int = 20
+    #: world-model training steps for a dataset other than ``mixed`` (early stopping may end it sooner)
+    model_steps: int = 20_000
+    seed: int = 0
+    out: str = "experiments/results/success_study.json"
+    SMOKE: ClassVar[dict] = {
+        "datasets": "pendulum/mixed",
+        "zoos": "graded",
+        "starts": 2,
+        "real_episodes": 1,
+        "model_steps": 20,
+    }
+
+
+def model(task: str, data: str, config: Config) -> Path:
+    """The model trained on the task's ``data``, made when missing (and cached where other studies look)."""
+    if data == "mixed":
+        return model_for(task, default_config(RankingConfig))
+    folder = results_dir() / "planner" / task / data / "ensemble"
+    recorded = dataset(task, data, default_config(DatasetConfig))
+    collect_train_evaluate(
+        task, recorded, folder, train_config={"steps": config.model_steps, "seed": config.seed}
+    )
+    return folder
+
+
+def policies(task: str, kind: str, seed: int) -> list[str]:
+    """The zoo's policy specs: its checkpoints and the random policy, or the graded ladder."""
+    if kind == "graded":
+        return graded_zoo(task, seed)
+    return [str(path) for path in zoo(task, seed)] + ["random"]
+
+
+def compare(task: str, folder: Path, specs: list[str], config: Config) -> dict[str, Any]:
+    """Rank ``specs`` with real episodes (success by the rule), then imagine them again with the head
+    deciding success; per policy both imagined figures beside the real one, and both gaps."""
+    ranked = rank_policies(
+        folder, specs, starts=config.starts, real_env=task, real_episodes=config.real_episodes,
+        workers=0, seed=config.seed, progress=False,
+    )  # fmt: skip
+    with mock.patch.object(imaginarium.evaluation, "model_success_rule", lambda *_: None):
+        by_head = rank_policies(
+            folder, specs, starts=config.starts, workers=0, seed=config.seed, progress=False
+        )
+    head = {entry.name: entry.imagined_success for entry in by_head.ranked}
+    rows = [
+        {
+            "name": entry.name,
+            "imagined_success": entry.imagined_success,
+            "head_success": head.get(entry.name),
+            "real_success": entry.real_success,
+            "imagined_return": entry.imagined_return["mean"],
+            "real_return": entry.real_return["mean"] if entry.real_return else None,
+        }
+        for entry in ranked.ranked
+    ]
+    return {
+        "success_source": ranked.ranked[0].success_source if ranked.ranked else None,
+        "success_gap": ranked.success_gap,
+        "head_gap": _gap(rows, "head_success"),
+        "spearman": (ranked.metrics or {}).get("spearman"),
+        "failed": [entry.error for entry in ranked.failed],
+        "policies": rows,
+    }
+
+
+def _gap(rows: list[dict[str, Any]], key: str) -> float | None:
+    """Mean absolute difference of ``key`` and real success over the rows that have both."""
+    pairs = [(row[key], row["real_success"]) for row in rows if None not in (row[key], row["real_success"])]
+    return sum(abs(imagined - real) for imagined, real in pairs) / len(pairs) if pairs else None
+
+
+def main() -> None:
+    config = parse_config(Config, __doc__.splitlines()[0])
+    report: dict[str, Any] = {"config": asdict(config), "machine": machine(), "results": {}}
+    if Path(config.out).exists():  # datasets run one at a time add up in one file
+        report["results"] = json.loads(Path(config.out).read_text()).get("results", {})
+    for pair in filter(None, config.datasets.split(",")):
+        task, data = pair.split("/")
+        folder = model(task, data, config)
+        for kind in filter(None, config.zoos.split(",")):
+            result = compare(task, folder, policies(task, kind, config.seed), config)
+            report["results"][f"{task}/{data}/{kind}"] = result
+            print(
+                f"{task}/{data}/{kind}: {len(result['policies'])} policies, success gap "
+                f"{result['success_gap']} by {result['success_source']} (head: {result['head_gap']})",
+                flush=True,
+            )
+            write_report(config.out, report)
+
+
+if __name__ == "__main__":
+    main()
