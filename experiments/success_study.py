@@ -6,7 +6,8 @@ task's zoos (:mod:`zoo`: the checkpoints and the graded ladder) with real episod
 ``imaginarium rank`` does. Imagined success is decided the product's way, by the task's own rule applied
 to the decoded imagined states (``rule``), and, for comparison, by the model's per-state success head as
 it was decided before (``head``: the same rollouts with the rule withheld). The figure is the mean
-absolute difference of imagined and real success rates over a zoo's policies (``success_gap``).
+absolute difference of imagined and real success rates over a zoo's policies (``success_gap``); the
+ranking's metrics against real returns come with it.
 
 Datasets: ``mixed`` is the expert mixture of the ranking study (its model, :func:`ranking_study.model_for`);
 the others are :mod:`offline_datasets` kinds (``medium``, ``random``, ...), whose models are the planner
@@ -104,7 +105,7 @@ def compare(task: str, folder: Path, specs: list[str], config: Config) -> dict[s
         "success_source": ranked.ranked[0].success_source if ranked.ranked else None,
         "success_gap": ranked.success_gap,
         "head_gap": _gap(rows, "head_success"),
-        "spearman": (ranked.metrics or {}).get("spearman"),
+        "metrics": ranked.metrics,
         "failed": [entry.error for entry in ranked.failed],
         "policies": rows,
     }

@@ -57,6 +57,9 @@ COLUMN_NOTES = {
     "outside": "share of imagined states farther from the model's data than real held-out states are.",
 }
 
+#: a mean distance of imagined from real success above this is explained in the report
+SUCCESS_GAP_WARNING = 0.15
+
 #: what :func:`write_report` writes into its folder
 REPORT_FILES = ("ranking.json", "report.md", "report.html")
 
@@ -158,6 +161,11 @@ def _success_note(result: RankingResult, success_auc: float | None = None) -> st
         parts.append(
             f"Over the {with_both} policies with real episodes it differs from real success by {gap:.2f} on average."
         )
+        if gap > SUCCESS_GAP_WARNING and any(source.startswith("rule:") for source in sources):
+            parts.append(
+                "The rule is the real task's, so the difference is the model's: its imagined states are not the "
+                "real ones (compare the returns, and the share of states outside its data)."
+            )
     return " ".join(parts)
 
 

@@ -384,6 +384,7 @@ def test_the_report_says_how_success_was_decided_how_far_it_held_and_what_each_c
         "Imagined success applies the task's own rule, upright (cos θ > 0.95) over the last 20 steps" in text
     )
     assert "Over the 2 policies with real episodes it differs from real success by 0.50 on average." in text
+    assert "the difference is the model's" in text  # a gap over 0.15 is explained
     for entry in result.ranked:
         entry.success_source = "head"
     text = markdown_report(result, success_auc=0.93)
