@@ -82,6 +82,15 @@ class PlannerConfig:
     #: last state instead: the lesser of its Q-networks at the agent's own action, a value of acting
     #: well rather than of the behaviour (loaded the safe way: its weights only)
     critic: str = ""
+    #: a policy that proposes ``prior_share`` of the candidates by acting on each imagined state, with
+    #: ``prior_std`` of noise (the policy prior of MBOP and TD-MPC2): ``data``, behaviour cloning fitted
+    #: on the model's dataset, keeps the search near actions the data shows, where the model is right;
+    #: ``none`` samples around the plan alone. Continuous actions only
+    prior: str = "none"
+    prior_share: float = 0.25
+    prior_std: float = 0.1
+    #: training steps of the ``data`` prior (batches of 256)
+    prior_steps: int = 10_000
     #: what ends an imagined future: ``learned`` (the model's continue head) or ``rule`` (the real
     #: task's own termination rule applied to the predicted state, where one is known)
     termination: str = "learned"
@@ -109,6 +118,11 @@ class PlannerConfig:
         check_number(self.discount, "discount", above=0, at_most=1, where="planner")
         if self.value not in ("auto", "data", "none"):
             raise ImaginariumError(f"planner value must be auto, data or none, got {self.value!r}")
+        if self.prior not in ("none", "data"):
+            raise ImaginariumError(f"planner prior must be data or none, got {self.prior!r}")
+        check_number(self.prior_share, "prior_share", above=0, at_most=1, where="planner")
+        check_number(self.prior_std, "prior_std", at_least=0, where="planner")
+        check_number(self.prior_steps, "prior_steps", at_least=1, integer=True, where="planner")
         if self.termination not in ("learned", "rule"):
             raise ImaginariumError(f"planner termination must be learned or rule, got {self.termination!r}")
         check_number(self.margin, "margin", at_least=0, allow_inf=True, where="planner")
@@ -160,6 +174,17 @@ class Planner:
         self._support = self._data_support(model)
         self._limits = data_limits(model)
         self._value = self._terminal_value(model)
+        self._prior: StatePolicy | None = None
+        if self.config.prior == "data":
+            if self.discrete:
+                raise ImaginariumError("planner prior=data needs continuous actions")
+            self._prior = data_prior(model, self.config.prior_steps)
+        #: candidates of each row the prior proposes: the last ones, never the warm-started plan
+        self._proposed = (
+            0
+            if self._prior is None
+            else min(self.config.samples - 1, max(1, round(self.config.prior_share * self.config.samples)))
+        )
         self._rule = None
         if self.config.termination == "rule":
             env_id = (getattr(model, "card", None) or {}).get("env_id")
@@ -327,15 +352,21 @@ class Planner:
             )
             members = (first + torch.arange(particles, device=model.device)) % model.rollout_members
             state = model.pin_members(state, members.reshape(-1))
-        actions = candidates + self._start if self.discrete else self._to_env(candidates)
-        actions = actions.repeat_interleave(particles, dim=1).flatten(0, 1)  # (N·S·P, H, ...)
         total = torch.zeros(count * futures, device=model.device)
         alive = torch.ones_like(total)
         penalised = config.penalty > 0
         discounts = config.discount ** torch.arange(config.horizon, dtype=torch.float32)
         tails = discounts.flip(0).cumsum(0).flip(0).tolist()  # the discount left from each step on
         for step in range(config.horizon):
-            out = model.step(state, actions[:, step], uncertainty=penalised, generator=self.generator)
+            if self._proposed:  # the prior acts on the state its sequences reached (a first particle's)
+                self._propose(state, candidates, step, particles)
+            chosen = (
+                candidates[:, :, step] + self._start
+                if self.discrete
+                else self._to_env(candidates[:, :, step])
+            )
+            actions = chosen.repeat_interleave(particles, dim=1).flatten(0, 1)  # (N·S·P, ...)
+            out = model.step(state, actions, uncertainty=penalised, generator=self.generator)
             reward = out.reward
             if penalised and out.uncertainty is not None:
                 reward = reward - config.penalty * out.uncertainty
@@ -365,6 +396,18 @@ class Planner:
         if particles > 1 and config.pessimism > 0:
             score = score - config.pessimism * total.std(-1)
         return score
+
+    def _propose(
+        self, state: dict[str, torch.Tensor], candidates: torch.Tensor, step: int, particles: int
+    ) -> None:
+        """Write the prior's noisy actions at ``step`` into its candidates (the last ``_proposed`` of
+        each row), so the refit learns from what was imagined."""
+        assert self._prior is not None
+        count, samples = candidates.shape[:2]
+        decoded = self.model.decode(state).reshape(count, samples, particles, -1)[:, -self._proposed :, 0]
+        proposed = self._prior(decoded)
+        noise = torch.randn(proposed.shape, device=proposed.device, generator=self.generator)
+        candidates[:, -self._proposed :, step] = (proposed + self.config.prior_std * noise).clamp(-1.0, 1.0)
 
     def _refit(
         self,
@@ -422,6 +465,26 @@ class StateValue(nn.Module):
         return self.net((states - self.mean) / self.std).squeeze(-1) * self.scale
 
 
+class StatePolicy(nn.Module):
+    """A small network from states to actions in ``[-1, 1]``, the planner's prior."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, actions: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.net = nn.Sequential(
+            nn.Linear(len(mean), hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, actions),
+            nn.Tanh(),
+        )
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.net((states - self.mean) / self.std)
+
+
 class CriticValue(nn.Module):
     """The value of states to an SB3 SAC or TD3 agent: ``min_i Q_i(s, π(s))`` of its twin critics,
     in the action scale its critics learned in."""
@@ -462,7 +525,9 @@ class CriticValue(nn.Module):
         return torch.cat(self.policy.critic(observations, actions), dim=1).min(dim=1).values
 
 
-_VALUES: dict[tuple[str, float, int, int, str], StateValue] = {}
+#: what was fitted on a model's dataset, by (what, dataset, settings, device): every planner of a
+#: process fits each once
+_FITTED: dict[tuple[Any, ...], nn.Module] = {}
 
 
 def data_value(model: WorldModel, discount: float, steps: int = 2_000, seed: int = 0) -> StateValue:
@@ -472,22 +537,46 @@ def data_value(model: WorldModel, discount: float, steps: int = 2_000, seed: int
 
     :raises ImaginariumError: a model of frames, or one whose card names no readable dataset.
     """
+    return _fitted_on_data(
+        model,
+        "value=data",
+        (float(discount), steps, seed),
+        lambda data: _fit_value(data, discount, steps, seed),
+    )
+
+
+def data_prior(model: WorldModel, steps: int = 10_000, seed: int = 0) -> StatePolicy:
+    """The behaviour of the policies that logged the model's dataset, cloned: actions (in ``[-1, 1]``
+    of the action space) regressed on states. Kept per dataset, so every planner of a process fits it once.
+
+    :raises ImaginariumError: a model of frames, one whose card names no readable dataset, or
+        discrete actions.
+    """
+    space = model.action_space
+    if not isinstance(space, gym.spaces.Box):
+        raise ImaginariumError(f"prior=data needs continuous actions, got {space}")
+    return _fitted_on_data(
+        model, "prior=data", (steps, seed), lambda data: _fit_prior(data, space, steps, seed)
+    )
+
+
+def _fitted_on_data(model: WorldModel, what: str, settings: tuple[Any, ...], fit: Any) -> Any:
+    """``fit(dataset)`` on the dataset the model's card names, checked to be the one it learned from,
+    once per process for each ``what`` and ``settings``."""
     recorded = (getattr(model, "card", None) or {}).get("dataset") or {}
     path, fingerprint = recorded.get("path"), recorded.get("fingerprint")
     if model.observes_pixels or path is None:
-        raise ImaginariumError("value=data needs a model of states whose card names its dataset")
-    key = (str(fingerprint or path), float(discount), steps, seed, str(model.device))
-    if key not in _VALUES:
+        raise ImaginariumError(f"{what} needs a model of states whose card names its dataset")
+    key = (what, str(fingerprint or path), *settings, str(model.device))
+    if key not in _FITTED:
         try:
             data = load_dataset(path)
         except ImaginariumError as error:
-            raise ImaginariumError(f"value=data cannot read the model's dataset: {error}") from None
+            raise ImaginariumError(f"{what} cannot read the model's dataset: {error}") from None
         if fingerprint is not None and data.fingerprint() != fingerprint:
-            raise ImaginariumError(
-                f"value=data: the dataset at {path!r} is not the one the model learned from"
-            )
-        _VALUES[key] = _fit_value(data, discount, steps, seed).to(model.device)
-    return _VALUES[key]
+            raise ImaginariumError(f"{what}: the dataset at {path!r} is not the one the model learned from")
+        _FITTED[key] = fit(data).to(model.device)
+    return _FITTED[key]
 
 
 def _fit_value(data: Dataset, discount: float, steps: int, seed: int) -> StateValue:
@@ -516,4 +605,34 @@ def _fit_value(data: Dataset, discount: float, steps: int, seed: int) -> StateVa
     return value.eval().requires_grad_(False)
 
 
-__all__ = ["METHODS", "CriticValue", "Planner", "PlannerConfig", "StateValue", "data_value", "planner_config"]
+def _fit_prior(data: Dataset, space: gym.spaces.Box, steps: int, seed: int) -> StatePolicy:
+    keep = np.isfinite(data.observations).all(1) & ~data.action_free & np.isfinite(data.actions).all(1)
+    states = torch.as_tensor(data.observations[keep], dtype=torch.float32)
+    low, high = (torch.as_tensor(bound, dtype=torch.float32).reshape(-1) for bound in (space.low, space.high))
+    taken = torch.as_tensor(data.actions[keep], dtype=torch.float32).reshape(len(states), -1)
+    targets = (2.0 * (taken - low) / (high - low) - 1.0).clamp(-1.0, 1.0)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        prior = StatePolicy(states.mean(0), states.std(0) + 1e-6, targets.shape[1])
+    optimizer = torch.optim.Adam(prior.parameters(), lr=1e-3)
+    for _ in range(steps):
+        rows = torch.randint(len(states), (256,), generator=generator)
+        loss = nn.functional.mse_loss(prior(states[rows]), targets[rows])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return prior.eval().requires_grad_(False)
+
+
+__all__ = [
+    "METHODS",
+    "CriticValue",
+    "Planner",
+    "PlannerConfig",
+    "StatePolicy",
+    "StateValue",
+    "data_prior",
+    "data_value",
+    "planner_config",
+]

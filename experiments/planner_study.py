@@ -59,6 +59,9 @@ class Config:
     offline: str = "starts=states,time_limit=10,uncertainty_penalty=1.0,real_ratio=0.05"
     #: planner options over its defaults, ``key=value,...`` (e.g. ``horizon=20,method=cem``)
     planner: str = ""
+    #: options of the ``plan_prior`` variant over ``planner``'s, for continuous actions ("" skips it):
+    #: candidates proposed by behaviour cloning on the data (MBOP's and TD-MPC2's policy prior)
+    prior: str = "prior=data,prior_share=0.9,horizon=20"
     #: seconds each decision rate is timed for
     speed_seconds: float = 5.0
     #: action noise of the medium agent the shield guards (0 skips the shield), and the shield's options
@@ -73,6 +76,7 @@ class Config:
         "model_steps": 20,
         "agent_steps": 64,
         "planner": "horizon=3,samples=16",
+        "prior": "prior=data,prior_share=0.5,prior_steps=20",
         "offline": "starts=states,time_limit=3,uncertainty_penalty=1.0,real_ratio=0.5",
         "speed_seconds": 0.2,
         "shield": "lookahead=2,risk=0.3,horizon=2,samples=8",
@@ -91,6 +95,8 @@ def study(task_name: str, kind: str, config: Config) -> dict[str, Any]:
     specs = {"plan": _spec(model, options)}
     if terminates(task.env_id) and termination_rule(task.env_id) is not None:
         specs["plan_rule"] = _spec(model, [*options, "termination=rule"])
+    if config.prior and isinstance(task.action_space, gym.spaces.Box):
+        specs["plan_prior"] = _spec(model, [*options, config.prior])
     for name, spec in specs.items():
         planner = load_policy(spec, task.observation_space, task.action_space, seed=config.seed)
         started = time.perf_counter()

@@ -428,3 +428,55 @@ def test_a_critic_trained_in_the_model_values_the_planners_last_imagined_states(
                                algo_kwargs={"n_steps": 32, "batch_size": 32})  # fmt: skip
     with pytest.raises(ImaginariumError, match="is a PPO agent; it needs SAC or TD3"):
         CriticValue.load(ppo, model)
+
+
+class Toward:
+    """A prior that always proposes the full step toward the goal from the left."""
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        return torch.ones((*states.shape[:-1], 1))
+
+
+def test_a_prior_proposes_candidates_that_are_imagined_scored_and_followed() -> None:
+    """Sampling around the plan alone with a narrow spread creeps toward the goal; the prior's
+    proposals (imagined from the states they reach, scored with the rest) get there in time."""
+    model = LineWorld("goal")
+    narrow = PlannerConfig(horizon=6, samples=32, init_std=0.05, min_std=0.05, seed=0)
+    alone = Planner(model, narrow)
+    guided = Planner(model, PlannerConfig(**{**narrow.__dict__, "prior_std": 0.0}))
+    guided._prior, guided._proposed = Toward(), 8
+    assert np.abs(run(alone, model, [-3.0], steps=12) - GOAL).min() > 2.0
+    assert np.abs(run(guided, model, [-3.0], steps=12) - GOAL).min() < 0.3
+
+
+def test_the_data_prior_clones_the_behaviour_in_the_unit_box() -> None:
+    from types import SimpleNamespace
+
+    from imaginarium.agents.planner import _fit_prior
+
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(4000, 3)).astype(np.float32)
+    actions = np.clip(-1.5 * states[:, 2:3], -2.0, 2.0)  # pendulum's torque box is [-2, 2]
+    data = SimpleNamespace(observations=states, actions=actions, action_free=np.zeros(4000, dtype=bool))
+    prior = _fit_prior(data, gym.spaces.Box(-2.0, 2.0, (1,), np.float32), steps=1500, seed=0)
+    probe = torch.as_tensor(rng.normal(size=(256, 3)), dtype=torch.float32)
+    expected = np.clip(-1.5 * probe[:, 2:3].numpy(), -2.0, 2.0) / 2.0
+    assert np.abs(prior(probe).numpy() - expected).mean() < 0.05
+
+
+def test_the_prior_spec_plans_on_a_model_of_data_and_is_refused_for_discrete_actions(
+    pendulum_model: Path, cartpole_model: Path
+) -> None:
+    from imaginarium.agents.planner import data_prior
+    from imaginarium.models import load_world_model
+
+    task = get_task("pendulum", max_episode_steps=5)
+    spec = f"plan:{pendulum_model}@prior=data,prior_share=0.5,prior_steps=200,horizon=3,samples=8"
+    planner = load_policy(spec, task.observation_space, task.action_space)
+    assert real_rollouts(task, planner, episodes=1, seed=0).length == 5
+    model = load_world_model(pendulum_model)
+    assert data_prior(model, 200) is data_prior(load_world_model(pendulum_model), 200)  # fitted once
+    with pytest.raises(ImaginariumError, match="continuous actions"):
+        Planner(load_world_model(cartpole_model), PlannerConfig(prior="data", prior_steps=10))
+    with pytest.raises(ImaginariumError, match="prior"):
+        PlannerConfig(prior="bc")
