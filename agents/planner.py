@@ -47,6 +47,7 @@ from imaginarium.rewards.termination import TERMINATION_RULES, termination_rule
 
 LOGGER = logging.getLogger(__name__)
 METHODS = ("cem", "mppi")
+PRIORS = ("none", "data", "agent")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class PlannerConfig:
     #: a policy that proposes ``prior_share`` of the candidates by acting on each imagined state, with
     #: ``prior_std`` of noise (the policy prior of MBOP and TD-MPC2): ``data``, behaviour cloning fitted
     #: on the model's dataset, keeps the search near actions the data shows, where the model is right;
+    #: ``agent``, the actor of the ``critic`` agent, searches around what that agent would do (TD-MPC2);
     #: ``none`` samples around the plan alone. Continuous actions only
     prior: str = "none"
     prior_share: float = 0.25
@@ -118,8 +120,12 @@ class PlannerConfig:
         check_number(self.discount, "discount", above=0, at_most=1, where="planner")
         if self.value not in ("auto", "data", "none"):
             raise ImaginariumError(f"planner value must be auto, data or none, got {self.value!r}")
-        if self.prior not in ("none", "data"):
-            raise ImaginariumError(f"planner prior must be data or none, got {self.prior!r}")
+        if self.prior not in PRIORS:
+            raise ImaginariumError(f"planner prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
+        if self.prior == "agent" and not self.critic:
+            raise ImaginariumError(
+                "planner prior=agent proposes the actions of the critic= agent: give critic"
+            )
         check_number(self.prior_share, "prior_share", above=0, at_most=1, where="planner")
         check_number(self.prior_std, "prior_std", at_least=0, where="planner")
         check_number(self.prior_steps, "prior_steps", at_least=1, integer=True, where="planner")
@@ -174,11 +180,14 @@ class Planner:
         self._support = self._data_support(model)
         self._limits = data_limits(model)
         self._value = self._terminal_value(model)
-        self._prior: StatePolicy | None = None
+        self._prior: nn.Module | None = None
+        if self.config.prior != "none" and self.discrete:
+            raise ImaginariumError(f"planner prior={self.config.prior} needs continuous actions")
         if self.config.prior == "data":
-            if self.discrete:
-                raise ImaginariumError("planner prior=data needs continuous actions")
             self._prior = data_prior(model, self.config.prior_steps)
+        elif self.config.prior == "agent":
+            assert isinstance(self._value, CriticValue)  # the config asks for critic= with it
+            self._prior = AgentPrior(self._value)
         #: candidates of each row the prior proposes: the last ones, never the warm-started plan
         self._proposed = (
             0
@@ -405,7 +414,7 @@ class Planner:
         assert self._prior is not None
         count, samples = candidates.shape[:2]
         decoded = self.model.decode(state).reshape(count, samples, particles, -1)[:, -self._proposed :, 0]
-        proposed = self._prior(decoded)
+        proposed = self._prior(decoded.flatten(0, 1)).reshape(count, self._proposed, -1)
         noise = torch.randn(proposed.shape, device=proposed.device, generator=self.generator)
         candidates[:, -self._proposed :, step] = (proposed + self.config.prior_std * noise).clamp(-1.0, 1.0)
 
@@ -517,12 +526,31 @@ class CriticValue(nn.Module):
             )
         return cls(policy)
 
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
+    def observe(self, states: torch.Tensor) -> torch.Tensor:
+        """States as the agent saw observations in training: inside its observation space."""
         low = torch.as_tensor(self.policy.observation_space.low, dtype=states.dtype, device=states.device)
         high = torch.as_tensor(self.policy.observation_space.high, dtype=states.dtype, device=states.device)
-        observations = torch.maximum(torch.minimum(states, high), low)  # what the agent saw in training
+        return torch.maximum(torch.minimum(states, high), low)
+
+    def act(self, states: torch.Tensor) -> torch.Tensor:
+        """The agent's own actions, in ``[-1, 1]`` of the action space (SB3's scaled actions)."""
+        return self.policy._predict(self.observe(states), deterministic=True)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        observations = self.observe(states)
         actions = self.policy._predict(observations, deterministic=True)
         return torch.cat(self.policy.critic(observations, actions), dim=1).min(dim=1).values
+
+
+class AgentPrior(nn.Module):
+    """The actor of the critic's agent as the planner's prior: what it would do in each state."""
+
+    def __init__(self, critic: CriticValue) -> None:
+        super().__init__()
+        self.critic = critic
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.critic.act(states)
 
 
 #: what was fitted on a model's dataset, by (what, dataset, settings, device): every planner of a
@@ -627,6 +655,8 @@ def _fit_prior(data: Dataset, space: gym.spaces.Box, steps: int, seed: int) -> S
 
 __all__ = [
     "METHODS",
+    "PRIORS",
+    "AgentPrior",
     "CriticValue",
     "Planner",
     "PlannerConfig",

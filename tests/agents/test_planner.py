@@ -404,7 +404,7 @@ def test_a_critic_trained_in_the_model_values_the_planners_last_imagined_states(
 ) -> None:
     from stable_baselines3 import SAC
 
-    from imaginarium.agents.planner import CriticValue
+    from imaginarium.agents.planner import AgentPrior, CriticValue
     from imaginarium.agents.sb3 import train_in_imagination
     from imaginarium.models import load_world_model
 
@@ -424,6 +424,18 @@ def test_a_critic_trained_in_the_model_values_the_planners_last_imagined_states(
                           task.action_space)  # fmt: skip
     assert isinstance(planner._value, CriticValue)
     assert real_rollouts(task, planner, 1, seed=0, max_episode_steps=5).length == 5
+    with torch.no_grad():  # prior=agent proposes the agent's own actions, in the planner's unit box
+        prior = AgentPrior(value)(states)
+        np.testing.assert_allclose(
+            prior.numpy(),
+            sac.policy.scale_action(sac.predict(states.numpy(), deterministic=True)[0]),
+            atol=1e-5,
+        )
+    guided = load_policy(f"plan:{pendulum_model}@horizon=2,samples=8,critic={agent},prior=agent,prior_share=0.5",
+                         task.observation_space, task.action_space)  # fmt: skip
+    assert real_rollouts(task, guided, 1, seed=0, max_episode_steps=5).length == 5
+    with pytest.raises(ImaginariumError, match="give critic"):
+        PlannerConfig(prior="agent")
     ppo = train_in_imagination(pendulum_model, "ppo", 64, tmp_path / "ppo", num_envs=2,
                                algo_kwargs={"n_steps": 32, "batch_size": 32})  # fmt: skip
     with pytest.raises(ImaginariumError, match="is a PPO agent; it needs SAC or TD3"):
