@@ -6,7 +6,7 @@ Any other registered Gymnasium id is accepted as-is; its success label then come
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -28,6 +28,8 @@ class Task:
     :param max_episode_steps: the time limit of one episode; real and imagined returns sum up to it.
     :param success: the per-step success rule, or ``None`` to read ``info`` (or have no success signal).
     :param make_kwargs: extra keyword arguments for ``gym.make``.
+    :param circles: ``(cos, sin)`` index pairs of the angles the observation carries as points on the
+        unit circle: a model keeps its predictions there, as a real state always is.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Task:
     max_episode_steps: int
     success: SuccessDefinition | None = None
     make_kwargs: dict[str, Any] = field(default_factory=dict)
+    circles: tuple[tuple[int, int], ...] = ()
 
     def make(self, **kwargs: Any) -> gym.Env:
         """Make the real environment with the task's time limit; ``kwargs`` go to ``gym.make``."""
@@ -105,7 +108,8 @@ REACHER_CAMERA = {"distance": 0.6, "elevation": -90.0, "azimuth": 90.0, "lookat"
 
 SUITE: dict[str, Task] = {
     "cartpole": Task("cartpole", "CartPole-v1", 500, SUCCESS_DEFINITIONS["cartpole"]),
-    "pendulum": Task("pendulum", "Pendulum-v1", 200, SUCCESS_DEFINITIONS["pendulum"]),
+    # Pendulum-v1 observes (cos θ, sin θ, θ̇)
+    "pendulum": Task("pendulum", "Pendulum-v1", 200, SUCCESS_DEFINITIONS["pendulum"], circles=((0, 1),)),
     "mountaincar": Task("mountaincar", "MountainCarContinuous-v0", 999, SUCCESS_DEFINITIONS["mountaincar"]),
     "reacher": Task(
         "reacher",
@@ -113,11 +117,18 @@ SUITE: dict[str, Task] = {
         50,
         SUCCESS_DEFINITIONS["reacher"],
         {"default_camera_config": REACHER_CAMERA},
+        circles=((0, 2), (1, 3)),  # Reacher-v5 observes cos q1, cos q2, sin q1, sin q2 first
     ),
     "pusher": Task("pusher", "Pusher-v5", 100, SUCCESS_DEFINITIONS["pusher"]),
     "hopper": Task("hopper", "Hopper-v5", 1000),
     "halfcheetah": Task("halfcheetah", "HalfCheetah-v5", 1000),
 }
+
+
+def observation_circles(name: str | None) -> tuple[tuple[int, int], ...]:
+    """The ``(cos, sin)`` index pairs of the suite task ``name`` (none outside the suite)."""
+    task = _suite_task(name) if name else None
+    return task.circles if task is not None else ()
 
 
 def success_rule(name: str | None) -> SuccessDefinition | None:
@@ -153,5 +164,5 @@ def get_task(name: str, max_episode_steps: int | None = None) -> Task:
     if max_episode_steps is not None:
         if max_episode_steps < 1:
             raise TaskError(f"max_episode_steps must be a positive integer, got {max_episode_steps}")
-        task = Task(task.name, task.env_id, max_episode_steps, task.success, dict(task.make_kwargs))
+        task = replace(task, max_episode_steps=max_episode_steps, make_kwargs=dict(task.make_kwargs))
     return task

@@ -14,7 +14,7 @@ import torch
 
 from imaginarium.allocator import keep_freed_memory
 from imaginarium.config import config_from_dict, config_to_dict
-from imaginarium.envs.suite import Task
+from imaginarium.envs.suite import Task, observation_circles
 from imaginarium.errors import ImaginariumError, ModelError
 from imaginarium.models.base import State, StepOutput, TransitionPredictions, WorldModel, check_device
 from imaginarium.models.checkpoint import (
@@ -90,6 +90,7 @@ def load_world_model(
     except (KeyError, RuntimeError) as error:
         raise ModelError(f"weights in {str(directory)!r} do not fit its model card: {error}") from None
     model.card = card
+    model.circles = observation_circles(card.get("task") or card.get("env_id"))
     model.starts = read_starts(directory)
     return model.to(device).eval()
 

@@ -68,6 +68,9 @@ class WorldModel(nn.Module, ABC):
 
     family: ClassVar[str]
     config_class: ClassVar[type]
+    #: ``(cos, sin)`` index pairs of angles the observation carries on the unit circle (the task's
+    #: ``circles``): predicted observations are put back on it, as a real state always is
+    circles: tuple[tuple[int, int], ...] = ()
     #: training windows: transitions per window, and whether they may cross episode boundaries
     sequence_length: int = 1
     within_episodes: bool = True
@@ -148,8 +151,17 @@ class WorldModel(nn.Module, ABC):
         return 1
 
     def clip_observations(self, observations: torch.Tensor) -> torch.Tensor:
-        """Observations held inside the observation space's bounds (a real state never leaves them)."""
-        return torch.clamp(observations, self.observation_low, self.observation_high)
+        """Observations held inside the observation space's bounds and their angles on the unit circle
+        (a real state never leaves either)."""
+        clipped = torch.clamp(observations, self.observation_low, self.observation_high)
+        if not self.circles:
+            return clipped
+        cosines, sines = (
+            torch.tensor(indices, device=clipped.device) for indices in zip(*self.circles, strict=True)
+        )
+        cos, sin = clipped.index_select(-1, cosines), clipped.index_select(-1, sines)
+        norm = torch.sqrt(cos * cos + sin * sin).clamp_min(1e-6)
+        return clipped.index_copy(-1, cosines, cos / norm).index_copy(-1, sines, sin / norm)
 
     def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """``(...,)`` ints or ``(..., A)`` floats -> ``(..., A)`` floats: one-hot, or scaled to [-1, 1]."""

@@ -136,6 +136,7 @@ def train_world_model(
     torch.manual_seed(config.seed)
     # built before ``out`` is touched, so a meaningless setting never costs the model it would overwrite
     model = build_model(family, dataset.observation_space, dataset.action_space, preset, model_overrides)
+    model.circles = dataset.task.circles if dataset.task is not None else ()
     out = Path(out)
     assert_is_new_or_resumable(out, resume, overwrite)
     resuming = resume and (out / TRAINING_STATE_FILE).exists()

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 from imaginarium.envs.suite import SUITE, get_task
@@ -82,3 +83,16 @@ def test_a_task_id_naming_a_module_never_imports_it(tmp_path: Path, monkeypatch:
     with pytest.raises(TaskError, match="unknown task"):
         get_task("planted_env:Env-v0")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["pendulum", "reacher"])
+def test_the_circles_a_task_declares_are_cosine_sine_pairs_of_its_real_observations(name: str) -> None:
+    task = get_task(name)
+    env = task.make()
+    observation, _ = env.reset(seed=0)
+    observations = [observation] + [env.step(env.action_space.sample())[0] for _ in range(20)]
+    env.close()
+    for cos, sin in task.circles:
+        norms = [float(np.hypot(values[cos], values[sin])) for values in observations]
+        assert np.allclose(norms, 1.0, atol=1e-5)
+    assert task.circles and get_task(name, max_episode_steps=7).circles == task.circles

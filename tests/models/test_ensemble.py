@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -110,6 +112,25 @@ def test_imagined_states_stay_inside_the_observation_space(pendulum_dataset: Dat
         decoded >= -torch.tensor([1.0, 1.0, 8.0])
     )
     assert torch.any(decoded == 8.0)
+
+
+def test_imagined_angles_stay_on_the_unit_circle_and_the_rest_is_left_alone(
+    pendulum_dataset: Dataset, pendulum_model: Path
+) -> None:
+    """An ensemble's predicted (cos θ, sin θ) drift off the circle (seen shrunk to a norm of 0.88 on an
+    upright pendulum, which the task's rule then judged fallen): they are put back on it, angle kept."""
+    from imaginarium.models import load_world_model
+
+    model = build_model("ensemble", pendulum_dataset.observation_space, pendulum_dataset.action_space, "xs")
+    model.fit_normalizers(pendulum_dataset)
+    raw = torch.tensor([[0.8, 0.3, 2.0], [-0.1, -0.2, -5.0], [1.0, 1.0, 8.0]])
+    assert torch.equal(model.clip_observations(raw), raw)  # no circles: only the bounds
+    model.circles = ((0, 1),)
+    kept = model.clip_observations(raw)
+    torch.testing.assert_close(kept[:, 0] ** 2 + kept[:, 1] ** 2, torch.ones(3))
+    torch.testing.assert_close(torch.atan2(kept[:, 1], kept[:, 0]), torch.atan2(raw[:, 1], raw[:, 0]))
+    assert torch.equal(kept[:, 2], raw[:, 2])
+    assert load_world_model(pendulum_model).circles == ((0, 1),)  # from the task on its card
 
 
 def test_pinned_samples_keep_their_member_step_after_step(
