@@ -133,7 +133,24 @@ def main() -> None:
                 f"{result['success_gap']} by {result['success_source']} (head: {result['head_gap']})",
                 flush=True,
             )
+            report["pooled"] = pooled(report["results"])
             write_report(config.out, report)
+
+
+def pooled(results: dict[str, Any]) -> dict[str, Any]:
+    """The gaps over every policy of every zoo (the issue's figure), by the rule and by the head, for
+    all datasets and for the expert mixture and the weaker data apart."""
+    groups = {"all": lambda key: True, "mixed": lambda key: "/mixed/" in key}
+    groups["weaker data"] = lambda key: "/mixed/" not in key
+    figures: dict[str, Any] = {}
+    for group, chosen in groups.items():
+        rows = [row for key, result in results.items() if chosen(key) for row in result["policies"]]
+        figures[group] = {
+            "policies": len(rows),
+            "rule": _gap(rows, "imagined_success"),
+            "head": _gap(rows, "head_success"),
+        }
+    return figures
 
 
 if __name__ == "__main__":
