@@ -61,7 +61,7 @@ class Config:
     planner: str = ""
     #: options of the ``plan_prior`` variant over ``planner``'s, for continuous actions ("" skips it):
     #: candidates proposed by behaviour cloning on the data (MBOP's and TD-MPC2's policy prior)
-    prior: str = "prior=data,prior_share=0.9,horizon=20"
+    prior: str = "prior=data,prior_share=0.9"
     #: seconds each decision rate is timed for
     speed_seconds: float = 5.0
     #: action noise of the medium agent the shield guards (0 skips the shield), and the shield's options
