@@ -201,9 +201,13 @@ class Imagination:
             return self.model.features(state).float().cpu().numpy()
         if self.model.observes_pixels:
             return self.model.decode(state).cpu().numpy()
-        decoded = self.model.decode(state).float()
         if self.observation_kind == "pixels":
-            return np.stack([self._draw(row) for row in decoded.cpu().numpy()])
+            return np.stack([self._draw(row) for row in self.model.decode(state).float().cpu().numpy()])
+        return self.observe_states(state)
+
+    def observe_states(self, state: State) -> np.ndarray:
+        """``(N, D)`` the decoded states clipped to the observation space, whatever kind is served."""
+        decoded = self.model.decode(state).float()
         return torch.clamp(decoded, self.model.observation_low, self.model.observation_high).cpu().numpy()
 
     def _draw(self, decoded: np.ndarray) -> np.ndarray:
@@ -263,13 +267,11 @@ class Imagination:
                 finite = torch.isfinite(self.model.decode(out.state)).all(-1).cpu().numpy()
             if self.limits is not None:  # far outside the data is as good as infinite
                 finite = finite & self.limits.within(self.model.decode(out.state), out.reward).cpu().numpy()
-            if judge is not None:
-                decoded = self.model.decode(out.state).float()
-                judge.push(
-                    torch.clamp(decoded, self.model.observation_low, self.model.observation_high)
-                    .cpu()
-                    .numpy()
+            if judge is not None:  # decoded observations are the clipped states the rule reads
+                states = (
+                    observations if self.observation_kind == "decoded" else self.observe_states(out.state)
                 )
+                judge.push(states.reshape(len(states), -1))
         rewards = out.reward.float().cpu().numpy().astype(np.float64)
         if out.uncertainty is not None:
             uncertainty = out.uncertainty.float().cpu().numpy()

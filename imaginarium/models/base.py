@@ -156,12 +156,19 @@ class WorldModel(nn.Module, ABC):
         clipped = torch.clamp(observations, self.observation_low, self.observation_high)
         if not self.circles:
             return clipped
-        cosines, sines = (
-            torch.tensor(indices, device=clipped.device) for indices in zip(*self.circles, strict=True)
-        )
+        cosines, sines = self._circle_indices(clipped.device)
         cos, sin = clipped.index_select(-1, cosines), clipped.index_select(-1, sines)
         norm = torch.sqrt(cos * cos + sin * sin).clamp_min(1e-6)
         return clipped.index_copy(-1, cosines, cos / norm).index_copy(-1, sines, sin / norm)
+
+    def _circle_indices(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cosine and sine columns of ``circles`` as index tensors on ``device``, made once each."""
+        key = (self.circles, device)
+        cached = getattr(self, "_circle_cache", None)
+        if cached is None or cached[0] != key:
+            pair = tuple(torch.tensor(indices, device=device) for indices in zip(*self.circles, strict=True))
+            self._circle_cache = (key, pair)
+        return self._circle_cache[1]
 
     def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """``(...,)`` ints or ``(..., A)`` floats -> ``(..., A)`` floats: one-hot, or scaled to [-1, 1]."""
