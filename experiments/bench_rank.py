@@ -58,6 +58,8 @@ class Config:
 def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     model = model_for(config.task, default_config(StudyConfig))
+    threads = machine()["torch_threads"]
+    print(f"torch threads in this process: {threads} (a ranking done in process uses them all)")
     checkpoints = [str(path) for path in zoo(config.task)]
     sac = sorted((path for path in checkpoints if "sac_" in path), key=lambda path: int(path.split("_")[-2]))
     noisy = [f"sb3:{sac[-1]}@noise={noise}" for noise in (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)]
