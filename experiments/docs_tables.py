@@ -7,7 +7,9 @@ the figures in the docs stay those last measured until a run replaces them.
 - ``bench``: ``experiments/results/bench.json`` (``make bench``), one row per headline figure, as
   ``make bench`` prints it;
 - ``ranking``: ``experiments/results/ranking_study.json`` (``experiments/ranking_study.py``);
-- ``ranking_graded``: ``experiments/results/ranking_study_graded.json`` (the same with ``--zoo graded``).
+- ``ranking_graded``: ``experiments/results/ranking_study_graded.json`` (the same with ``--zoo graded``);
+- ``ranking_beyond``: ``experiments/results/ranking_beyond.json`` (the same with ``--data medium,...``:
+  models of data without the best policies), with whether issue #23's thresholds are met.
 
     python experiments/docs_tables.py [--results experiments/results] [--docs docs]
 """
@@ -69,6 +71,18 @@ def ranking_table(report: dict[str, Any], policies_column: bool) -> list[str]:
     return markdown_table([*header, *RANKING_COLUMNS.values()], rows)
 
 
+def beyond_table(report: dict[str, Any]) -> list[str]:
+    """One row per task and data kind of a ranking study on weaker data, with whether it met its
+    thresholds."""
+    rows = []
+    for key, entry in report["tasks"].items():
+        metrics = entry["metrics"] or {}
+        cells = [f"{metrics[name]:.3f}" if name in metrics else "n/a" for name in RANKING_COLUMNS]
+        task, _, data = key.partition("/")
+        rows.append([task, data or "mixed", str(entry["policies"]), *cells, "yes" if entry["met"] else "NO"])
+    return markdown_table(["task", "data", "policies", *RANKING_COLUMNS.values(), "met"], rows)
+
+
 #: table name -> (its JSON under the results folder, what draws the table from that JSON)
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "bench": ("bench.json", bench_table),
@@ -77,6 +91,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
         "ranking_study_graded.json",
         lambda report: ranking_table(report, policies_column=False),
     ),
+    "ranking_beyond": ("ranking_beyond.json", beyond_table),
 }
 
 

@@ -169,15 +169,14 @@ def _spec(model: Path, options: list[str]) -> str:
 
 
 def _peers(task_name: str, kind: str) -> dict[str, Any] | None:
-    """The best d3rlpy algorithm's real return on the same data, from ``peers_study.py``'s report."""
-    report = results_dir() / "peers_study.json"
-    if not report.exists():
-        return None
-    entry = json.loads(report.read_text()).get("results", {}).get(f"{task_name}/{kind}")
-    if not entry or "best" not in entry:
-        return None
-    best = entry["best"]
-    return {"best": best["algorithm"], "best_return": best["return"]["mean"], "source": str(report)}
+    """The best d3rlpy algorithm's real return on the same data, from ``peers_study.py``'s reports
+    (``peers_study*.json``: a study run per task may write its own)."""
+    for report in sorted(results_dir().glob("peers_study*.json")):
+        entry = json.loads(report.read_text()).get("results", {}).get(f"{task_name}/{kind}")
+        if entry and "best" in entry:
+            best = entry["best"]
+            return {"best": best["algorithm"], "best_return": best["return"]["mean"], "source": str(report)}
+    return None
 
 
 def _shield(task_name: str, model: Path, config: Config, rule: bool) -> dict[str, Any]:

@@ -20,20 +20,17 @@ study's (trained here when missing), so the best policies are absent from the mo
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 from unittest import mock
 
-from common import default_config, machine, parse_config, results_dir, write_report
-from offline_datasets import Config as DatasetConfig
-from offline_datasets import dataset
+from common import default_config, machine, parse_config, write_report
 from ranking_study import Config as RankingConfig
-from ranking_study import model_for
+from ranking_study import model_on
 from zoo import graded_zoo, zoo
 
 import imaginarium.evaluation
-from imaginarium.run.pipeline import collect_train_evaluate
 from imaginarium.run.rank import rank_policies
 
 
@@ -60,15 +57,10 @@ class Config:
 
 
 def model(task: str, data: str, config: Config) -> Path:
-    """The model trained on the task's ``data``, made when missing (and cached where other studies look)."""
-    if data == "mixed":
-        return model_for(task, default_config(RankingConfig))
-    folder = results_dir() / "planner" / task / data / "ensemble"
-    recorded = dataset(task, data, default_config(DatasetConfig))
-    collect_train_evaluate(
-        task, recorded, folder, train_config={"steps": config.model_steps, "seed": config.seed}
+    """The model trained on the task's ``data`` (:func:`ranking_study.model_on`), made when missing."""
+    return model_on(
+        task, data, replace(default_config(RankingConfig), model_steps=config.model_steps, seed=config.seed)
     )
-    return folder
 
 
 def policies(task: str, kind: str, seed: int) -> list[str]:

@@ -39,7 +39,15 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "fidelity_study.py": ("fidelity_study.py", ["--smoke", "--out", "{out}"]),
     "ranking_study.py": (
         "ranking_study.py",
-        ["--smoke", "--reports", "{tmp}/reports", "--out", "{results}/ranking_study.json"],
+        [
+            "--smoke",
+            "--data",
+            "mixed,medium",
+            "--reports",
+            "{tmp}/reports",
+            "--out",
+            "{results}/ranking_study.json",
+        ],
     ),
     "seed_study.py": ("seed_study.py", ["--smoke", "--workdir", "{tmp}/models", "--out", "{out}"]),
     "head_size_study.py": ("head_size_study.py", ["--smoke", "--workdir", "{tmp}/models", "--out", "{out}"]),
