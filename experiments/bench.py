@@ -35,6 +35,7 @@ SCRIPTS: dict[str, list[str]] = {
     "dreamer": [],
     "memory": [],
     "rank": [],
+    "load": [],
 }
 
 
@@ -151,6 +152,11 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
             spread = f" (rounds {min(rounds):.2f}–{max(rounds):.2f})" if len(rounds) > 1 else ""
             rows.append(figure(f"rank: 2 Ray workers over 1, {label}, median times{spread}", speedup, "×",
                                target="≥ 1.6", met=speedup >= 1.6))  # fmt: skip
+    elif name == "load":
+        for entry in report["figures"].values():
+            setting = "the package's threads" if entry["setting"] == "package" else "torch's default threads"
+            rows.append(figure(f"{entry['workload']} under load ({setting}): idle over loaded speed",
+                               entry["slowdown"], "×", target=f"≤ {entry['bound']}", met=entry["met"]))  # fmt: skip
     return rows
 
 

@@ -5,9 +5,17 @@ Data flows one way: real env -> dataset -> world model -> imagined env -> agents
 
 from __future__ import annotations
 
-import gymnasium as gym
+import os
 
-from imaginarium.errors import ImaginariumError
+#: OpenMP threads that wait for work sleep instead of spinning, unless the user chose otherwise. On a
+#: machine busy with other work a spinning thread takes a core from the thread it waits for, and torch's
+#: small ops then ran 4-6x slower (``experiments/bench_load.py``). Read when torch loads, so it holds
+#: where ``imaginarium`` is imported first (the command line, the studies), not after ``import torch``.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import gymnasium as gym  # noqa: E402
+
+from imaginarium.errors import ImaginariumError  # noqa: E402
 
 __version__ = "0.1.0"
 

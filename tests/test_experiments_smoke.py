@@ -27,7 +27,7 @@ EXPERIMENTS = ROOT / "experiments"
 #: modules of experiments/ that are no script, and what runs them
 LIBRARIES = {"common.py": "every script"}
 #: experiments/bench_<name>.py for each name of experiments/bench.py's ``SCRIPTS``
-BENCHMARKS = ("collect", "train", "imagined", "flops", "compile", "dreamer", "memory", "rank")
+BENCHMARKS = ("collect", "train", "imagined", "flops", "compile", "dreamer", "memory", "rank", "load")
 #: the name, up to its parameter, of the test each benchmark is a case of
 BENCHMARK_TEST = "test_benchmark_runs_on_its_smallest_setting["
 #: test id -> (script, arguments); in them ``{out}`` is the report's path, ``{tmp}`` the test's tmp_path,
