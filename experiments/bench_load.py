@@ -5,14 +5,15 @@ it.
 Workloads, each in a fresh process (OpenMP reads its settings when torch loads):
 
 - ``train`` — world-model optimisation steps (ensemble preset ``s``, Pendulum data);
-- ``imagined`` — steps of a ``WAMImagined-v0`` vector env of 16 envs, random actions;
-- ``sb3`` — SAC trained in that model, at the demo's settings (imagined steps a second);
+- ``imagined`` — steps of a ``WAMImagined-v0`` vector env of 16 envs, zero actions;
+- ``sb3`` — SAC trained in that model on one env (SB3's usual way), with the demo's SAC settings
+  (imagined steps a second, its first updates included);
 - ``demo`` — ``imaginarium demo`` end to end (off unless named: it takes minutes).
 
 Settings: ``package``, as ``import imaginarium`` leaves OpenMP when nothing is set (idle threads sleep
-instead of spinning: ``OMP_WAIT_POLICY=PASSIVE``); ``torch``, torch's defaults with the package's
-choice overruled (``OMP_WAIT_POLICY=ACTIVE`` is not the default either, so the variable is set to the
-empty string, which OpenMP ignores). The load is one ``while True: pass`` process per core, started
+instead of spinning: ``OMP_WAIT_POLICY=PASSIVE``); ``torch``, torch's own defaults (the variable
+removed again after ``import imaginarium``, before torch loads; ``ACTIVE`` is not OpenMP's default
+either). The load is one ``while True: pass`` process per core this process may run on, started
 before and killed after each loaded run. A figure is the median of ``repeats`` runs; the ratio is
 idle speed over loaded speed (2.0: twice as slow under load).
 
@@ -36,8 +37,8 @@ from typing import Any, ClassVar
 from common import calls_per_second, machine, parse_config, smoke, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
-#: the environment of each setting's workload process, over the caller's (threads left unset)
-SETTINGS: dict[str, dict[str, str]] = {"package": {}, "torch": {"OMP_WAIT_POLICY": ""}}
+#: what each setting's workload process runs after ``import imaginarium`` and before torch loads
+SETTINGS: dict[str, str] = {"package": "", "torch": "import os; os.environ.pop('OMP_WAIT_POLICY', None); "}
 #: variables that would choose threads for the workloads: removed, so the measured choice is the package's
 CHOSEN = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
 
@@ -72,31 +73,14 @@ def workload(name: str, model: Path, config: Config) -> float:
     """Runs one workload in this process and returns its speed (units a second; higher is faster)."""
     import gymnasium as gym
     import numpy as np
-    import torch
 
     import imaginarium  # noqa: F401  (registers WAMImagined-v0)
     from imaginarium.dataset import load_dataset
-    from imaginarium.models import build_model
 
     if name == "train":
-        from imaginarium.samplers import SequenceSampler
+        from bench_train import optimisation_step
 
-        dataset = load_dataset(model.parent / "data")
-        torch.manual_seed(0)
-        net = build_model("ensemble", dataset.observation_space, dataset.action_space, "s")
-        net.fit_normalizers(dataset)
-        net.fit_outcomes(dataset)
-        sampler = SequenceSampler(
-            dataset, net.config.batch_size, net.sequence_length, "cpu", 0, net.within_episodes
-        )
-        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-
-        def step() -> None:
-            loss, _ = net.loss(sampler.sample(net.config.batch_size * net.draws_per_step))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
+        _, step, _ = optimisation_step("ensemble", "s", load_dataset(model.parent / "data"), "cpu")
         return calls_per_second(step, config.seconds)
     if name == "imagined":
         envs = gym.make_vec(
@@ -123,28 +107,29 @@ def workload(name: str, model: Path, config: Config) -> float:
 def run(name: str, setting: str, model: Path, config: Config, loaded: bool) -> float:
     """The workload's speed in a fresh process under ``setting``, with every core busy if ``loaded``."""
     env = {key: value for key, value in os.environ.items() if key not in CHOSEN}
-    env.update(SETTINGS[setting])
-    cores = (os.cpu_count() or 1) if loaded else 0
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    # the package imported first, as the command line and the studies import it
+    prelude = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import imaginarium; {SETTINGS[setting]}"
+    if name == "demo":
+        code = prelude + "from imaginarium.cli import main; sys.exit(main(sys.argv[1:]))"
+    else:
+        code = prelude + f"import runpy; runpy.run_path({__file__!r}, run_name='__main__')"
+    burners: list[subprocess.Popen] = []
     try:
-        if name == "demo":
-            with tempfile.TemporaryDirectory() as scratch:
-                started = time.perf_counter()
-                subprocess.run(
-                    [str(Path(sys.executable).parent / "imaginarium"), "demo", "--out", scratch],
-                    env=env, check=True, capture_output=True,
-                )  # fmt: skip
-                return 1.0 / (time.perf_counter() - started)
-        # the package imported first, as the command line and the studies import it
-        child = (
-            f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import imaginarium, runpy; "
-            f"runpy.run_path({__file__!r}, run_name='__main__')"
-        )
-        arguments = [sys.executable, "-c", child, "--child", name, str(model), json.dumps(asdict(config))]
-        done = subprocess.run(arguments, env=env, capture_output=True, text=True)
+        for _ in range(len(os.sched_getaffinity(0)) if loaded else 0):
+            burners.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        with tempfile.TemporaryDirectory() as scratch:
+            if name == "demo":
+                arguments = ["demo", "--out", scratch]
+            else:
+                arguments = ["--child", name, str(model), json.dumps(asdict(config))]
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-c", code, *arguments], env=env, capture_output=True, text=True
+            )
+            seconds = time.perf_counter() - started
         if done.returncode != 0:
             raise SystemExit(f"the {name} workload ({setting}) failed:\n{done.stderr[-4000:]}")
-        return float(done.stdout.strip().splitlines()[-1])
+        return 1.0 / seconds if name == "demo" else float(done.stdout.strip().splitlines()[-1])
     finally:
         for burner in burners:
             burner.kill()
@@ -180,10 +165,12 @@ def main() -> None:
                     "met": slowdown <= bound,
                     "rounds": rounds,
                 }
-                print(
-                    f"{name} ({setting}): idle {idle:,.1f}/s, loaded {loaded:,.1f}/s, {slowdown:.2f}x slower",
-                    flush=True,
+                shown = (
+                    f"idle {1 / idle:,.0f} s, loaded {1 / loaded:,.0f} s"
+                    if name == "demo"
+                    else f"idle {idle:,.1f}/s, loaded {loaded:,.1f}/s"
                 )
+                print(f"{name} ({setting}): {shown}, {slowdown:.2f}x slower", flush=True)
                 write_report(config.out, report)
 
 

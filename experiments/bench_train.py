@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from common import machine, parse_config, write_report
@@ -36,14 +37,18 @@ class Config:
     SMOKE: ClassVar[dict] = {"steps": 1, "warmup": 1, "presets": "xs", "dataset_steps": 400}
 
 
-def measure(family: str, preset: str, dataset, config: Config) -> dict:
+def optimisation_step(
+    family: str, preset: str, dataset: Any, device: str
+) -> tuple[Any, Callable[[], None], int]:
+    """A fresh ``family`` model fitted to ``dataset``'s scales, one full optimisation step of it on a
+    batch of the dataset's windows (forward, backward, AdamW), and the windows in a batch."""
     torch.manual_seed(0)
     model = build_model(family, dataset.observation_space, dataset.action_space, preset)
     model.fit_normalizers(dataset)
     model.fit_outcomes(dataset)
-    model.to(config.device)
+    model.to(device)
     sampler = SequenceSampler(
-        dataset, model.config.batch_size, model.sequence_length, config.device, 0, model.within_episodes
+        dataset, model.config.batch_size, model.sequence_length, device, 0, model.within_episodes
     )
     windows = model.config.batch_size * model.draws_per_step
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -54,6 +59,11 @@ def measure(family: str, preset: str, dataset, config: Config) -> dict:
         loss.backward()
         optimizer.step()
 
+    return model, one_step, windows
+
+
+def measure(family: str, preset: str, dataset, config: Config) -> dict:
+    model, one_step, windows = optimisation_step(family, preset, dataset, config.device)
     for _ in range(config.warmup):
         one_step()
     if config.device.startswith("cuda"):

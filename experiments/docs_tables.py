@@ -61,9 +61,12 @@ def bench_table(report: dict[str, Any]) -> list[str]:
 
 
 def ranking_table(report: dict[str, Any], policies_column: bool) -> list[str]:
-    """One row per task of a ranking study, in the order the study ran them."""
+    """One row per task of a ranking study on the expert mixture, in the order the study ran them
+    (rows of weaker data, keyed ``task/kind``, belong to :func:`beyond_table`)."""
     rows = []
     for task, entry in report["tasks"].items():
+        if "/" in task:
+            continue
         metrics = entry["metrics"] or {}
         cells = [f"{metrics[key]:.3f}" if key in metrics else "n/a" for key in RANKING_COLUMNS]
         rows.append([task, *([str(entry["policies"])] if policies_column else []), *cells])
@@ -76,10 +79,12 @@ def beyond_table(report: dict[str, Any]) -> list[str]:
     thresholds."""
     rows = []
     for key, entry in report["tasks"].items():
+        if "/" not in key:
+            continue
         metrics = entry["metrics"] or {}
         cells = [f"{metrics[name]:.3f}" if name in metrics else "n/a" for name in RANKING_COLUMNS]
         task, _, data = key.partition("/")
-        rows.append([task, data or "mixed", str(entry["policies"]), *cells, "yes" if entry["met"] else "NO"])
+        rows.append([task, data, str(entry["policies"]), *cells, "yes" if entry["met"] else "NO"])
     return markdown_table(["task", "data", "policies", *RANKING_COLUMNS.values(), "met"], rows)
 
 

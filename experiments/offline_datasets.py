@@ -52,6 +52,24 @@ REFERENCE: dict[str, tuple[float, float]] = {
 #: the medium agent's algorithm and settings for tasks outside the suite's expert recipes
 MEDIUM_RECIPES: dict[str, tuple[str, dict]] = {
     "InvertedPendulum-v5": ("sac", {"learning_rate": 1e-3}),
+    # the goal's reward is sparse: gSDE's smooth exploration, a high entropy weight and a long
+    # horizon (RL Zoo's settings for this task) find it in some 10k steps
+    "mountaincar": (
+        "sac",
+        {
+            "learning_rate": 3e-4,
+            "buffer_size": 50_000,
+            "batch_size": 512,
+            "ent_coef": 0.1,
+            "train_freq": 32,
+            "gradient_steps": 32,
+            "gamma": 0.9999,
+            "tau": 0.01,
+            "learning_starts": 0,
+            "use_sde": True,
+            "policy_kwargs": {"log_std_init": -3.67, "net_arch": [64, 64]},
+        },
+    ),
 }
 
 

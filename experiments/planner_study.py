@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from common import calls_per_second, machine, parse_config, results_dir, write_report
+from common import calls_per_second, default_config, machine, parse_config, results_dir, write_report
 from offline_datasets import Config as DatasetConfig
 from offline_datasets import dataset, folder, normalised
+from ranking_study import Config as RankingConfig
+from ranking_study import model_on
 
 from imaginarium.agents.sb3 import train_in_imagination
 from imaginarium.agents.shield import ShieldPolicy
@@ -42,7 +44,6 @@ from imaginarium.evaluation import EpisodeRollouts, real_rollouts
 from imaginarium.models import load_world_model
 from imaginarium.policy import load_policy
 from imaginarium.rewards.termination import terminates, termination_rule
-from imaginarium.run.pipeline import collect_train_evaluate
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,12 @@ class Config:
 def study(task_name: str, kind: str, config: Config) -> dict[str, Any]:
     task = get_task(task_name)
     data = dataset(task_name, kind, _dataset_config())
-    work = results_dir() / "planner" / task.name / kind
-    model = work / "ensemble"
-    collect_train_evaluate(task, data, model, train_config={"steps": config.model_steps, "seed": config.seed})
+    model = model_on(
+        task_name,
+        kind,
+        replace(default_config(RankingConfig), model_steps=config.model_steps, seed=config.seed),
+    )
+    work = model.parent
     agents: dict[str, Any] = {}
     result: dict[str, Any] = {"dataset": str(data), "agents": agents}
     options = [config.planner] if config.planner else []
@@ -169,9 +173,12 @@ def _spec(model: Path, options: list[str]) -> str:
 
 
 def _peers(task_name: str, kind: str) -> dict[str, Any] | None:
-    """The best d3rlpy algorithm's real return on the same data, from ``peers_study.py``'s reports
-    (``peers_study*.json``: a study run per task may write its own)."""
-    for report in sorted(results_dir().glob("peers_study*.json")):
+    """The best d3rlpy algorithm's real return on the same data, from the newest of ``peers_study.py``'s
+    reports that has it (``peers_study*.json``: a study run per task may write its own)."""
+    reports = sorted(
+        results_dir().glob("peers_study*.json"), key=lambda path: path.stat().st_mtime, reverse=True
+    )
+    for report in reports:
         entry = json.loads(report.read_text()).get("results", {}).get(f"{task_name}/{kind}")
         if entry and "best" in entry:
             best = entry["best"]
@@ -222,8 +229,6 @@ def _decision_rate(planner: Any, starts: np.ndarray, count: int, seconds: float)
 
 
 def _dataset_config() -> DatasetConfig:
-    from common import default_config
-
     return default_config(DatasetConfig)
 
 

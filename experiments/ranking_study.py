@@ -81,6 +81,7 @@ class Config:
         "workers": 0,
         "dataset_steps": 600,
         "ensemble_steps": 2,
+        "model_steps": 20,
         "videos": 1,
         "video_steps": 10,
     }
@@ -137,7 +138,8 @@ def thresholds(task: str, data: str) -> dict[str, float]:
 
 
 def check(wanted: dict[str, float], metrics: dict[str, float] | None) -> bool:
-    """Whether ``metrics`` meet ``wanted``: Spearman at least its figure, the others at most theirs."""
+    """Whether ``metrics`` meet ``wanted``: Spearman at least its figure, the others (regrets and
+    errors, where less is better) at most theirs."""
     if metrics is None:
         return False
     return all(
