@@ -154,7 +154,8 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
                                target="≥ 1.6", met=speedup >= 1.6))  # fmt: skip
     elif name == "load":
         for entry in report["figures"].values():
-            setting = "the package's threads" if entry["setting"] == "package" else "torch's default threads"
+            setting = {"package": "as the package runs", "passive": "OMP_WAIT_POLICY=PASSIVE",
+                       "spin": "GOMP_SPINCOUNT=20000", "one": "one thread"}.get(entry["setting"], entry["setting"])  # fmt: skip
             rows.append(figure(f"{entry['workload']} under load ({setting}): idle over loaded speed",
                                entry["slowdown"], "×", target=f"≤ {entry['bound']}", met=entry["met"]))  # fmt: skip
     return rows

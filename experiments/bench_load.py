@@ -10,12 +10,13 @@ Workloads, each in a fresh process (OpenMP reads its settings when torch loads):
   (imagined steps a second, its first updates included);
 - ``demo`` — ``imaginarium demo`` end to end (off unless named: it takes minutes).
 
-Settings: ``package``, as ``import imaginarium`` leaves OpenMP when nothing is set (idle threads sleep
-instead of spinning: ``OMP_WAIT_POLICY=PASSIVE``); ``torch``, torch's own defaults (the variable
-removed again after ``import imaginarium``, before torch loads; ``ACTIVE`` is not OpenMP's default
-either). The load is one ``while True: pass`` process per core this process may run on, started
-before and killed after each loaded run. A figure is the median of ``repeats`` runs; the ratio is
-idle speed over loaded speed (2.0: twice as slow under load).
+Settings: ``package``, as the package runs when the user has set nothing (today: torch's defaults,
+libgomp's threads spinning a while before they sleep); ``passive`` (``OMP_WAIT_POLICY=PASSIVE``: idle
+threads sleep at once); ``spin`` (``GOMP_SPINCOUNT=20000``: a short spin); ``one``
+(``OMP_NUM_THREADS=1``). The load is one ``while True: pass`` process per core this process may run
+on, started before and killed after each loaded run. A figure is the median of ``repeats`` runs; the
+ratio is idle speed over loaded speed (2.0: twice as slow under load). A report already at ``--out``
+keeps its other figures, so workloads measured one at a time add up in one file.
 
     python experiments/bench_load.py [--workloads train,imagined,sb3,demo] [--repeats 3]
     python experiments/bench_load.py --smoke  # tiny workloads, one run each
@@ -38,15 +39,24 @@ from common import calls_per_second, machine, parse_config, smoke, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 #: what each setting's workload process runs after ``import imaginarium`` and before torch loads
-SETTINGS: dict[str, str] = {"package": "", "torch": "import os; os.environ.pop('OMP_WAIT_POLICY', None); "}
+#: (``package``: nothing, the package's own choice, today torch's defaults)
+SETTINGS: dict[str, str] = {
+    "package": "",
+    # idle OpenMP threads sleep at once instead of spinning for a while first
+    "passive": "import os; os.environ['OMP_WAIT_POLICY'] = 'PASSIVE'; ",
+    # OpenMP's default wait with a short spin before sleeping (libgomp's default spins 300,000 times)
+    "spin": "import os; os.environ['GOMP_SPINCOUNT'] = '20000'; ",
+    # one thread: nothing to wait for
+    "one": "import os; os.environ['OMP_NUM_THREADS'] = '1'; ",
+}
 #: variables that would choose threads for the workloads: removed, so the measured choice is the package's
-CHOSEN = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
+CHOSEN = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 @dataclass(frozen=True)
 class Config:
     workloads: str = "train,imagined,sb3"
-    settings: str = "package,torch"
+    settings: str = "package,passive,one"
     repeats: int = 3
     #: seconds each timed loop runs for (``train``, ``imagined``), and imagined steps of ``sb3``
     seconds: float = 5.0
@@ -144,6 +154,8 @@ def main() -> None:
         "machine": machine(),
         "figures": {},
     }
+    if Path(config.out).exists() and not smoke():  # workloads run one at a time add up in one file
+        report["figures"] = json.loads(Path(config.out).read_text()).get("figures", {})
     with tempfile.TemporaryDirectory() as scratch:
         model = prepare(Path(scratch), smoke())
         for name in config.workloads.split(","):

@@ -13,9 +13,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
-import imaginarium  # noqa: F401  (first: it sets how OpenMP threads wait, which torch reads as it loads)
-
-# isort: split
 import torch
 
 ConfigT = TypeVar("ConfigT")
