@@ -60,7 +60,7 @@ class Config:
     repeats: int = 3
     #: seconds each timed loop runs for (``train``, ``imagined``), and imagined steps of ``sb3``
     seconds: float = 5.0
-    sb3_steps: int = 2_000
+    sb3_steps: int = 300
     #: the issue's bounds: loaded over idle time, at most
     bound: float = 2.5
     demo_bound: float = 2.0
