@@ -1,6 +1,5 @@
 """Speed on a busy machine (issue #26): each workload timed alone and with a CPU-bound process busy on
-every core, as the package runs it when the user has chosen no threads, and as torch's own defaults run
-it.
+every core, as the package runs it when the user has chosen no threads and under other thread settings.
 
 Workloads, each in a fresh process (OpenMP reads its settings when torch loads):
 
