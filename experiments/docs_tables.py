@@ -60,6 +60,12 @@ def bench_table(report: dict[str, Any]) -> list[str]:
     return markdown_table(["figure", "value", "ratio", "to", "asked", "met"], rows)
 
 
+def metric_cells(metrics: dict[str, float] | None) -> list[str]:
+    """A ranking's metrics in :data:`RANKING_COLUMNS` order, three decimals, ``n/a`` where missing."""
+    metrics = metrics or {}
+    return [f"{metrics[key]:.3f}" if key in metrics else "n/a" for key in RANKING_COLUMNS]
+
+
 def ranking_table(report: dict[str, Any], policies_column: bool) -> list[str]:
     """One row per task of a ranking study on the expert mixture, in the order the study ran them
     (rows of weaker data, keyed ``task/kind``, belong to :func:`beyond_table`)."""
@@ -67,8 +73,7 @@ def ranking_table(report: dict[str, Any], policies_column: bool) -> list[str]:
     for task, entry in report["tasks"].items():
         if "/" in task:
             continue
-        metrics = entry["metrics"] or {}
-        cells = [f"{metrics[key]:.3f}" if key in metrics else "n/a" for key in RANKING_COLUMNS]
+        cells = metric_cells(entry["metrics"])
         rows.append([task, *([str(entry["policies"])] if policies_column else []), *cells])
     header = ["task" if policies_column else "task (graded zoo)", *(["policies"] if policies_column else [])]
     return markdown_table([*header, *RANKING_COLUMNS.values()], rows)
@@ -81,8 +86,7 @@ def beyond_table(report: dict[str, Any]) -> list[str]:
     for key, entry in report["tasks"].items():
         if "/" not in key:
             continue
-        metrics = entry["metrics"] or {}
-        cells = [f"{metrics[name]:.3f}" if name in metrics else "n/a" for name in RANKING_COLUMNS]
+        cells = metric_cells(entry["metrics"])
         task, _, data = key.partition("/")
         rows.append([task, data, str(entry["policies"]), *cells, "yes" if entry["met"] else "NO"])
     return markdown_table(["task", "data", "policies", *RANKING_COLUMNS.values(), "met"], rows)

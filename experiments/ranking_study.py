@@ -36,7 +36,7 @@ from common import default_config, machine, parse_config, results_dir, write_rep
 from fidelity_study import mixed_policy
 from offline_datasets import Config as DatasetConfig
 from offline_datasets import dataset
-from zoo import graded_zoo, zoo
+from zoo import zoo_specs
 
 from imaginarium.collect import collect
 from imaginarium.report import write_report as write_ranking_report
@@ -164,10 +164,7 @@ def main() -> None:
 def rank_on(task: str, data: str, config: Config) -> dict[str, Any]:
     """The zoo of ``task`` ranked in the model of ``data`` with real episodes, its report written."""
     model = model_on(task, data, config)
-    if config.zoo == "graded":
-        policies = graded_zoo(task, config.seed)
-    else:
-        policies = [str(path) for path in zoo(task, config.seed)] + ["random"]
+    policies = zoo_specs(task, config.zoo, config.seed)
     result = rank_policies(
         model,
         policies,

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from common import default_config, is_trained, machine, parse_config, write_report
 from ranking_study import Config as StudyConfig
 from ranking_study import dataset_for
-from zoo import zoo
+from zoo import zoo_specs
 
 from imaginarium.models.train import train_world_model
 from imaginarium.run.rank import rank_policies
@@ -39,7 +39,7 @@ def main() -> None:
     config = parse_config(Config, __doc__.splitlines()[0])
     study = default_config(StudyConfig)  # the ranking study's data, training, starts, real episodes, workers
     data = dataset_for(config.task, study)
-    policies = [str(path) for path in zoo(config.task, study.seed)] + ["random"]
+    policies = zoo_specs(config.task, seed=study.seed)
     report: dict[str, Any] = {
         "config": asdict(config),
         "ranking_study_config": asdict(study),

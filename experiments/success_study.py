@@ -28,7 +28,7 @@ from unittest import mock
 from common import default_config, machine, parse_config, write_report
 from ranking_study import Config as RankingConfig
 from ranking_study import model_on
-from zoo import graded_zoo, zoo
+from zoo import zoo_specs
 
 import imaginarium.evaluation
 from imaginarium.run.rank import rank_policies
@@ -61,13 +61,6 @@ def model(task: str, data: str, config: Config) -> Path:
     return model_on(
         task, data, replace(default_config(RankingConfig), model_steps=config.model_steps, seed=config.seed)
     )
-
-
-def policies(task: str, kind: str, seed: int) -> list[str]:
-    """The zoo's policy specs: its checkpoints and the random policy, or the graded ladder."""
-    if kind == "graded":
-        return graded_zoo(task, seed)
-    return [str(path) for path in zoo(task, seed)] + ["random"]
 
 
 def compare(task: str, folder: Path, specs: list[str], config: Config) -> dict[str, Any]:
@@ -118,7 +111,7 @@ def main() -> None:
         task, data = pair.split("/")
         folder = model(task, data, config)
         for kind in filter(None, config.zoos.split(",")):
-            result = compare(task, folder, policies(task, kind, config.seed), config)
+            result = compare(task, folder, zoo_specs(task, kind, config.seed), config)
             report["results"][f"{task}/{data}/{kind}"] = result
             print(
                 f"{task}/{data}/{kind}: {len(result['policies'])} policies, success gap "

@@ -91,6 +91,14 @@ NOISE_LADDER = (0.0, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 EPSILON_LADDER = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 
 
+def zoo_specs(task_name: str, kind: str = "checkpoints", seed: int = 0) -> list[str]:
+    """The policy specs of a ranked zoo: ``checkpoints`` (:func:`zoo`, then the random policy) or
+    ``graded`` (:func:`graded_zoo`)."""
+    if kind == "graded":
+        return graded_zoo(task_name, seed)
+    return [str(path) for path in zoo(task_name, seed)] + ["random"]
+
+
 def graded_zoo(task_name: str, seed: int = 0) -> list[str]:
     """Policy specs spread evenly in quality: the first algorithm's last checkpoint under growing action
     noise (:data:`NOISE_LADDER`, or :data:`EPSILON_LADDER` for discrete actions), and a random policy.
