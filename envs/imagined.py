@@ -14,7 +14,9 @@ head over 0.5; ``env.unwrapped.imagination.success_source`` says which), ``succe
 reward not finite, or farther beyond the data's recorded range than ``DIVERGENCE_STDS`` of its
 standard deviations: that step's reward is 0 and its observation the last one shown). The vector env
 makes one model call per step for the whole batch and resets finished envs in the same step
-(``final_obs`` and ``final_info`` in ``info``).
+(``final_obs`` and ``final_info`` in ``info``, laid out as Gymnasium's own vector envs lay them out:
+``final_obs`` an object array of each finished env's last observation, ``final_info`` a dict of
+arrays with a ``_key`` mask each).
 """
 
 from __future__ import annotations
@@ -438,6 +440,8 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
         )
         self._steps = np.zeros(num_envs, dtype=np.int64)
         self._judge = self.imagination.judge(num_envs)
+        self._everywhere = np.ones(num_envs, dtype=bool)  # the mask of infos every env has
+        self._everywhere.flags.writeable = False
 
     def _restart(self, mask: np.ndarray) -> np.ndarray:
         """Put fresh real start states into the rows of ``mask``; returns their start indices."""
@@ -488,13 +492,13 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
         self._state = result.state
         self._observations = observations
         info: dict[str, Any] = {**result.info}
-        info.update({f"_{key}": np.ones(self.num_envs, dtype=bool) for key in result.info})
+        info.update({f"_{key}": self._everywhere for key in result.info})
         if done.any():
             final_obs = np.empty(self.num_envs, dtype=object)
-            final_info = np.empty(self.num_envs, dtype=object)
             for row in np.flatnonzero(done):
                 final_obs[row] = observations[row].copy()
-                final_info[row] = {key: value[row].item() for key, value in result.info.items()}
+            final_info: dict[str, Any] = {key: value.copy() for key, value in result.info.items()}
+            final_info.update({f"_{key}": done for key in result.info})
             info.update(
                 {"final_obs": final_obs, "_final_obs": done, "final_info": final_info, "_final_info": done}
             )

@@ -46,9 +46,10 @@ class ImaginedSB3VecEnv(VecEnv):
         observations, rewards, terminated, truncated, info = self.vector_env.step(self._actions)
         dones = terminated | truncated
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        final = {key: value for key, value in info.get("final_info", {}).items() if not key.startswith("_")}
         for row in np.flatnonzero(dones):
             infos[row] = {
-                **info["final_info"][row],
+                **{key: value[row].item() for key, value in final.items()},
                 "terminal_observation": info["final_obs"][row],
                 "TimeLimit.truncated": bool(truncated[row] and not terminated[row]),
             }

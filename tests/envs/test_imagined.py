@@ -195,6 +195,30 @@ def test_vector_env_resets_finished_envs_in_the_same_step(pendulum_model: Path, 
     assert not any(
         np.allclose(final, now) for final, now in zip(info["final_obs"], observations, strict=True)
     )
+    final = info["final_info"]  # Gymnasium's layout: arrays over the envs, each with its mask
+    assert final["_continue_prob"].all() and final["continue_prob"].shape == (4,)
+    assert np.array_equal(final["continue_prob"], info["continue_prob"])
+
+
+def test_final_info_is_laid_out_as_gymnasiums_own_vector_envs_lay_it_out(pendulum_model: Path) -> None:
+    ours = gym.make_vec("WAMImagined-v0", num_envs=3, model=pendulum_model, time_limit=2, termination="none")
+    theirs = gym.make_vec(
+        "WAMImagined-v0",
+        num_envs=3,
+        vectorization_mode="sync",
+        model=pendulum_model,
+        termination="none",
+        max_episode_steps=2,
+        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+    )
+    infos = []
+    for envs in (ours, theirs):
+        envs.reset(seed=0)
+        envs.step(np.zeros((3, 1), np.float32))
+        infos.append(envs.step(np.zeros((3, 1), np.float32))[4])
+    for key, value in infos[1]["final_info"].items():
+        assert np.shape(infos[0]["final_info"][key]) == np.shape(value), key
+    assert set(infos[1]["final_info"]) <= set(infos[0]["final_info"])
 
 
 def test_success_is_the_tasks_rule_over_each_imagined_episode(pendulum_model: Path, monkeypatch) -> None:
