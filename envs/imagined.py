@@ -36,10 +36,14 @@ from imaginarium.envs.suite import Task, get_task, success_rule
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import State, WorldModel, load_world_model
 from imaginarium.models.starts import model_starts
+from imaginarium.rewards.reward_rules import REWARD_RULES
 from imaginarium.rewards.success import SuccessDefinition, SuccessJudge
+from imaginarium.rewards.termination import TERMINATION_RULES
 
 OBSERVATION_KINDS = ("decoded", "latent", "pixels")
-TERMINATIONS = ("continue", "success", "both", "none")
+TERMINATIONS = ("continue", "success", "both", "rule", "none")
+#: where rewards come from: the model's reward, or the task's own reward rule on the imagined states
+REWARDS = ("model", "rule")
 #: where imagined episodes start: the dataset's episode starts, or any recorded state (MBPO)
 START_KINDS = ("episodes", "states")
 
@@ -93,6 +97,7 @@ class Imagination:
         device: str = "cpu",
         pixels: int | None = None,
         starts: str = "episodes",
+        reward: str = "model",
     ) -> None:
         if observation not in OBSERVATION_KINDS:
             raise ImaginariumError(
@@ -104,6 +109,8 @@ class Imagination:
             )
         if starts not in START_KINDS:
             raise ImaginariumError(f"starts must be one of {', '.join(START_KINDS)}, got {starts!r}")
+        if reward not in REWARDS:
+            raise ImaginariumError(f"reward must be one of {', '.join(REWARDS)}, got {reward!r}")
         check_number(uncertainty_penalty, "uncertainty_penalty", at_least=0)
         if uncertainty_limit is not None:
             check_number(uncertainty_limit, "uncertainty_limit", above=0)
@@ -129,6 +136,10 @@ class Imagination:
         self.success_rule: SuccessDefinition | None = None if self.model.observes_pixels else rule
         #: what decides ``info["success"]``: ``rule:<name>`` or ``head``
         self.success_source = f"rule:{rule.name}" if self.success_rule is not None else "head"
+        env_id = resolved.env_id if resolved is not None else card.get("env_id")
+        #: the task's termination and reward rules, on the decoded states, when asked for
+        self.termination_rule = self._rule(termination == "rule", TERMINATION_RULES, env_id, "termination")
+        self.reward_rule = self._rule(reward == "rule", REWARD_RULES, env_id, "reward")
         recorded = model_starts(self.model, dataset)
         self.start_observations = recorded.inputs
         if starts == "states":
@@ -180,6 +191,18 @@ class Imagination:
             with torch.inference_mode():
                 features = self.model.features(self.start(np.zeros(1, dtype=np.int64)))
             self.observation_space = gym.spaces.Box(-np.inf, np.inf, (features.shape[-1],), np.float32)
+
+    def _rule(self, wanted: bool, rules: dict[str, Any], env_id: str | None, kind: str) -> Any:
+        """The task's ``kind`` rule from ``rules`` when ``wanted``; refused for a model of frames or a
+        task with no known rule."""
+        if not wanted:
+            return None
+        if env_id not in rules or self.model.observes_pixels:
+            raise ImaginariumError(
+                f"{kind}='rule' needs a model of states of a task whose {kind} rule is known; this model's "
+                f"task is {env_id!r} (known: {', '.join(sorted(rules))})"
+            )
+        return rules[env_id]
 
     def start(self, indices: np.ndarray) -> State:
         """Model states of the real start states ``indices``."""
@@ -254,6 +277,7 @@ class Imagination:
         ``judge`` (from :meth:`judge`, restarted with its episodes) decides success by the task's rule."""
         self.generator.manual_seed(int(rng.integers(2**62)))
         with torch.inference_mode():
+            before = self.observe_states(state) if self.reward_rule is not None else None
             out = self.model.step(
                 state,
                 torch.as_tensor(actions, device=self.device),
@@ -269,12 +293,18 @@ class Imagination:
                 finite = torch.isfinite(self.model.decode(out.state)).all(-1).cpu().numpy()
             if self.limits is not None:  # far outside the data is as good as infinite
                 finite = finite & self.limits.within(self.model.decode(out.state), out.reward).cpu().numpy()
-            if judge is not None:  # decoded observations are the clipped states the rule reads
+            states = None  # the clipped decoded states the task's rules read
+            if judge is not None or self.termination_rule is not None or before is not None:
                 states = (
                     observations if self.observation_kind == "decoded" else self.observe_states(out.state)
                 )
-                judge.push(states.reshape(len(states), -1))
-        rewards = out.reward.float().cpu().numpy().astype(np.float64)
+                states = states.reshape(len(states), -1)
+            if judge is not None:
+                judge.push(states)
+        if before is not None:
+            rewards = np.asarray(self.reward_rule(before, actions, states), dtype=np.float64)
+        else:
+            rewards = out.reward.float().cpu().numpy().astype(np.float64)
         if out.uncertainty is not None:
             uncertainty = out.uncertainty.float().cpu().numpy()
             rewards -= self.uncertainty_penalty * uncertainty
@@ -284,6 +314,8 @@ class Imagination:
         terminated = np.zeros(count, dtype=bool)
         if self.termination in ("continue", "both"):
             terminated |= rng.random(count) > continue_prob
+        elif self.termination_rule is not None:
+            terminated |= np.asarray(self.termination_rule(states), dtype=bool)
         diverged = ~(np.isfinite(rewards) & finite & np.isfinite(observations.reshape(count, -1)).all(1))
         success = (judge.label(terminated) if judge is not None else success_prob > 0.5) & ~diverged
         if self.termination in ("success", "both"):
@@ -312,7 +344,13 @@ class ImaginedEnv(gym.Env):
     :param pixels: the frame size of ``observation="pixels"`` (default 64; a model that sees frames
         serves its own size).
     :param termination: what ends an episode: the ``continue`` head (sampled), ``success``, ``both``,
-        or ``none`` (only the time limit).
+        ``rule`` (the task's own termination rule on the decoded states, for the tasks
+        :data:`~imaginarium.rewards.termination.TERMINATION_RULES` knows), or ``none`` (only the time
+        limit).
+    :param reward: ``model`` (the model's reward), or ``rule``: the task's own reward computed from the
+        decoded states and the action, for the tasks :data:`~imaginarium.rewards.reward_rules.REWARD_RULES`
+        knows (a reward the data shows rarely, like a sparse goal's, is then paid where the imagined
+        state reaches it).
     :param uncertainty_penalty: reward is reduced by this (a finite number ≥ 0) times the model's
         uncertainty (MOPO).
     :param uncertainty_limit: an uncertainty above this (a finite number > 0) truncates the episode and

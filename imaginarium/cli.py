@@ -213,7 +213,7 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
 
     if args.eval_episodes < 0:
         raise ImaginariumError(f"--eval-episodes must be 0 (no scoring) or more, got {args.eval_episodes}")
-    env_options = given(args, "uncertainty_penalty", "termination", "starts", "time_limit")
+    env_options = given(args, "uncertainty_penalty", "termination", "reward", "starts", "time_limit")
     if args.pixels:
         env_options.update(observation="pixels", pixels=args.pixels)
     path = train_in_imagination(
@@ -558,8 +558,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
     )
     _option(
-        imagine, "--termination", "imaginarium.envs.imagined:Imagination", "what ends an imagined episode",
-        choices=("continue", "success", "both", "none"),
+        imagine, "--termination", "imaginarium.envs.imagined:Imagination",
+        "what ends an imagined episode (rule: the task's own termination rule)",
+        choices=("continue", "success", "both", "rule", "none"),
+    )  # fmt: skip
+    _option(
+        imagine, "--reward", "imaginarium.envs.imagined:Imagination",
+        "the model's reward, or the task's own reward rule on the imagined states",
+        choices=("model", "rule"),
     )  # fmt: skip
     _option(
         imagine, "--starts", "imaginarium.envs.imagined:Imagination",

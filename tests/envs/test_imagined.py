@@ -10,6 +10,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import imaginarium  # noqa: F401  (registers WAMImagined-v0)
 from imaginarium.errors import ImaginariumError, ModelError
+from imaginarium.rewards.reward_rules import REWARD_RULES
 
 
 @pytest.mark.parametrize("observation", ["decoded", "latent"])
@@ -374,3 +375,38 @@ def test_an_sb3_cnn_agent_trains_on_imagined_frames(pendulum_model: Path) -> Non
     assert observations.shape == (2, 64, 64, 3) and agent.predict(observations)[0].shape == (2, 1)
     with pytest.raises(ImaginariumError, match="pixels must be between 8 and 1024"):
         imagined_vec_env(pendulum_model, num_envs=1, observation="pixels", pixels=4)
+
+
+def test_reward_rule_pays_the_tasks_own_reward_on_the_imagined_states(pendulum_model: Path) -> None:
+    envs = gym.make_vec("WAMImagined-v0", num_envs=8, model=pendulum_model, reward="rule", termination="none")
+    model_paid = gym.make_vec("WAMImagined-v0", num_envs=8, model=pendulum_model, termination="none")
+    observations, _ = envs.reset(seed=3)
+    model_paid.reset(seed=3)
+    actions = np.linspace(-2, 2, 8, dtype=np.float32)[:, None]
+    _, rewards, _, _, _ = envs.step(actions)
+    _, learned, _, _, _ = model_paid.step(actions)
+    angle = np.arctan2(observations[:, 1], observations[:, 0])
+    expected = -(angle**2 + 0.1 * observations[:, 2] ** 2 + 0.001 * actions[:, 0] ** 2)
+    np.testing.assert_allclose(rewards, expected, rtol=1e-5)
+    assert not np.allclose(learned, expected, rtol=1e-5)  # the model's own reward is not the rule's
+
+
+def test_termination_rule_ends_episodes_where_the_task_would(cartpole_model: Path) -> None:
+    envs = gym.make_vec("WAMImagined-v0", num_envs=16, model=cartpole_model, termination="rule")
+    envs.reset(seed=0)
+    for _ in range(60):  # always pushing right: every pole falls within a few dozen steps
+        _, _, terminated, _, info = envs.step(np.ones(16, dtype=np.int64))
+        if terminated.any():
+            final = np.stack(list(info["final_obs"][terminated]))
+            assert ((np.abs(final[:, 0]) > 2.4) | (np.abs(final[:, 2]) > 12 * 2 * np.pi / 360)).all()
+            break
+    else:
+        raise AssertionError("no imagined episode ended by the rule")
+
+
+def test_rules_are_refused_for_a_task_with_none_known(pendulum_model: Path, monkeypatch) -> None:
+    monkeypatch.delitem(REWARD_RULES, "Pendulum-v1")
+    with pytest.raises(ImaginariumError, match="reward='rule'.*'Pendulum-v1'"):
+        gym.make("WAMImagined-v0", model=pendulum_model, reward="rule")
+    with pytest.raises(ImaginariumError, match="reward must be one of"):
+        gym.make("WAMImagined-v0", model=pendulum_model, reward="learned")
