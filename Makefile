@@ -56,7 +56,14 @@ test-fast: system-deps $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -m "not slow and not integration" -q
 
-bench: $(STAMP)
+# mbrl-lib for bench_mbrl.py's side-by-side: its public release, without the old Gymnasium it pins
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[test,experiments]"
+	$(PY) -m pip install -q --no-deps mbrl==0.2.0
+	touch $@
+
+bench: $(BENCH_STAMP)
 	$(PY) experiments/bench.py
 
 # d3rlpy for experiments/peers_study.py, in .venv-peers: it pins gymnasium==1.0.0, so it goes in --no-deps over ours.

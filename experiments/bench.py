@@ -36,6 +36,7 @@ SCRIPTS: dict[str, list[str]] = {
     "memory": [],
     "rank": [],
     "load": [],
+    "mbrl": [],
 }
 
 
@@ -152,6 +153,16 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
             spread = f" (rounds {min(rounds):.2f}–{max(rounds):.2f})" if len(rounds) > 1 else ""
             rows.append(figure(f"rank: 2 Ray workers over 1, {label}, median times{spread}", speedup, "×",
                                target="≥ 1.6", met=speedup >= 1.6))  # fmt: skip
+    elif name == "mbrl":
+        for entry in report["figures"]:
+            if "ours_over_mbrl_lib" in entry:
+                ratio = entry["ours_over_mbrl_lib"]
+                rows.append(figure(f"WAMImagined-v0 vector env, n={entry['num_envs']}, one thread, beside mbrl-lib ModelEnv",
+                                   entry["ours_steps_per_s"], "steps/s", ratio, "mbrl-lib ModelEnv steps/s, same run",
+                                   "≥ 1.2", ratio >= 1.2))  # fmt: skip
+        single = report["single_env_over_real_hopper"]
+        rows.append(figure("one gym.make('WAMImagined-v0'), one thread", report["single_env_steps_per_s"], "steps/s",
+                           single, "real Hopper-v5 steps/s, same run", "≥ 2", single >= 2))  # fmt: skip
     elif name == "load":
         for entry in report["figures"].values():
             setting = {"package": "as the package runs", "passive": "OMP_WAIT_POLICY=PASSIVE",

@@ -27,7 +27,7 @@ EXPERIMENTS = ROOT / "experiments"
 #: modules of experiments/ that are no script, and what runs them
 LIBRARIES = {"common.py": "every script"}
 #: experiments/bench_<name>.py for each name of experiments/bench.py's ``SCRIPTS``
-BENCHMARKS = ("collect", "train", "imagined", "flops", "compile", "dreamer", "memory", "rank", "load")
+BENCHMARKS = ("collect", "train", "imagined", "flops", "compile", "dreamer", "memory", "rank", "load", "mbrl")
 #: the name, up to its parameter, of the test each benchmark is a case of
 BENCHMARK_TEST = "test_benchmark_runs_on_its_smallest_setting["
 #: test id -> (script, arguments); in them ``{out}`` is the report's path, ``{tmp}`` the test's tmp_path,
@@ -68,6 +68,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "offline_datasets.py": ("offline_datasets.py", ["--smoke", "--out", "{out}"]),
     "peers_study.py": ("peers_study.py", ["--smoke", "--out", "{out}"]),
     "planner_study.py": ("planner_study.py", ["--smoke", "--out", "{out}"]),
+    "agents_study.py": ("agents_study.py", ["--smoke", "--out", "{out}"]),
     "success_study.py": ("success_study.py", ["--smoke", "--out", "{out}"]),
     # after the benchmarks and ranking_study.py: their tables are redrawn from their smoke reports
     "docs_tables.py": ("docs_tables.py", ["--results", "{results}", "--docs", "{docs}"]),
