@@ -43,6 +43,7 @@ from imaginarium.errors import ImaginariumError
 from imaginarium.models import StepOutput, WorldModel
 from imaginarium.models.starts import DIVERGENCE_STDS, DataLimits, data_limits
 from imaginarium.policy import detect_sb3_algorithm, load_sb3_policy, mark_slots
+from imaginarium.rewards.reward_rules import REWARD_RULES
 from imaginarium.rewards.termination import TERMINATION_RULES, termination_rule
 
 LOGGER = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ class PlannerConfig:
     #: what ends an imagined future: ``learned`` (the model's continue head) or ``rule`` (the real
     #: task's own termination rule applied to the predicted state, where one is known)
     termination: str = "learned"
+    #: what a future earns: ``learned`` (the model's reward) or ``rule`` (the real task's own reward
+    #: computed from the predicted states and the action, where one is known)
+    reward: str = "learned"
     #: a future ends where it leaves the recorded states' range widened by this many of their
     #: standard deviations (the model's heads are guesses there); never more than the divergence
     #: limits (``DIVERGENCE_STDS``), which ``inf`` leaves alone
@@ -131,6 +135,8 @@ class PlannerConfig:
         check_number(self.prior_steps, "prior_steps", at_least=1, integer=True, where="planner")
         if self.termination not in ("learned", "rule"):
             raise ImaginariumError(f"planner termination must be learned or rule, got {self.termination!r}")
+        if self.reward not in ("learned", "rule"):
+            raise ImaginariumError(f"planner reward must be learned or rule, got {self.reward!r}")
         check_number(self.margin, "margin", at_least=0, allow_inf=True, where="planner")
         for name in ("pessimism", "penalty"):
             check_number(getattr(self, name), name, at_least=0, where="planner")
@@ -202,6 +208,15 @@ class Planner:
                 raise ImaginariumError(
                     f"termination=rule needs a model of states of a task whose rule is known; this model's "
                     f"task is {env_id!r} (known: {', '.join(sorted(TERMINATION_RULES))})"
+                )
+        self._reward_rule = None
+        if self.config.reward == "rule":
+            env_id = (getattr(model, "card", None) or {}).get("env_id")
+            self._reward_rule = REWARD_RULES.get(env_id or "")
+            if self._reward_rule is None or model.observes_pixels:
+                raise ImaginariumError(
+                    f"reward=rule needs a model of states of a task whose reward rule is known; this model's "
+                    f"task is {env_id!r} (known: {', '.join(sorted(REWARD_RULES))})"
                 )
         self._floor = self._reward_floor(model)
         self._plan: torch.Tensor | None = None  # (N, H, A) mean in [-1, 1], or (N, H, K) probabilities
@@ -375,8 +390,9 @@ class Planner:
                 else self._to_env(candidates[:, :, step])
             )
             actions = chosen.repeat_interleave(particles, dim=1).flatten(0, 1)  # (N·S·P, ...)
+            before = model.decode(state) if self._reward_rule is not None else None
             out = model.step(state, actions, uncertainty=penalised, generator=self.generator)
-            reward = out.reward
+            reward = out.reward if before is None else self._rule_reward(before, actions, out.state)
             if penalised and out.uncertainty is not None:
                 reward = reward - config.penalty * out.uncertainty
             finite = torch.isfinite(reward)
@@ -405,6 +421,15 @@ class Planner:
         if particles > 1 and config.pessimism > 0:
             score = score - config.pessimism * total.std(-1)
         return score
+
+    def _rule_reward(self, before: torch.Tensor, actions: torch.Tensor, state: dict) -> torch.Tensor:
+        """The task's own reward for stepping from the decoded ``before`` to ``state`` with ``actions``."""
+        assert self._reward_rule is not None
+        after = self.model.decode(state)
+        reward = self._reward_rule(
+            before.float().cpu().numpy(), actions.cpu().numpy(), after.float().cpu().numpy()
+        )
+        return torch.as_tensor(np.asarray(reward), dtype=after.dtype, device=after.device)
 
     def _propose(
         self, state: dict[str, torch.Tensor], candidates: torch.Tensor, step: int, particles: int

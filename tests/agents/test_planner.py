@@ -304,6 +304,35 @@ def test_the_tasks_own_termination_rule_can_end_futures_instead_of_the_continue_
         Planner(LineWorld(), PlannerConfig(termination="rule"))
 
 
+def test_the_tasks_own_reward_rule_can_score_futures_instead_of_the_reward_head(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from imaginarium.rewards import reward_rules
+
+    class WrongReward(LineWorld):
+        """The goal's dynamics, with a reward head that learned the goal on the wrong side."""
+
+        def step(self, state, actions, sample=True, *, uncertainty=True, generator=None, tiles=1):  # noqa: ANN001, ANN201
+            out = super().step(
+                state, actions, sample, uncertainty=uncertainty, generator=generator, tiles=tiles
+            )
+            out.reward = -((out.state["observation"][:, 0] + GOAL) ** 2)
+            return out
+
+    def rule(before: np.ndarray, actions: np.ndarray, after: np.ndarray) -> np.ndarray:
+        return -((after[:, 0] - GOAL) ** 2)
+
+    monkeypatch.setitem(reward_rules.REWARD_RULES, "Line-v0", rule)
+    model = WrongReward("goal")
+    model.card = {"env_id": "Line-v0"}
+    trusting = Planner(model, PlannerConfig(horizon=8, samples=64, value="none", seed=1))
+    assert run(trusting, model, [0.0], steps=12)[-1, 0] < -GOAL + 0.3
+    ruled = Planner(model, PlannerConfig(horizon=8, samples=64, value="none", reward="rule", seed=1))
+    assert abs(run(ruled, model, [0.0], steps=12)[-1, 0] - GOAL) < 0.15
+    with pytest.raises(ImaginariumError, match="reward=rule needs"):
+        Planner(LineWorld(), PlannerConfig(reward="rule"))
+
+
 def test_a_value_fitted_on_the_data_prefers_the_states_that_led_to_better_returns(
     pendulum_model: Path,
 ) -> None:
