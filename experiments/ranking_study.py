@@ -65,6 +65,8 @@ class Config:
     data: str = "mixed"
     #: world-model training steps on the ``--data`` kinds other than ``mixed`` (early stopping may end it sooner)
     model_steps: int = 20_000
+    #: the task's own termination and reward rules judge the imagined states where known (``rank --rules``)
+    rules: bool = False
     seed: int = 0
     dataset_steps: int = 50_000
     ensemble_steps: int = 10_000
@@ -173,13 +175,17 @@ def rank_on(task: str, data: str, config: Config) -> dict[str, Any]:
         real_episodes=config.real_episodes,
         workers=config.workers,
         seed=config.seed,
+        rules=config.rules,
     )
-    folder = Path(config.reports) / (task if data == "mixed" else f"{task}_{data}")
+    folder = Path(config.reports) / (
+        (task if data == "mixed" else f"{task}_{data}") + ("_rules" if config.rules else "")
+    )
     write_ranking_report(result, folder, model, config.videos, config.video_steps, overwrite=True)
     metrics = result.metrics
     wanted = thresholds(task, data)
     figures = {
         "data": data,
+        "rules": config.rules,
         "policies": len(policies),
         "metrics": metrics,
         "thresholds": wanted,

@@ -254,6 +254,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         allow_code=args.allow_code,
         progress=not args.no_progress,
         group=args.group,
+        rules=args.rules,
         **given(args, "starts", "real_episodes", "seed", "members"),
     )
     seconds = time.perf_counter() - started  # Ray's start and stop included, where it ran on Ray
@@ -715,6 +716,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="each",
         help="roll each start once per ensemble member, measuring their spread (each), or once with a "
         "member drawn every step, a 1/members of the work for screening many policies (one)",
+    )
+    rank.add_argument(
+        "--rules",
+        action="store_true",
+        help="the task's own termination and reward rules judge the imagined states where known, in place "
+        "of the model's continue and reward heads",
     )
     rank.add_argument(
         "--group",

@@ -31,7 +31,9 @@ from imaginarium.models import WorldModel
 from imaginarium.models.base import spread
 from imaginarium.models.starts import data_limits
 from imaginarium.policy import Policy
+from imaginarium.rewards.reward_rules import REWARD_RULES
 from imaginarium.rewards.success import SuccessJudge
+from imaginarium.rewards.termination import TERMINATION_RULES
 
 #: a figure as every evaluation reports it: ``{"mean", "ci_low", "ci_high"}``, a bootstrap 95% interval
 Interval = dict[str, float]
@@ -234,10 +236,13 @@ def imagined_rollouts(
     termination: bool = True,
     known_states: KnownStates | None = None,
     members: str = "each",
+    rules: bool = False,
 ) -> ImaginedRollouts:
     """Roll ``policy`` from each of ``starts`` ``(K, D)`` for up to ``horizon`` steps in ``model``.
 
     :param termination: weight rewards by the continue head (``False``: run every step of ``horizon``).
+    :param rules: where the task's own termination and reward rules are known
+        (:func:`task_rules`), they judge the imagined states instead of the continue and reward heads.
     :param members: ``"each"`` rolls every start once per member of an ensemble (pinned), so their
         spread is measured; ``"one"`` rolls every start once, each step drawing one member (a
         ``1/members`` of the work, for screening many policies; no spread or uncertainty then).
@@ -247,7 +252,7 @@ def imagined_rollouts(
     :raises: whatever the policy raises, and :class:`ImaginariumError` for bad actions.
     """
     (result,) = imagined_rollouts_lockstep(
-        model, [policy], starts, horizon, seed, termination, known_states, members
+        model, [policy], starts, horizon, seed, termination, known_states, members, rules
     )
     if isinstance(result, Exception):
         raise result
@@ -264,6 +269,7 @@ def imagined_rollouts_lockstep(
     termination: bool = True,
     known_states: KnownStates | None = None,
     members: str = "each",
+    rules: bool = False,
 ) -> list[ImaginedRollouts | Exception]:
     """:func:`imagined_rollouts` of several policies at once: one model call per step for all of them.
 
@@ -312,6 +318,7 @@ def imagined_rollouts_lockstep(
     success_prob = torch.zeros(batch, device=device)
     rule = model_success_rule(model)
     judge = SuccessJudge(rule, batch, int(np.prod(model.observation_space.shape))) if rule else None
+    ends_by, paid_by = task_rules(model) if rules else (None, None)
     running = [error is None for error in errors]  # a block whose episodes have all ended needs no actions
     decoded = _policy_view(model, state)
     for _ in range(horizon):
@@ -336,12 +343,18 @@ def imagined_rollouts_lockstep(
             generator=generator,
             tiles=tiles,
         )
-        finite = torch.isfinite(out.reward) & _finite_states(model, out.state)
+        reward, reached = out.reward, None
+        if ends_by is not None or paid_by is not None:
+            reached = _policy_view(model, out.state).reshape(batch, -1)
+        if paid_by is not None:
+            paid = paid_by(decoded.reshape(batch, -1), actions, reached)
+            reward = torch.as_tensor(np.asarray(paid), dtype=out.reward.dtype, device=device)
+        finite = torch.isfinite(reward) & _finite_states(model, out.state)
         if limits is not None:  # far outside the data is as good as infinite
-            finite &= limits.within(model.decode(out.state), out.reward)
+            finite &= limits.within(model.decode(out.state), reward)
         diverged |= ~finite & (alive > 0)
         alive = torch.where(finite, alive, torch.zeros_like(alive))
-        returns += (alive * torch.nan_to_num(out.reward)).double()
+        returns += (alive * torch.nan_to_num(reward)).double()
         if measured:
             uncertainty += alive * torch.nan_to_num(_disagreement(model, out, members, count, tiles))
         if known_states is not None:
@@ -357,7 +370,11 @@ def imagined_rollouts_lockstep(
             success_prob = success_if_ended = torch.nan_to_num(out.success_prob)
         success_prob = torch.where(finite, success_prob, torch.zeros_like(alive))
         if termination:
-            continue_prob = torch.where(finite, torch.nan_to_num(out.continue_prob), torch.zeros_like(alive))
+            continue_prob = torch.nan_to_num(out.continue_prob)
+            if ends_by is not None:
+                ended = torch.as_tensor(np.asarray(ends_by(reached), dtype=bool), device=device)
+                continue_prob = (~ended).to(continue_prob.dtype)
+            continue_prob = torch.where(finite, continue_prob, torch.zeros_like(alive))
             ended = alive * (1.0 - continue_prob)
             success += ended * torch.where(finite, success_if_ended, torch.zeros_like(alive))
             alive = alive * continue_prob
@@ -397,6 +414,15 @@ def imagined_rollouts_lockstep(
             )
         )
     return results
+
+
+def task_rules(model: WorldModel) -> tuple[Any, Any]:
+    """The termination and reward rules of the task on the model's card, each ``None`` where none is
+    known or the model sees frames (no state to judge)."""
+    env_id = (getattr(model, "card", None) or {}).get("env_id") or ""
+    if model.observes_pixels:
+        return None, None
+    return TERMINATION_RULES.get(env_id), REWARD_RULES.get(env_id)
 
 
 def _policy_view(model: WorldModel, state: dict[str, torch.Tensor]) -> np.ndarray:

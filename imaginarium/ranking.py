@@ -135,6 +135,8 @@ class RankSettings:
     seconds: float
     model: str | None
     task: str | None
+    #: the task's own termination and reward rules judged the imagined states where known
+    rules: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The ``settings`` of ``ranking.json``."""
@@ -216,6 +218,7 @@ def evaluate_group(
     real: dict[str, Any] | None,
     known_states: Any = None,
     members: str = "each",
+    rules: bool = False,
 ) -> list[PolicyEntry]:
     """Some policies, imagined together in lockstep (and each on the real task): never raises, a
     policy that fails is returned with its error while the others go on."""
@@ -243,6 +246,7 @@ def evaluate_group(
             seed=seed,
             known_states=known_states,
             members=members,
+            rules=rules,
         )
     except Exception as error:  # the model itself failed: every policy of the group fails with it
         outcomes = [error] * len(loaded)

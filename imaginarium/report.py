@@ -182,6 +182,11 @@ def _notes(result: RankingResult, success_auc: float | None = None) -> list[str]
             f"reward went more than {DIVERGENCE_STDS:g} of the data's standard deviations beyond anything "
             "recorded: it ended there, its return counted to that step."
         )
+        if settings.rules:
+            notes.append(
+                "The task's own termination and reward rules judged the imagined states where they are known "
+                "(imaginarium.rewards), in place of the model's continue and reward heads."
+            )
         if settings.truncated:
             notes.append(
                 f"The horizon {settings.horizon} is shorter than the task's time limit {settings.time_limit}: "

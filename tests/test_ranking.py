@@ -392,3 +392,24 @@ def test_the_report_says_how_success_was_decided_how_far_it_held_and_what_each_c
     assert "- **imagined success**: share of imagined episodes that succeed" in text
     assert "- **MMRV**: mean maximum rank violation" in text
     assert all(f"**{METRIC_LABELS[key]}**" in text for key in result.metrics)
+
+
+def test_the_tasks_rules_judge_imagined_states_in_place_of_the_heads(
+    pendulum_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from imaginarium.rewards import reward_rules, termination
+
+    monkeypatch.setitem(reward_rules.REWARD_RULES, "Pendulum-v1", lambda s, a, n: np.ones(len(s)))
+    options = {"starts": 4, "horizon": 7, "workers": 0, "progress": False}
+    heads = rank_policies(pendulum_model, ["random"], **options).ranked[0]
+    ruled = rank_policies(pendulum_model, ["random"], rules=True, **options)
+    assert ruled.settings.rules and ruled.to_json()["settings"]["rules"] is True
+    assert ruled.ranked[0].imagined_return["mean"] == pytest.approx(7.0)  # 1 a step, never ended
+    assert heads.imagined_return["mean"] < 0  # the model's own reward: Pendulum's costs
+    monkeypatch.setitem(
+        termination.TERMINATION_RULES, "Pendulum-v1", lambda states: np.ones(len(states), bool)
+    )
+    ended = rank_policies(pendulum_model, ["random"], rules=True, **options).ranked[0]
+    assert ended.imagined_return["mean"] == pytest.approx(1.0) and ended.imagined_length == pytest.approx(1.0)

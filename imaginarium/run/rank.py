@@ -74,6 +74,7 @@ def rank_policies(
     progress: bool | Progress = True,
     members: str = "each",
     group: int | None = None,
+    rules: bool = False,
 ) -> RankingResult:
     """Rank ``policies`` by their imagined return in ``model`` (a model folder or object).
 
@@ -86,6 +87,8 @@ def rank_policies(
     :param address: join the Ray cluster at this address instead of starting one.
     :param members: ``"each"`` rolls every start once per ensemble member (their spread measured);
         ``"one"`` once, a member drawn each step: a ``1/members`` of the work, for screening.
+    :param rules: the task's own termination and reward rules judge the imagined states where they are
+        known (``imaginarium.rewards``), in place of the model's continue and reward heads.
     :param group: policies imagined together in lockstep, one model call per step for all of them
         (each still meets the noise it would alone); default the policies spread evenly over the
         workers, at most :data:`MAX_GROUP` together.
@@ -148,13 +151,14 @@ def rank_policies(
                     real,
                     known,
                     members,
+                    rules,
                 )
                 by_row.update(zip(rows, outcomes, strict=True))
             entries = [by_row[row] for row in range(len(sources))]
         else:
             entries = _evaluate_on_ray(
                 world_model, sources, groups, start_observations, horizon, seed, allow_code, real, known,
-                members, retries, progress,
+                members, retries, progress, rules,
             )  # fmt: skip
     finally:
         if started_here:
@@ -173,6 +177,7 @@ def rank_policies(
         allow_code=allow_code,
         workers=workers,
         members=members,
+        rules=rules,
         seconds=time.perf_counter() - started,
         model=str(model) if isinstance(model, str | Path) else None,
         task=card.get("task"),
@@ -283,6 +288,7 @@ def _evaluate_on_ray(
     members: str,
     retries: int,
     progress: bool | Progress,
+    rules: bool = False,
 ) -> list[PolicyEntry]:
     """Each group of policies one retried Ray task (Ray already started by :func:`rank_policies`). A
     group whose worker keeps dying is split, each policy run alone, so only the one to blame fails."""
@@ -294,7 +300,7 @@ def _evaluate_on_ray(
     def submit(rows: list[int]) -> Any:
         group_sources = [sources[row] for row in rows]
         return remote.remote(
-            model_ref, group_sources, starts_ref, horizon, seed, allow_code, real, known_ref, members
+            model_ref, group_sources, starts_ref, horizon, seed, allow_code, real, known_ref, members, rules
         )
 
     pending = {submit(rows): rows for rows in groups}
