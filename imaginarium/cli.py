@@ -255,6 +255,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         group=args.group,
         rules=args.rules,
+        level=args.level,
         **given(args, "starts", "real_episodes", "seed", "members"),
     )
     seconds = time.perf_counter() - started  # Ray's start and stop included, where it ran on Ray
@@ -716,6 +717,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="each",
         help="roll each start once per ensemble member, measuring their spread (each), or once with a "
         "member drawn every step, a 1/members of the work for screening many policies (one)",
+    )
+    rank.add_argument(
+        "--level",
+        type=float,
+        default=0.9,
+        help="level of the interval on each policy's real return, prediction-powered from the real "
+        "episodes and the model together (with --real-episodes 2 or more)",
     )
     rank.add_argument(
         "--rules",

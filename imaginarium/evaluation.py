@@ -60,11 +60,14 @@ class EpisodeRollouts:
     terminated: list[bool]
     #: each episode's states ``(T + 1, D)``, its first observation first (``keep_states=True`` only)
     states: list[np.ndarray] | None = None
+    #: ``(episodes, *obs_shape)`` each episode's first observation, what it started from
+    starts: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Every field but the states as JSON, the return under ``return``."""
         values = asdict(self)
         values.pop("states")
+        values.pop("starts")
         return _with_return_key(values)
 
 
@@ -543,6 +546,7 @@ def episode_rollouts(
             ]
             if keep_states
             else None,
+            starts=firsts,
         )
     finally:
         for env in envs:

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from imaginarium.allocator import keep_freed_memory
+from imaginarium.calibration import DEFAULT_LEVEL, prediction_powered, real_only
 from imaginarium.envs.suite import get_task
+from imaginarium.errors import ImaginariumError
 from imaginarium.evaluation import Interval, imagined_rollouts_lockstep, real_rollouts
 from imaginarium.policy import load_policy, policy_name
 
@@ -67,6 +69,12 @@ class PolicyEntry:
     diverged: int | None = None
     real_return: Interval | None = None
     real_success: float | None = None
+    #: the real mean return estimated from the real episodes and the model together, prediction-powered
+    #: (:mod:`imaginarium.calibration`): ``{"mean", "low", "high", "level", "method", ...}``; None without
+    #: at least 2 real episodes or for a model that sees frames
+    predicted_real_return: dict[str, Any] | None = None
+    #: the real episodes' own interval at the same level, for comparison
+    real_interval: dict[str, Any] | None = None
     #: a shield (``shield:``): the share of its decisions where it replaced the policy's action, in
     #: the model and on the real task (None for other policies)
     interventions: float | None = None
@@ -95,6 +103,8 @@ class PolicyEntry:
         if self.imagined:
             row.update({key: getattr(self, key) for key in _IMAGINED_DETAILS})
             row["real_success"] = self.real_success
+        if self.predicted_real_return is not None:
+            row.update(predicted_real_return=self.predicted_real_return, real_interval=self.real_interval)
         if self.interventions is not None:
             row.update(interventions=self.interventions, real_interventions=self.real_interventions)
         if self.seconds is not None:  # a worker that died took the policy's time with it
@@ -137,6 +147,8 @@ class RankSettings:
     task: str | None
     #: the task's own termination and reward rules judged the imagined states where known
     rules: bool = False
+    #: the level of the intervals on the real return (``predicted_real_return``)
+    level: float = DEFAULT_LEVEL
 
     def to_json(self) -> dict[str, Any]:
         """The ``settings`` of ``ranking.json``."""
@@ -226,6 +238,7 @@ def evaluate_group(
     keep_freed_memory()  # a worker's model came unpickled, not built or loaded
     entries = [PolicyEntry(name=policy_name(source), path=str(source)) for source in sources]
     loaded: dict[int, Any] = {}
+    imagined_per_start: dict[int, list[float]] = {}
     seconds = [0.0] * len(sources)
     for index, source in enumerate(sources):
         started = time.perf_counter()
@@ -258,6 +271,7 @@ def evaluate_group(
             del loaded[index]
             continue
         entry = entries[index]
+        imagined_per_start[index] = imagined.per_start
         entry.imagined_return = imagined.return_
         entry.imagined_success = imagined.success
         entry.success_source = imagined.success_source
@@ -281,10 +295,49 @@ def evaluate_group(
             entries[index].real_interventions = _intervention_share(policy)
         except Exception as error:
             _record_error(entries[index], error)
+            seconds[index] += time.perf_counter() - started
+            continue
+        _predict_real_return(
+            entries[index], model, policy, outcome, imagined_per_start[index], starts, horizon, seed, members,
+            rules, real.get("level", DEFAULT_LEVEL),
+        )  # fmt: skip
         seconds[index] += time.perf_counter() - started
     for entry, spent in zip(entries, seconds, strict=True):
         entry.seconds = spent
     return entries
+
+
+def _predict_real_return(
+    entry: PolicyEntry,
+    model: Any,
+    policy: Any,
+    outcome: Any,
+    imagined: list[float],
+    starts: np.ndarray,
+    horizon: int,
+    seed: int,
+    members: str,
+    rules: bool,
+    level: float,
+) -> None:
+    """Imagine the policy from its real episodes' own starts and set the prediction-powered estimate of
+    its real return beside the real episodes' own interval. Nothing for a model of frames (the real
+    episodes start from states it cannot start from) or fewer than 2 real episodes."""
+    firsts = outcome.starts
+    if len(outcome.per_episode) < 2 or firsts is None or firsts.shape[1:] != starts.shape[1:]:
+        return
+    (at_starts,) = imagined_rollouts_lockstep(
+        model, [policy], firsts.astype(starts.dtype), horizon, seed=seed, members=members, rules=rules
+    )
+    if isinstance(at_starts, Exception):
+        return
+    try:
+        entry.predicted_real_return = prediction_powered(
+            outcome.per_episode, at_starts.per_start, imagined, level
+        ).to_json()
+        entry.real_interval = real_only(outcome.per_episode, level).to_json()
+    except ImaginariumError:  # imagined returns not finite: no estimate rather than a wrong one
+        entry.predicted_real_return = entry.real_interval = None
 
 
 def _intervention_share(policy: Any) -> float | None:

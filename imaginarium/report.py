@@ -100,6 +100,10 @@ def _interval(figure: dict[str, float] | None) -> str:
     return f"{figure['mean']:.1f} [{figure['ci_low']:.1f}, {figure['ci_high']:.1f}]"
 
 
+def _estimate(figure: dict[str, Any] | None) -> str:
+    return "—" if figure is None else f"{figure['mean']:.1f} [{figure['low']:.1f}, {figure['high']:.1f}]"
+
+
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.0f}%"
 
@@ -192,6 +196,19 @@ def _notes(result: RankingResult, success_auc: float | None = None) -> list[str]
                 f"The horizon {settings.horizon} is shorter than the task's time limit {settings.time_limit}: "
                 "imagined returns are truncated and do not estimate full-episode returns."
             )
+    predicted = [entry for entry in result.ranked if entry.predicted_real_return is not None]
+    if predicted:
+        level = predicted[0].predicted_real_return["level"]
+        shown = "; ".join(
+            f"{entry.name} {_estimate(entry.predicted_real_return)} (real episodes alone "
+            f"{_estimate(entry.real_interval)})"
+            for entry in predicted
+        )
+        notes.append(
+            f"Real return predicted from the real episodes and the model together, {100 * level:g}% "
+            f"intervals (prediction-powered: unbiased however biased the model, narrower where its returns "
+            f"track the real ones from the same starts): {shown}."
+        )
     success = _success_note(result, success_auc)
     if success is not None:
         notes.append(success)

@@ -62,6 +62,13 @@ def test_policies_are_ranked_with_intervals_and_failures_are_reported(
         assert interval["ci_low"] <= interval["mean"] <= interval["ci_high"]
         assert entry.real_return["ci_low"] <= entry.real_return["mean"] <= entry.real_return["ci_high"]
         assert entry.member_spread is not None and len(entry.member_returns) == 3  # xs: 3 elites
+        predicted, alone = entry.predicted_real_return, entry.real_interval
+        assert predicted["method"] == "ppi" and predicted["level"] == alone["level"] == 0.9
+        assert predicted["low"] <= predicted["mean"] <= predicted["high"] and predicted["real_episodes"] == 3
+        assert alone["mean"] == pytest.approx(entry.real_return["mean"])
+    row = result.to_json()["policies"][0]
+    assert PolicyEntry.from_json(row).predicted_real_return == ranked[0].predicted_real_return
+    assert "90% intervals (prediction-powered" in markdown_report(result)
     assert "not found" in failed[str(tmp_path / "missing.zip")]
     assert (
         "shape (8, 3)" in failed["py:support.policies:wrong_shape"]

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from imaginarium.agents.dreamer import STATE_FILE
+from imaginarium.calibration import DEFAULT_LEVEL
 from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError
 from imaginarium.evaluation import KnownStates, check_members, start_states
@@ -75,12 +76,15 @@ def rank_policies(
     members: str = "each",
     group: int | None = None,
     rules: bool = False,
+    level: float = DEFAULT_LEVEL,
 ) -> RankingResult:
     """Rank ``policies`` by their imagined return in ``model`` (a model folder or object).
 
     :param starts: K real initial states (from the model's dataset, or ``dataset``) every policy starts from.
     :param horizon: steps per rollout; default the task's time limit (a shorter one truncates the estimate).
-    :param real_env: a task name or Gymnasium id to also run ``real_episodes`` real episodes per policy.
+    :param real_env: a task name or Gymnasium id to also run ``real_episodes`` real episodes per policy;
+        with 2 or more, each policy's real return is also estimated from them and the model together,
+        prediction-powered (:mod:`imaginarium.calibration`), at ``level`` (``predicted_real_return``).
     :param workers: Ray CPUs to use locally; ``0`` runs everything in this process. Default: this
         process when no Ray is running for a small ranking (:data:`IN_PROCESS_STEPS`) of a model that
         sees states, with no real episodes and no ``py:`` callables; else Ray with all local CPUs.
@@ -101,6 +105,8 @@ def rank_policies(
     if starts < 1 or real_episodes < 1:
         raise ImaginariumError(f"starts and real episodes must be positive, got {starts} and {real_episodes}")
     check_members(members)
+    if not 0 < level < 1:
+        raise ImaginariumError(f"level must be in (0, 1), got {level}")
     if group is not None and group < 1:
         raise ImaginariumError(f"group must be a positive number of policies, got {group}")
     if horizon is not None and horizon < 1:
@@ -121,7 +127,7 @@ def rank_policies(
     real = None
     if real_env is not None:
         get_task(real_env).check_spaces(world_model.observation_space, world_model.action_space, "the model")
-        real = {"env": real_env, "episodes": real_episodes}
+        real = {"env": real_env, "episodes": real_episodes, "level": level}
         if world_model.observes_pixels:  # the policies see frames: the real env's own, as collected
             real["pixels"] = world_model.input_space.shape[0]
     steps = len(policies) * starts * horizon
@@ -178,6 +184,7 @@ def rank_policies(
         workers=workers,
         members=members,
         rules=rules,
+        level=level,
         seconds=time.perf_counter() - started,
         model=str(model) if isinstance(model, str | Path) else None,
         task=card.get("task"),

@@ -1,0 +1,53 @@
+"""Prediction-powered estimates of a real return: unbiased whatever the model's bias, narrower where it helps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imaginarium.calibration import prediction_powered, real_only
+from imaginarium.errors import ImaginariumError
+
+
+def _draws(rng: np.random.Generator, count: int, noise: float, bias: float) -> tuple[np.ndarray, np.ndarray]:
+    """Real returns of episodes from random starts, and a model's from the same starts: the start
+    explains most of the real return; the model sees the start, is off by ``bias`` and ``noise``."""
+    starts = rng.normal(size=count)
+    real = 100 + 30 * starts + rng.normal(scale=5, size=count)
+    return real, 0.7 * (100 + 30 * starts) + bias + rng.normal(scale=noise, size=count)
+
+
+@pytest.mark.parametrize("episodes", [3, 10])
+def test_intervals_cover_the_real_mean_however_biased_the_model(episodes: int) -> None:
+    rng = np.random.default_rng(0)
+    covered, widths, real_widths = [], [], []
+    for _ in range(2000):
+        real, at_starts = _draws(rng, episodes, noise=3, bias=-60)
+        _, imagined = _draws(rng, 64, noise=3, bias=-60)
+        estimate = prediction_powered(real, at_starts, imagined, level=0.9)
+        covered.append(estimate.low <= 100 <= estimate.high)
+        widths.append(estimate.width)
+        real_widths.append(real_only(real, level=0.9).width)
+    assert 0.87 <= np.mean(covered) <= 0.95
+    assert np.mean(widths) < 0.6 * np.mean(real_widths)  # the model's returns track the real ones
+
+
+def test_a_model_that_tracks_nothing_costs_little() -> None:
+    rng = np.random.default_rng(1)
+    ratios = []
+    for _ in range(500):
+        real = rng.normal(100, 30, size=10)
+        estimate = prediction_powered(real, rng.normal(size=10), rng.normal(size=64), level=0.9)
+        ratios.append(estimate.width / real_only(real, level=0.9).width)
+    assert np.median(ratios) < 1.1
+
+
+def test_bad_inputs_are_refused_by_name() -> None:
+    with pytest.raises(ImaginariumError, match="at least 2 real episodes"):
+        prediction_powered([1.0], [1.0], [1.0, 2.0])
+    with pytest.raises(ImaginariumError, match="as many imagined"):
+        prediction_powered([1.0, 2.0], [1.0], [1.0, 2.0])
+    with pytest.raises(ImaginariumError, match="level"):
+        real_only([1.0, 2.0], level=1.5)
+    with pytest.raises(ImaginariumError, match="finite"):
+        prediction_powered([1.0, 2.0], [1.0, np.nan], [1.0, 2.0])
