@@ -69,6 +69,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "peers_study.py": ("peers_study.py", ["--smoke", "--out", "{out}"]),
     "planner_study.py": ("planner_study.py", ["--smoke", "--out", "{out}"]),
     "agents_study.py": ("agents_study.py", ["--smoke", "--out", "{out}"]),
+    "trust_study.py": ("trust_study.py", ["--smoke", "--out", "{out}"]),
     "success_study.py": ("success_study.py", ["--smoke", "--out", "{out}"]),
     # after the benchmarks and ranking_study.py: their tables are redrawn from their smoke reports
     "docs_tables.py": ("docs_tables.py", ["--results", "{results}", "--docs", "{docs}"]),
