@@ -46,3 +46,14 @@ def records_node_address(observations: np.ndarray) -> np.ndarray:
     marker = Path(os.environ["IMAGINARIUM_TEST_MARKER"])
     marker.write_text(f"{ray.util.get_node_ip_address()} {torch.get_num_threads()}")
     return push(observations)
+
+
+def records_node(observations: np.ndarray) -> np.ndarray:
+    """Adds the id of the Ray node it runs on to the marker folder (one file per node), then acts like
+    ``push``; outside Ray it only acts (asking Ray for the node would connect this process to it)."""
+    import ray
+
+    if ray.is_initialized():
+        folder = Path(os.environ["IMAGINARIUM_TEST_NODES"])
+        (folder / ray.get_runtime_context().get_node_id()).touch()
+    return push(observations)
