@@ -28,6 +28,21 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.expm1(torch.abs(x))
 
 
+def run_mlp(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)`` for an :func:`mlp`, op by op: the same result without a module call per layer, whose
+    hooks machinery costs more than a small batch's arithmetic (imagination steps 1–64 rows at a time)."""
+    for layer in net:
+        if isinstance(layer, nn.Linear):
+            x = F.linear(x, layer.weight, layer.bias)
+        elif isinstance(layer, nn.LayerNorm):
+            x = F.layer_norm(x, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
+        elif isinstance(layer, nn.SiLU):
+            x = F.silu(x)
+        else:
+            x = layer(x)
+    return x
+
+
 def mlp(inputs: int, hidden: int, layers: int, outputs: int) -> nn.Sequential:
     """``layers`` hidden layers of ``hidden`` units with LayerNorm and SiLU, then a linear output."""
     modules: list[nn.Module] = []
@@ -81,7 +96,8 @@ class BernoulliHead(nn.Module):
         """``(..., F) -> (...)`` calibrated logits."""
         if self._constant is not None:
             return features.new_full(features.shape[:-1], math.inf if self._constant else -math.inf)
-        return self.net(features).squeeze(-1) / self.log_temperature.exp()
+        raw = self.net(features) if torch.is_grad_enabled() else run_mlp(self.net, features)
+        return raw.squeeze(-1) / self.log_temperature.exp()
 
     def prob(self, features: torch.Tensor) -> torch.Tensor:
         if self._constant is not None:

@@ -175,7 +175,21 @@ class WorldModel(nn.Module, ABC):
         if self.discrete:
             return nn.functional.one_hot(actions.long(), self.action_dim).float()
         actions = actions.float().reshape(*actions.shape[: actions.dim() - len(self.action_space.shape)], -1)
-        return 2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0
+        if torch.is_grad_enabled():
+            return 2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0
+        offset, scale = self._action_affine()
+        return torch.addcmul(offset, actions, scale)  # the same map in one op, for small batches
+
+    def _action_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(offset, scale)`` with ``offset + scale * a`` the action ``a`` scaled to [-1, 1], made again
+        when the bounds move or change."""
+        low, high = self.action_low, self.action_high
+        key = (low.data_ptr(), low._version, high.data_ptr(), high._version)
+        cached = getattr(self, "_affine_cache", None)
+        if cached is None or cached[0] != key:
+            scale = 2.0 / (high - low)
+            cached = self._affine_cache = (key, (-1.0 - low * scale, scale))
+        return cached[1]
 
     # -------------------------------------------------------------------------------- training
 

@@ -199,11 +199,15 @@ class EnsembleModel(WorldModel):
     def _elite_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The elites' weights and biases, gathered once into contiguous tensors and reused for every
         imagined step until a parameter or the elite set changes (their version counters say so)."""
-        linear = [layer for layer in self.net if isinstance(layer, EnsembleLinear)]
-        tensors = [tensor for layer in linear for tensor in (layer.weight, layer.bias)]
-        key = tuple((tensor.data_ptr(), tensor._version) for tensor in (*tensors, self.elite_indices))
+        tensors = self.__dict__.get("_elite_sources")
+        if tensors is None or tensors[-1] is not self.elite_indices:  # made anew after a move or a load
+            linear = [layer for layer in self.net if isinstance(layer, EnsembleLinear)]
+            tensors = [tensor for layer in linear for tensor in (layer.weight, layer.bias)]
+            tensors = self.__dict__["_elite_sources"] = [*tensors, self.elite_indices]
+        key = tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
         cached = getattr(self, "_elite_cache", None)
         if cached is None or cached[0] != key:
+            linear = [layer for layer in self.net if isinstance(layer, EnsembleLinear)]
             with torch.no_grad():
                 layers = [
                     (

@@ -47,12 +47,22 @@ class DataLimits:
 
     def within(self, states: torch.Tensor, rewards: torch.Tensor | None = None) -> torch.Tensor:
         """``(B,)`` whether each state ``(B, D)`` (and reward ``(B,)``) is finite and inside the limits."""
-        low = torch.as_tensor(self.state_low, dtype=states.dtype, device=states.device)
-        high = torch.as_tensor(self.state_high, dtype=states.dtype, device=states.device)
+        low, high = self._bounds(states.dtype, states.device)
         inside = ((states >= low) & (states <= high)).all(-1)  # NaN compares false: outside
         if rewards is not None:
             inside &= self.within_rewards(rewards)
         return inside
+
+    def _bounds(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state limits as tensors, made once per dtype and device (imagination checks every step)."""
+        cache = self.__dict__.setdefault("_tensors", {})
+        key = (dtype, device)
+        if key not in cache:
+            cache[key] = tuple(
+                torch.as_tensor(bound, dtype=dtype, device=device)
+                for bound in (self.state_low, self.state_high)
+            )
+        return cache[key]
 
     def within_rewards(self, rewards: torch.Tensor) -> torch.Tensor:
         """``(B,)`` whether each reward is finite and inside the limits."""
