@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,9 +41,13 @@ class Config:
 
 
 def real_hopper_steps_per_second(seconds: float) -> float:
-    env = get_task("hopper").make()
-    env.reset(seed=0)
     actions = np.random.default_rng(0).uniform(-1, 1, (100_000, 3)).astype(np.float32)
+    return env_steps_per_second(get_task("hopper").make(), actions, seconds)
+
+
+def env_steps_per_second(env: Any, actions: np.ndarray, seconds: float) -> float:
+    """Steps a second of one Gymnasium ``env`` taking ``actions`` in turn, reset as episodes end."""
+    env.reset(seed=0)
     index = [0]
 
     def step() -> None:

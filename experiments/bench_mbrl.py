@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-from bench_imagined import real_hopper_steps_per_second
+from bench_imagined import env_steps_per_second, real_hopper_steps_per_second
 from common import calls_per_second, machine, parse_config, write_report
 
 import imaginarium  # noqa: F401  (registers WAMImagined-v0)
@@ -117,17 +117,8 @@ def side_by_side(model: WorldModel, theirs: Any, dataset: Dataset, size: int, co
 def single_env_steps_per_second(model: WorldModel, dataset: Dataset, seconds: float) -> float:
     """One ``gym.make("WAMImagined-v0")`` stepped with random actions, reset at the end of episodes."""
     env = gym.make("WAMImagined-v0", model=model, dataset=dataset, track_uncertainty=False)
-    env.reset(seed=0)
     actions = np.random.default_rng(0).uniform(-1, 1, (4096, dataset.actions.shape[1])).astype(np.float32)
-    index = [0]
-
-    def step() -> None:
-        _, _, terminated, truncated, _ = env.step(actions[index[0] % len(actions)])
-        index[0] += 1
-        if terminated or truncated:
-            env.reset()
-
-    return calls_per_second(step, seconds)
+    return env_steps_per_second(env, actions, seconds)
 
 
 def main() -> None:
