@@ -37,6 +37,9 @@ from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.envs.imagined import ImaginedVectorEnv
 from imaginarium.models import WorldModel, build_model
 
+#: mbrl-lib's imagined episodes restart after this many steps (ours end where they diverge)
+RESTART = 25
+
 
 @dataclass(frozen=True)
 class Config:
@@ -95,13 +98,20 @@ def side_by_side(model: WorldModel, theirs: Any, dataset: Dataset, size: int, co
     ours = ImaginedVectorEnv(size, model, dataset=dataset, termination="none", track_uncertainty=False)
     ours.reset(seed=0)
     starts = dataset.observations[np.arange(size) % len(dataset.observations)]
-    state = theirs.reset(starts) if theirs is not None else None
+    calls = [0, None]
+
+    def their_step() -> None:
+        # ModelEnv steps the state it is given in place and never checks it: an untrained model's
+        # state drifts to NaN within a few hundred steps, so it restarts every RESTART steps
+        if calls[0] % RESTART == 0:
+            calls[1] = theirs.reset(starts)
+        theirs.step(actions, calls[1], sample=True)
+        calls[0] += 1
+
     rates: dict[str, list[float]] = {"mbrl_lib": [], "ours": []}
     for _ in range(config.rounds):
         if theirs is not None:
-            rates["mbrl_lib"].append(
-                size * calls_per_second(lambda: theirs.step(actions, state, sample=True), config.seconds)
-            )
+            rates["mbrl_lib"].append(size * calls_per_second(their_step, config.seconds))
         rates["ours"].append(size * calls_per_second(lambda: ours.step(actions), config.seconds))
     row: dict[str, Any] = {"num_envs": size, "ours_steps_per_s": statistics.median(rates["ours"])}
     if rates["mbrl_lib"]:
@@ -127,6 +137,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         collect("hopper", Path(scratch) / "data", episodes=config.episodes, progress=False)
         dataset = load_dataset(Path(scratch) / "data")
+    torch.manual_seed(0)  # both models' random weights, the same every run
     model, theirs = our_model(dataset), mbrl_env(dataset)
     rows = []
     for size in (int(size) for size in config.sizes.split(",")):
