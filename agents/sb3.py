@@ -31,11 +31,31 @@ from imaginarium.models.checkpoint import read_card
 from imaginarium.models.starts import card_dataset_path
 from imaginarium.outputs import atomic_path, check_output
 from imaginarium.policy import SB3Policy
+from imaginarium.rewards.reward_rules import REWARD_RULES
+from imaginarium.rewards.termination import TERMINATION_RULES
 
 ALGORITHMS = ("ppo", "sac", "td3", "a2c", "dqn")
 _CONTINUOUS_ONLY = {"sac", "td3"}
 _DISCRETE_ONLY = {"dqn"}
 _OFF_POLICY = {"sac", "td3", "dqn"}
+
+
+def with_task_rules(model_dir: str | Path | Any, options: dict[str, Any] | None) -> dict[str, Any]:
+    """``options`` with the task's own termination and reward rules wherever the model's task has them
+    and ``options`` do not choose: an agent trained in the model ends episodes and earns rewards as the
+    real task would (on every task of ``experiments/agents_study.py`` this beat the model's heads or
+    tied with them: docs/studies.md). A model of frames keeps its heads (no state for a rule to read).
+    """
+    card = getattr(model_dir, "card", None) if not isinstance(model_dir, str | Path) else read_card(model_dir)
+    card = card or {}
+    env_id = card.get("env_id") or ""
+    defaults: dict[str, Any] = {}
+    if not (card.get("config") or {}).get("image_size"):
+        if env_id in TERMINATION_RULES:
+            defaults["termination"] = "rule"
+        if env_id in REWARD_RULES:
+            defaults["reward"] = "rule"
+    return {**defaults, **(options or {})}
 
 
 def train_in_imagination(
@@ -55,7 +75,9 @@ def train_in_imagination(
 
     :param env_options: options of ``WAMImagined-v0`` (``uncertainty_penalty``, ``termination``,
         ``starts``, ``time_limit``, ...); ``observation="pixels"`` (or a model that sees images) trains a
-        ``CnnPolicy`` on imagined frames.
+        ``CnnPolicy`` on imagined frames. Where the model's task has its own termination and reward
+        rules they are the default (:func:`with_task_rules`); ``termination="continue"`` and
+        ``reward="model"`` train on the model's heads instead.
     :param algo_kwargs: keyword arguments for the SB3 algorithm's constructor. Off-policy algorithms
         (sac, td3, dqn) make as many updates per imagined transition as SB3 makes with one env
         (``gradient_steps=num_envs``) unless these set ``gradient_steps``: SB3's own default makes
@@ -83,7 +105,7 @@ def train_in_imagination(
         )
     out = Path(out)
     out = check_output(out if out.suffix == ".zip" else out.with_name(out.name + ".zip"), overwrite)
-    options = {"observation": "decoded", **(env_options or {})}
+    options = {"observation": "decoded", **with_task_rules(model_dir, env_options)}
     if options["observation"] not in ("decoded", "pixels"):
         raise ImaginariumError("an agent for the real task sees decoded states or pixels, not latents")
     if not options.get("uncertainty_penalty") and options.get("uncertainty_limit") is None:
@@ -250,7 +272,7 @@ def score_agent(
     :param env_options: the options the agent was trained with (``uncertainty_penalty``,
         ``observation``, ``pixels``, ...).
     """
-    env_options = env_options or {}
+    env_options = with_task_rules(model_dir, env_options)
     imagined = imagined_return(agent_path, model_dir, episodes=episodes, **env_options)
     card = read_card(model_dir)
     task, image_size = card.get("task"), (card.get("config") or {}).get("image_size")

@@ -36,6 +36,8 @@ from imaginarium.rewards.reward_rules import REWARD_RULES
 from imaginarium.rewards.termination import TERMINATION_RULES
 
 VARIANTS = ("heads", "rules")
+#: the env options that train on the model's own heads (the task's rules are otherwise the default)
+HEADS = {"termination": "continue", "reward": "model"}
 #: tasks whose agent is not the default one: (algorithm, its settings, imagined steps). MountainCar's
 #: sparse goal is PPO's (issue #23), with gSDE's smooth exploration as RL Zoo trains it on the real task
 RECIPES: dict[str, tuple[str, dict[str, Any], int]] = {"mountaincar": ("ppo", {"use_sde": True}, 200_000)}
@@ -88,7 +90,7 @@ def study(task_name: str, kind: str, config: Config) -> dict[str, Any]:
     for variant in filter(None, config.variants.split(",")):
         if variant not in VARIANTS:
             raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-        options = rule_options(task.env_id) if variant == "rules" else {}
+        options = rule_options(task.env_id) if variant == "rules" else dict(HEADS)
         if variant == "rules" and not options:
             continue
         # the heads agent is the planner study's own (same file, same training), trained once for both

@@ -153,3 +153,17 @@ def test_sac_trains_on_branched_rollouts_with_real_transitions_and_ppo_is_refuse
         train_in_imagination(pendulum_model, "ppo", 10, tmp_path / "ppo", real_ratio=0.5)
     with pytest.raises(ImaginariumError, match="real_ratio"):
         train_in_imagination(pendulum_model, "sac", 10, tmp_path / "sac2", real_ratio=1.5)
+
+
+def test_agents_train_with_the_tasks_own_rules_unless_told_otherwise() -> None:
+    from types import SimpleNamespace
+
+    from imaginarium.agents.sb3 import with_task_rules
+
+    hopper = SimpleNamespace(card={"env_id": "Hopper-v5"})  # a termination rule, no reward rule
+    assert with_task_rules(hopper, None) == {"termination": "rule"}
+    pendulum = SimpleNamespace(card={"env_id": "Pendulum-v1"})
+    assert with_task_rules(pendulum, {"reward": "model"}) == {"termination": "rule", "reward": "model"}
+    frames = SimpleNamespace(card={"env_id": "Pendulum-v1", "config": {"image_size": 64}})
+    assert with_task_rules(frames, {"uncertainty_penalty": 1.0}) == {"uncertainty_penalty": 1.0}
+    assert with_task_rules(SimpleNamespace(card={"env_id": "Unknown-v0"}), None) == {}
