@@ -84,8 +84,9 @@ def test_rank_with_address_spreads_over_both_nodes_and_matches_a_local_run(
     settings = ["--starts", "4", "--horizon", "30", "--group", "1", "--allow-code", "--no-progress"]
     _run(["rank", "--model", str(pendulum_model), "--policies", *POLICIES, "--address", address]
          + ["--report", str(tmp_path / "report"), *settings])  # fmt: skip
-    assert len(list(nodes.iterdir())) == 2, "every policy ran on one node"
     ranked = json.loads((tmp_path / "report" / "ranking.json").read_text())["policies"]
+    assert all(row["error"] is None for row in ranked), [row["error"] for row in ranked]
+    assert len(list(nodes.iterdir())) == 2, "every policy ran on one node"
     local = rank_policies(
         pendulum_model, POLICIES, starts=4, horizon=30, workers=0, allow_code=True, progress=False
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +50,15 @@ def records_node_address(observations: np.ndarray) -> np.ndarray:
 
 
 def records_node(observations: np.ndarray) -> np.ndarray:
-    """Adds the id of the Ray node it runs on to the marker folder (one file per node), then acts like
-    ``push``; outside Ray it only acts (asking Ray for the node would connect this process to it)."""
+    """Adds the id of the Ray node it runs on to the marker folder (one file per node), taking a second
+    the first time, as a real group of policies takes seconds (else one node, warmed first, can finish
+    every group before the other's worker has imported), then acts like ``push``; outside Ray it only
+    acts (asking Ray for the node would connect this process to it)."""
     import ray
 
     if ray.is_initialized():
-        folder = Path(os.environ["IMAGINARIUM_TEST_NODES"])
-        (folder / ray.get_runtime_context().get_node_id()).touch()
+        marker = Path(os.environ["IMAGINARIUM_TEST_NODES"]) / ray.get_runtime_context().get_node_id()
+        if not marker.exists():
+            time.sleep(1.0)
+        marker.touch()
     return push(observations)
