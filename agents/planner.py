@@ -43,8 +43,7 @@ from imaginarium.errors import ImaginariumError
 from imaginarium.models import StepOutput, WorldModel
 from imaginarium.models.starts import DIVERGENCE_STDS, DataLimits, data_limits
 from imaginarium.policy import detect_sb3_algorithm, load_sb3_policy, mark_slots
-from imaginarium.rewards.reward_rules import REWARD_RULES
-from imaginarium.rewards.termination import TERMINATION_RULES, termination_rule
+from imaginarium.rewards.reward_rules import required_rule
 
 LOGGER = logging.getLogger(__name__)
 METHODS = ("cem", "mppi")
@@ -200,24 +199,15 @@ class Planner:
             if self._prior is None
             else min(self.config.samples - 1, max(1, round(self.config.prior_share * self.config.samples)))
         )
-        self._rule = None
-        if self.config.termination == "rule":
-            env_id = (getattr(model, "card", None) or {}).get("env_id")
-            self._rule = termination_rule(env_id)
-            if self._rule is None or model.observes_pixels:
-                raise ImaginariumError(
-                    f"termination=rule needs a model of states of a task whose rule is known; this model's "
-                    f"task is {env_id!r} (known: {', '.join(sorted(TERMINATION_RULES))})"
-                )
-        self._reward_rule = None
-        if self.config.reward == "rule":
-            env_id = (getattr(model, "card", None) or {}).get("env_id")
-            self._reward_rule = REWARD_RULES.get(env_id or "")
-            if self._reward_rule is None or model.observes_pixels:
-                raise ImaginariumError(
-                    f"reward=rule needs a model of states of a task whose reward rule is known; this model's "
-                    f"task is {env_id!r} (known: {', '.join(sorted(REWARD_RULES))})"
-                )
+        env_id, frames = (getattr(model, "card", None) or {}).get("env_id"), model.observes_pixels
+        self._rule = (
+            required_rule("termination", env_id, frames, "termination=rule")
+            if self.config.termination == "rule"
+            else None
+        )
+        self._reward_rule = (
+            required_rule("reward", env_id, frames, "reward=rule") if self.config.reward == "rule" else None
+        )
         self._floor = self._reward_floor(model)
         self._plan: torch.Tensor | None = None  # (N, H, A) mean in [-1, 1], or (N, H, K) probabilities
         self._belief: dict[str, torch.Tensor] | None = None

@@ -31,8 +31,7 @@ from imaginarium.models.checkpoint import read_card
 from imaginarium.models.starts import card_dataset_path
 from imaginarium.outputs import atomic_path, check_output
 from imaginarium.policy import SB3Policy
-from imaginarium.rewards.reward_rules import REWARD_RULES
-from imaginarium.rewards.termination import TERMINATION_RULES
+from imaginarium.rewards.reward_rules import RULES, task_rule
 
 ALGORITHMS = ("ppo", "sac", "td3", "a2c", "dqn")
 _CONTINUOUS_ONLY = {"sac", "td3"}
@@ -48,13 +47,8 @@ def with_task_rules(model_dir: str | Path | Any, options: dict[str, Any] | None)
     """
     card = getattr(model_dir, "card", None) if not isinstance(model_dir, str | Path) else read_card(model_dir)
     card = card or {}
-    env_id = card.get("env_id") or ""
-    defaults: dict[str, Any] = {}
-    if not (card.get("config") or {}).get("image_size"):
-        if env_id in TERMINATION_RULES:
-            defaults["termination"] = "rule"
-        if env_id in REWARD_RULES:
-            defaults["reward"] = "rule"
+    frames = bool((card.get("config") or {}).get("image_size"))
+    defaults = {kind: "rule" for kind in RULES if task_rule(kind, card.get("env_id"), frames) is not None}
     return {**defaults, **(options or {})}
 
 

@@ -36,9 +36,8 @@ from imaginarium.envs.suite import Task, get_task, success_rule
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import State, WorldModel, load_world_model
 from imaginarium.models.starts import model_starts
-from imaginarium.rewards.reward_rules import REWARD_RULES
+from imaginarium.rewards.reward_rules import required_rule
 from imaginarium.rewards.success import SuccessDefinition, SuccessJudge
-from imaginarium.rewards.termination import TERMINATION_RULES
 
 OBSERVATION_KINDS = ("decoded", "latent", "pixels")
 TERMINATIONS = ("continue", "success", "both", "rule", "none")
@@ -138,8 +137,15 @@ class Imagination:
         self.success_source = f"rule:{rule.name}" if self.success_rule is not None else "head"
         env_id = resolved.env_id if resolved is not None else card.get("env_id")
         #: the task's termination and reward rules, on the decoded states, when asked for
-        self.termination_rule = self._rule(termination == "rule", TERMINATION_RULES, env_id, "termination")
-        self.reward_rule = self._rule(reward == "rule", REWARD_RULES, env_id, "reward")
+        frames = self.model.observes_pixels
+        self.termination_rule = (
+            required_rule("termination", env_id, frames, "termination='rule'")
+            if termination == "rule"
+            else None
+        )
+        self.reward_rule = (
+            required_rule("reward", env_id, frames, "reward='rule'") if reward == "rule" else None
+        )
         recorded = model_starts(self.model, dataset)
         self.start_observations = recorded.inputs
         if starts == "states":
@@ -191,18 +197,6 @@ class Imagination:
             with torch.inference_mode():
                 features = self.model.features(self.start(np.zeros(1, dtype=np.int64)))
             self.observation_space = gym.spaces.Box(-np.inf, np.inf, (features.shape[-1],), np.float32)
-
-    def _rule(self, wanted: bool, rules: dict[str, Any], env_id: str | None, kind: str) -> Any:
-        """The task's ``kind`` rule from ``rules`` when ``wanted``; refused for a model of frames or a
-        task with no known rule."""
-        if not wanted:
-            return None
-        if env_id not in rules or self.model.observes_pixels:
-            raise ImaginariumError(
-                f"{kind}='rule' needs a model of states of a task whose {kind} rule is known; this model's "
-                f"task is {env_id!r} (known: {', '.join(sorted(rules))})"
-            )
-        return rules[env_id]
 
     def start(self, indices: np.ndarray) -> State:
         """Model states of the real start states ``indices``."""

@@ -28,12 +28,10 @@ from planner_study import _peers, _scored
 from ranking_study import Config as RankingConfig
 from ranking_study import model_on
 
-from imaginarium.agents.sb3 import train_in_imagination
+from imaginarium.agents.sb3 import train_in_imagination, with_task_rules
 from imaginarium.envs.suite import get_task
 from imaginarium.evaluation import real_rollouts
 from imaginarium.policy import load_policy
-from imaginarium.rewards.reward_rules import REWARD_RULES
-from imaginarium.rewards.termination import TERMINATION_RULES
 
 VARIANTS = ("heads", "rules")
 #: the env options that train on the model's own heads (the task's rules are otherwise the default)
@@ -65,16 +63,6 @@ class Config:
     }
 
 
-def rule_options(env_id: str) -> dict[str, str]:
-    """The ``WAMImagined-v0`` options that put the task's known rules in place of the model's heads."""
-    options = {}
-    if env_id in TERMINATION_RULES:
-        options["termination"] = "rule"
-    if env_id in REWARD_RULES:
-        options["reward"] = "rule"
-    return options
-
-
 def study(task_name: str, kind: str, config: Config) -> dict[str, Any]:
     """Every variant's agent on one task's dataset, scored on the real task, beside the peers."""
     task = get_task(task_name)
@@ -90,7 +78,7 @@ def study(task_name: str, kind: str, config: Config) -> dict[str, Any]:
     for variant in filter(None, config.variants.split(",")):
         if variant not in VARIANTS:
             raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-        options = rule_options(task.env_id) if variant == "rules" else dict(HEADS)
+        options = with_task_rules(model, None) if variant == "rules" else dict(HEADS)
         if variant == "rules" and not options:
             continue
         # the heads agent is the planner study's own (same file, same training), trained once for both

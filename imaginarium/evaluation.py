@@ -31,9 +31,8 @@ from imaginarium.models import WorldModel
 from imaginarium.models.base import spread
 from imaginarium.models.starts import data_limits
 from imaginarium.policy import Policy
-from imaginarium.rewards.reward_rules import REWARD_RULES
+from imaginarium.rewards.reward_rules import task_rule
 from imaginarium.rewards.success import SuccessJudge
-from imaginarium.rewards.termination import TERMINATION_RULES
 
 #: a figure as every evaluation reports it: ``{"mean", "ci_low", "ci_high"}``, a bootstrap 95% interval
 Interval = dict[str, float]
@@ -422,10 +421,9 @@ def imagined_rollouts_lockstep(
 def task_rules(model: WorldModel) -> tuple[Any, Any]:
     """The termination and reward rules of the task on the model's card, each ``None`` where none is
     known or the model sees frames (no state to judge)."""
-    env_id = (getattr(model, "card", None) or {}).get("env_id") or ""
-    if model.observes_pixels:
-        return None, None
-    return TERMINATION_RULES.get(env_id), REWARD_RULES.get(env_id)
+    env_id = (getattr(model, "card", None) or {}).get("env_id")
+    frames = model.observes_pixels
+    return task_rule("termination", env_id, frames), task_rule("reward", env_id, frames)
 
 
 def _policy_view(model: WorldModel, state: dict[str, torch.Tensor]) -> np.ndarray:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from imaginarium.errors import ImaginariumError
 from imaginarium.rewards.termination import TERMINATION_RULES
 
 RewardRule = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -59,6 +60,28 @@ REWARD_RULES: dict[str, RewardRule] = {
 }
 
 
+#: the known rules of each kind (``termination``, ``reward``), keyed by Gymnasium id
+RULES: dict[str, dict[str, Callable]] = {"termination": TERMINATION_RULES, "reward": REWARD_RULES}
+
+
 def reward_rule(env_id: str | None) -> RewardRule | None:
     """The reward rule of ``env_id``, or ``None`` where none is known."""
     return REWARD_RULES.get(env_id or "")
+
+
+def task_rule(kind: str, env_id: str | None, frames: bool = False) -> Callable | None:
+    """The ``kind`` rule (``termination`` or ``reward``) of ``env_id``; ``None`` where none is known or
+    the model sees ``frames`` (no decoded state for a rule to read)."""
+    return None if frames else RULES[kind].get(env_id or "")
+
+
+def required_rule(kind: str, env_id: str | None, frames: bool, spelled: str) -> Callable:
+    """:func:`task_rule`, refused by name where there is none: ``spelled`` is the option as the caller
+    spells it (``termination='rule'``, ``reward=rule``)."""
+    rule = task_rule(kind, env_id, frames)
+    if rule is None:
+        raise ImaginariumError(
+            f"{spelled} needs a model of states of a task whose {kind} rule is known; this model's task is "
+            f"{env_id!r} (known: {', '.join(sorted(RULES[kind]))})"
+        )
+    return rule
