@@ -130,7 +130,7 @@ def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from imaginarium.config import load_yaml
-    from imaginarium.models.train import train_world_model
+    from imaginarium.models.train import train_world_model, train_world_models
 
     file_config = load_yaml(args.config) if args.config else {}
     unknown = set(file_config) - {"model", "train"}
@@ -152,26 +152,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         **(file_config.get("train") or {}),
         **given(args, "steps", "seed", "patience", "eval_every", "selection"),
     }
-    result = train_world_model(
-        args.data,
-        args.out,
+    options = dict(
         **given(args, "family", "preset"),
         model_overrides=model_overrides,
         config=train_config,
         device=args.device,
         resume=args.resume,
-        overwrite=args.overwrite,
         progress=not args.no_progress,
         action_free=args.action_free,
     )
-    training = result.card["training"]
-    stop = "stopped early" if result.stopped_early else "ran all steps"
-    open_loop = result.card["train_config"].get("selection") == "open_loop"
-    print(
-        f"trained {result.model.family} for {result.steps} steps ({stop}) in {result.seconds:.0f} s; best "
-        f"{'open-loop error' if open_loop else 'validation loss'} {training['best_validation_loss']:.4g} at "
-        f"step {training['best_step']}; wrote {result.directory}"
-    )
+    if args.seeds is not None:
+        if args.overwrite:
+            raise ImaginariumError("--seeds trains into new seed folders: remove the old ones, or --resume")
+        results = train_world_models(args.data, args.out, args.seeds, **options)
+    else:
+        results = [train_world_model(args.data, args.out, overwrite=args.overwrite, **options)]
+    for result in results:
+        training = result.card["training"]
+        stop = "stopped early" if result.stopped_early else "ran all steps"
+        open_loop = result.card["train_config"].get("selection") == "open_loop"
+        print(
+            f"trained {result.model.family} for {result.steps} steps ({stop}) in {result.seconds:.0f} s; best "
+            f"{'open-loop error' if open_loop else 'validation loss'} {training['best_validation_loss']:.4g} at "
+            f"step {training['best_step']}; wrote {result.directory}"
+        )
+    if args.seeds is not None:
+        print(f"rank in all {len(results)} models with: imaginarium rank --model {args.out} ...")
     return 0
 
 
@@ -237,6 +243,7 @@ def cmd_imagine_train(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
+    from imaginarium.models import model_folders
     from imaginarium.outputs import check_output
     from imaginarium.report import REPORT_FILES, markdown_report, write_report
     from imaginarium.run.rank import rank_policies
@@ -260,7 +267,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - started  # Ray's start and stop included, where it ran on Ray
     paths = write_report(
-        result, args.report, model_dir=args.model, overwrite=args.overwrite, **given(args, "videos")
+        result,
+        args.report,
+        model_dir=model_folders(args.model[0])[0],
+        overwrite=args.overwrite,
+        **given(args, "videos"),
     )
     print(markdown_report(result))
     where = "in this process" if result.settings is not None and result.settings.workers == 0 else "on Ray"
@@ -488,6 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override one model setting"
     )
+    train.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="train N models independently (seeds --seed onwards, each its own held-out split) into "
+        "--out/seed-<seed>; rank in all of them with --model of that folder",
+    )
     train.add_argument("--resume", action="store_true", help="continue from the folder's last checkpoint")
     train.add_argument("--overwrite", action="store_true", help="discard a model already in --out")
     train.add_argument("--no-progress", action="store_true")
@@ -687,7 +705,12 @@ def build_parser() -> argparse.ArgumentParser:
     rank = commands.add_parser(
         "rank", help="rank candidate policies inside a world model (on Ray), optionally against real returns"
     )
-    rank.add_argument("--model", required=True, help="model folder")
+    rank.add_argument(
+        "--model",
+        nargs="+",
+        required=True,
+        help="model folder; several, or a folder of models from train --seeds, to rank in them all",
+    )
     rank.add_argument(
         "--policies",
         nargs="+",

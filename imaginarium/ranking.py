@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,10 @@ from imaginarium.policy import load_policy, policy_name
 #: a policy is flagged when more than this share of its imagined states lie outside the model's data
 OUTSIDE_FRACTION_WARNING = 0.2
 
+#: resamples of start states (and of models) behind a ranking's order confidences and, with several
+#: models, each policy's interval on its imagined return
+CONFIDENCE_DRAWS = 2000
+
 #: the figures of an imagined rollout, present in ``ranking.json`` once a policy was imagined
 _IMAGINED_DETAILS = (
     "outside_fraction",
@@ -36,6 +40,10 @@ _IMAGINED_DETAILS = (
     "diverged",
     "success_source",
 )
+
+
+#: the arrays a ranking is computed from, which ``ranking.json`` does not hold
+_ARRAYS = {"per_start", "real_per_episode", "real_starts", "at_real_starts"}
 
 
 @dataclass
@@ -79,9 +87,23 @@ class PolicyEntry:
     #: the model and on the real task (None for other policies)
     interventions: float | None = None
     real_interventions: float | None = None
+    #: std of the mean imagined return across independently trained models, and each model's mean
+    #: (None for one model)
+    model_spread: float | None = None
+    model_returns: list[float] | None = None
     seconds: float | None = None
     rank: int | None = None
     uncertainty_warning: bool | None = None
+    #: the share of resamples (of start states, and of models when there are several) in which this
+    #: policy's imagined return stays above the next ranked one's (None for the last)
+    order_confidence: float | None = None
+    #: the imagined return from each start, of each model: ``(models, starts)``; not written to JSON
+    per_start: np.ndarray | None = field(default=None, repr=False)
+    #: the real episodes' returns and start states, and the imagined return from each of those starts
+    #: of each model ``(models, episodes)``: what the prediction-powered estimate is made of
+    real_per_episode: list[float] | None = field(default=None, repr=False)
+    real_starts: np.ndarray | None = field(default=None, repr=False)
+    at_real_starts: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def imagined(self) -> bool:
@@ -102,7 +124,9 @@ class PolicyEntry:
         }
         if self.imagined:
             row.update({key: getattr(self, key) for key in _IMAGINED_DETAILS})
-            row["real_success"] = self.real_success
+            row.update(real_success=self.real_success, model_spread=self.model_spread)
+            if self.model_returns is not None:
+                row["model_returns"] = self.model_returns
         if self.predicted_real_return is not None:
             row.update(predicted_real_return=self.predicted_real_return, real_interval=self.real_interval)
         if self.interventions is not None:
@@ -110,7 +134,11 @@ class PolicyEntry:
         if self.seconds is not None:  # a worker that died took the policy's time with it
             row["seconds"] = self.seconds
         if self.rank is not None:
-            row.update(rank=self.rank, uncertainty_warning=self.uncertainty_warning)
+            row.update(
+                rank=self.rank,
+                uncertainty_warning=self.uncertainty_warning,
+                order_confidence=self.order_confidence,
+            )
         return row
 
     @classmethod
@@ -119,7 +147,7 @@ class PolicyEntry:
 
         :raises ValueError: a key that is no field of a policy entry.
         """
-        names = {item.name for item in fields(cls)}
+        names = {item.name for item in fields(cls)} - _ARRAYS
         unknown = sorted(set(row) - names)
         if unknown:
             raise ValueError(f"unknown key {unknown[0]!r} in a ranking.json policy; expected {sorted(names)}")
@@ -149,6 +177,8 @@ class RankSettings:
     rules: bool = False
     #: the level of the intervals on the real return (``predicted_real_return``)
     level: float = DEFAULT_LEVEL
+    #: independently trained models every policy was imagined in (``model`` names the first)
+    models: int = 1
 
     def to_json(self) -> dict[str, Any]:
         """The ``settings`` of ``ranking.json``."""
@@ -171,6 +201,11 @@ class RankingResult:
     metrics: dict[str, float] | None = None
     outside_threshold: float | None = None
     settings: RankSettings | None = None
+    #: over resamples of the start states (and of the models, with several), the mean share of pairs of
+    #: ranked policies whose order holds: 1 when no resample reorders any pair, 0.5 for a coin toss
+    ranking_confidence: float | None = None
+    #: the share of those resamples in which the first-ranked policy stays first
+    top_confidence: float | None = None
 
     @property
     def ranked(self) -> list[PolicyEntry]:
@@ -206,6 +241,8 @@ class RankingResult:
             "settings": self.settings.to_json() if self.settings is not None else {},
             "outside_threshold": self.outside_threshold,
             "success_gap": self.success_gap,
+            "ranking_confidence": self.ranking_confidence,
+            "top_confidence": self.top_confidence,
         }
 
     @classmethod
@@ -217,6 +254,8 @@ class RankingResult:
             metrics=data.get("metrics"),
             outside_threshold=data.get("outside_threshold"),
             settings=RankSettings(**settings) if settings is not None else None,
+            ranking_confidence=data.get("ranking_confidence"),
+            top_confidence=data.get("top_confidence"),
         )
 
 
@@ -238,7 +277,6 @@ def evaluate_group(
     keep_freed_memory()  # a worker's model came unpickled, not built or loaded
     entries = [PolicyEntry(name=policy_name(source), path=str(source)) for source in sources]
     loaded: dict[int, Any] = {}
-    imagined_per_start: dict[int, list[float]] = {}
     seconds = [0.0] * len(sources)
     for index, source in enumerate(sources):
         started = time.perf_counter()
@@ -271,7 +309,7 @@ def evaluate_group(
             del loaded[index]
             continue
         entry = entries[index]
-        imagined_per_start[index] = imagined.per_start
+        entry.per_start = np.asarray([imagined.per_start])
         entry.imagined_return = imagined.return_
         entry.imagined_success = imagined.success
         entry.success_source = imagined.success_source
@@ -286,56 +324,72 @@ def evaluate_group(
         if real is None:
             continue
         started = time.perf_counter()
+        entry = entries[index]
+        replay = real.get("replay")
+        if replay is not None:  # another model of the ranking ran the real episodes: imagine their starts
+            if entry.path in replay:
+                _imagine_real_starts(
+                    entry, model, policy, replay[entry.path], starts, horizon, seed, members, rules
+                )
+            seconds[index] += time.perf_counter() - started
+            continue
         try:
             outcome = real_rollouts(
                 get_task(real["env"]), policy, real["episodes"], seed=seed, pixels=real.get("pixels")
             )
-            entries[index].real_return = outcome.return_
-            entries[index].real_success = outcome.success
-            entries[index].real_interventions = _intervention_share(policy)
+            entry.real_return = outcome.return_
+            entry.real_success = outcome.success
+            entry.real_interventions = _intervention_share(policy)
         except Exception as error:
-            _record_error(entries[index], error)
+            _record_error(entry, error)
             seconds[index] += time.perf_counter() - started
             continue
-        _predict_real_return(
-            entries[index], model, policy, outcome, imagined_per_start[index], starts, horizon, seed, members,
-            rules, real.get("level", DEFAULT_LEVEL),
-        )  # fmt: skip
+        entry.real_per_episode = list(outcome.per_episode)
+        if len(outcome.per_episode) >= 2:
+            _imagine_real_starts(entry, model, policy, outcome.starts, starts, horizon, seed, members, rules)
+        predict_real_return(entry, real.get("level", DEFAULT_LEVEL))
         seconds[index] += time.perf_counter() - started
     for entry, spent in zip(entries, seconds, strict=True):
         entry.seconds = spent
     return entries
 
 
-def _predict_real_return(
+def _imagine_real_starts(
     entry: PolicyEntry,
     model: Any,
     policy: Any,
-    outcome: Any,
-    imagined: list[float],
+    firsts: np.ndarray | None,
     starts: np.ndarray,
     horizon: int,
     seed: int,
     members: str,
     rules: bool,
-    level: float,
 ) -> None:
-    """Imagine the policy from its real episodes' own starts and set the prediction-powered estimate of
-    its real return beside the real episodes' own interval. Nothing for a model of frames (the real
-    episodes start from states it cannot start from) or fewer than 2 real episodes."""
-    firsts = outcome.starts
-    if len(outcome.per_episode) < 2 or firsts is None or firsts.shape[1:] != starts.shape[1:]:
+    """Imagine the policy from its real episodes' own start states (``entry.at_real_starts``), what the
+    prediction-powered estimate needs. Nothing for a model of frames (the real episodes start from
+    states it cannot start from)."""
+    if firsts is None or firsts.shape[1:] != starts.shape[1:]:
         return
+    entry.real_starts = firsts
     (at_starts,) = imagined_rollouts_lockstep(
         model, [policy], firsts.astype(starts.dtype), horizon, seed=seed, members=members, rules=rules
     )
-    if isinstance(at_starts, Exception):
+    if not isinstance(at_starts, Exception):
+        entry.at_real_starts = np.asarray([at_starts.per_start])
+
+
+def predict_real_return(entry: PolicyEntry, level: float) -> None:
+    """Set the prediction-powered estimate of the policy's real return, from its real episodes and the
+    returns its models imagined (averaged over the models), beside the real episodes' own interval.
+    Nothing without at least 2 real episodes or their imagined starts."""
+    entry.predicted_real_return = entry.real_interval = None
+    if entry.at_real_starts is None or entry.per_start is None or entry.real_per_episode is None:
         return
     try:
         entry.predicted_real_return = prediction_powered(
-            outcome.per_episode, at_starts.per_start, imagined, level
+            entry.real_per_episode, entry.at_real_starts.mean(0), entry.per_start.mean(0), level
         ).to_json()
-        entry.real_interval = real_only(outcome.per_episode, level).to_json()
+        entry.real_interval = real_only(entry.real_per_episode, level).to_json()
     except ImaginariumError:  # imagined returns not finite: no estimate rather than a wrong one
         entry.predicted_real_return = entry.real_interval = None
 
@@ -355,8 +409,119 @@ def _record_error(entry: PolicyEntry, error: Exception) -> None:
     entry.traceback = "".join(traceback.format_exception(error, limit=4))
 
 
-def assemble(entries: list[PolicyEntry], reference: float | None) -> RankingResult:
-    """Order by imagined return, flag high-uncertainty rollouts, and compute the metrics against real returns."""
+def combine_models(
+    per_model: list[list[PolicyEntry]], level: float = DEFAULT_LEVEL, seed: int = 0
+) -> list[PolicyEntry]:
+    """One entry per policy from its entries in each of several independently trained models (the same
+    policies in the same order, the first model's entries holding the real episodes).
+
+    The imagined return is the mean of the models' means, its 95% interval from resampling models and
+    start states together; ``model_spread`` is the models' sample standard deviation. Figures of each
+    rollout are averaged over the models (``diverged`` summed, ``member_returns`` of every member of
+    every model). A policy that failed in any model failed. With real episodes, the prediction-powered
+    estimate uses the returns imagined by all the models.
+    """
+    if len(per_model) == 1:
+        return per_model[0]
+    combined: list[PolicyEntry] = []
+    for rows in zip(*per_model, strict=True):
+        seconds = sum(row.seconds or 0.0 for row in rows)
+        broken = next((row for row in rows if row.error is not None), None)
+        if broken is not None:
+            combined.append(replace(broken, seconds=seconds))
+            continue
+        means = [row.imagined_return["mean"] for row in rows]
+        at_real = [row.at_real_starts for row in rows]
+        entry = replace(
+            rows[0],
+            seconds=seconds,
+            per_start=np.concatenate([row.per_start for row in rows]),
+            at_real_starts=None if any(item is None for item in at_real) else np.concatenate(at_real),
+            model_returns=[float(mean) for mean in means],
+            model_spread=float(np.std(means, ddof=1)),
+            imagined_success=float(np.mean([row.imagined_success for row in rows])),
+            uncertainty=_mean_of([row.uncertainty for row in rows]),
+            outside_fraction=_mean_of([row.outside_fraction for row in rows]),
+            member_spread=_mean_of([row.member_spread for row in rows]),
+            member_returns=[value for row in rows for value in row.member_returns or ()],
+            imagined_length=float(np.mean([row.imagined_length for row in rows])),
+            diverged=int(sum(row.diverged or 0 for row in rows)),
+            interventions=_mean_of([row.interventions for row in rows]),
+        )
+        predict_real_return(entry, level)
+        combined.append(entry)
+    imagined = [entry for entry in combined if entry.error is None]
+    if imagined:
+        draws = resampled_means(np.stack([entry.per_start for entry in imagined]), CONFIDENCE_DRAWS, seed)
+        for entry, column in zip(imagined, draws.T, strict=True):
+            low, high = np.percentile(column, [2.5, 97.5])
+            entry.imagined_return = {
+                "mean": float(entry.per_start.mean()),
+                "ci_low": float(low),
+                "ci_high": float(high),
+            }
+    return combined
+
+
+def _mean_of(values: list[float | None]) -> float | None:
+    """The mean of the values that are there, None when none is."""
+    present = [value for value in values if value is not None]
+    return float(np.mean(present)) if present else None
+
+
+def resampled_means(per_start: np.ndarray, draws: int, seed: int = 0) -> np.ndarray:
+    """``(draws, policies)`` mean returns of each policy over resamples of models and start states.
+
+    :param per_start: ``(policies, models, starts)`` imagined returns, every policy from the same starts
+        in the same models. Each draw resamples the models and the starts with replacement, the same
+        ones for every policy (they are compared on common ground); one model is never resampled.
+    """
+    _, count, starts = per_start.shape
+    rng = np.random.default_rng(seed)
+    model_weights = (
+        np.stack([np.bincount(rng.integers(0, count, count), minlength=count) for _ in range(draws)]) / count
+        if count > 1
+        else np.ones((draws, 1))
+    )
+    start_weights = (
+        np.stack([np.bincount(rng.integers(0, starts, starts), minlength=starts) for _ in range(draws)])
+        / starts
+    )
+    per_model = np.einsum("pmk,dk->dpm", per_start, start_weights)
+    return np.einsum("dpm,dm->dp", per_model, model_weights)
+
+
+def order_confidence(draws: np.ndarray) -> tuple[list[float], float, float]:
+    """How far resampling keeps a ranking's order.
+
+    :param draws: ``(draws, policies)`` resampled mean returns (:func:`resampled_means`), the policies in
+        ranked order, best first.
+    :returns: for each adjacent pair, the share of draws in which the first stays above the second; the
+        mean share of all pairs whose order holds; and the share of draws in which the first policy stays
+        first. A tie counts half (a shared first place: one over the policies sharing it).
+    """
+    adjacent = _above(draws[:, :-1], draws[:, 1:]).mean(0).tolist()
+    count = draws.shape[1]
+    upper = np.triu(np.ones((count, count), dtype=bool), 1)
+    held = 0.0
+    for chunk in range(0, len(draws), 64):
+        block = draws[chunk : chunk + 64]
+        held += _above(block[:, :, None], block[:, None, :])[:, upper].sum()
+    pairs = held / (len(draws) * upper.sum())
+    best = draws.max(1, keepdims=True)
+    sharing = (draws == best).sum(1)
+    top = float(np.mean((draws[:, 0] == best[:, 0]) / sharing))
+    return adjacent, float(pairs), top
+
+
+def _above(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """1 where ``first`` is above ``second``, a half where they tie, else 0."""
+    return (first > second) + 0.5 * (first == second)
+
+
+def assemble(entries: list[PolicyEntry], reference: float | None, seed: int = 0) -> RankingResult:
+    """Order by imagined return, flag high-uncertainty rollouts, measure how far resampling keeps the
+    order (where the entries hold their per-start returns), and compute the metrics against real returns."""
     for entry in entries:
         if entry.error is None and not np.isfinite(entry.imagined_return["mean"]):
             entry.error = "the imagined return is not finite (the model diverged under this policy)"
@@ -367,6 +532,12 @@ def assemble(entries: list[PolicyEntry], reference: float | None) -> RankingResu
         entry.rank = position
         outside = entry.outside_fraction or 0.0
         entry.uncertainty_warning = bool(outside > OUTSIDE_FRACTION_WARNING or entry.diverged)
+    confidence = top = None
+    if len(ranked) >= 2 and all(entry.per_start is not None for entry in ranked):
+        draws = resampled_means(np.stack([entry.per_start for entry in ranked]), CONFIDENCE_DRAWS, seed)
+        adjacent, confidence, top = order_confidence(draws)
+        for entry, share in zip(ranked, adjacent, strict=False):
+            entry.order_confidence = share
     metrics = None
     with_real = [entry for entry in ranked if entry.real_return is not None]
     if len(with_real) >= 2:
@@ -375,4 +546,10 @@ def assemble(entries: list[PolicyEntry], reference: float | None) -> RankingResu
             from imaginarium.metrics import ranking_metrics  # scipy: the driver needs it, workers do not
 
             metrics = ranking_metrics([entry.imagined_return["mean"] for entry in with_real], true)
-    return RankingResult(policies=ranked + failed, metrics=metrics, outside_threshold=reference)
+    return RankingResult(
+        policies=ranked + failed,
+        metrics=metrics,
+        outside_threshold=reference,
+        ranking_confidence=confidence,
+        top_confidence=top,
+    )

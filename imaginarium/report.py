@@ -50,6 +50,10 @@ METRIC_NOTES = {
 COLUMN_NOTES = {
     "imagined return [95% CI]": "mean return of the policy's imagined episodes from real start states.",
     "member spread": "std of that return across the ensemble's members: how much the models disagree.",
+    "model spread": "std of that return across independently trained models (— for one model): how much "
+    "the result depends on one training run.",
+    "order held": "share of resamples of the start states (and models) in which the policy stays above the "
+    "next one: near 50%, the two are not told apart.",
     "imagined success": "share of imagined episodes that succeed (how it is decided: below the table).",
     "real return [95% CI]": "mean return of real episodes, the figure the imagined one estimates.",
     "real success": "share of real episodes the task counts as successes.",
@@ -122,6 +126,8 @@ def _rows(result: RankingResult) -> list[dict[str, str]]:
                 "name": entry.name,
                 "imagined": _interval(entry.imagined_return),
                 "spread": _number(entry.member_spread, 1),
+                "model_spread": _number(entry.model_spread, 1),
+                "order": _percent(entry.order_confidence),
                 "success": _number(entry.imagined_success),
                 "real": _interval(entry.real_return),
                 "real_success": _number(entry.real_success),
@@ -196,6 +202,18 @@ def _notes(result: RankingResult, success_auc: float | None = None) -> list[str]
                 f"The horizon {settings.horizon} is shorter than the task's time limit {settings.time_limit}: "
                 "imagined returns are truncated and do not estimate full-episode returns."
             )
+    if result.ranking_confidence is not None:
+        over = (
+            "the start states"
+            if settings is None or settings.models == 1
+            else (f"the {settings.models} independently trained models and the start states")
+        )
+        notes.append(
+            f"Ranking confidence {_percent(result.ranking_confidence)}: over resamples of {over}, that share "
+            f"of the pairs of policies keeps its order on average; the first-ranked stays first in "
+            f"{_percent(result.top_confidence)}. This is the ranking's sensitivity to the model's own "
+            "randomness, not its distance from the real task."
+        )
     predicted = [entry for entry in result.ranked if entry.predicted_real_return is not None]
     if predicted:
         level = predicted[0].predicted_real_return["level"]
@@ -237,13 +255,11 @@ def markdown_report(result: RankingResult, success_auc: float | None = None) -> 
     """
     task = result.settings.task if result.settings is not None else None
     lines = [f"# Policy ranking: {task or 'model'}", ""]
-    header = ["rank", "policy", "imagined return [95% CI]", "member spread", "imagined success"]
-    header += ["real return [95% CI]", "real success", "uncertainty", "outside", ""]
+    header = ["rank", "policy", *COLUMN_NOTES, ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in _rows(result):
-        cells = [
-            row[key] for key in ("rank", "name", "imagined", "spread", "success", "real", "real_success")
-        ]
+        cells = [row[key] for key in ("rank", "name", "imagined", "spread", "model_spread", "order")]
+        cells += [row[key] for key in ("success", "real", "real_success")]
         cells += [row["uncertainty"], row["outside"], row["warning"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -436,7 +452,7 @@ dl.legend dt { font-weight: bold; } dl.legend dd { margin: 0; }
 <th></th></tr>
 {% for row in rows %}<tr{% if row.warning %} class="warn"{% endif %}>
 <td>{{ row.rank }}</td><td class="name">{{ row.name }}</td><td>{{ row.imagined }}</td><td>{{ row.spread }}</td>
-<td>{{ row.success }}</td><td>{{ row.real }}</td><td>{{ row.real_success }}</td><td>{{ row.uncertainty }}</td>
+<td>{{ row.model_spread }}</td><td>{{ row.order }}</td><td>{{ row.success }}</td><td>{{ row.real }}</td><td>{{ row.real_success }}</td><td>{{ row.uncertainty }}</td>
 <td>{{ row.outside }}</td>
 <td class="warning">{{ row.warning }}</td></tr>
 {% endfor %}</table>

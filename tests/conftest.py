@@ -16,7 +16,9 @@ from imaginarium.envs.suite import get_task  # noqa: E402
 
 #: fixtures that train a model (these session ones, and the module ones of test_world_models.py and
 #: test_pixel_rssm.py): a test using one is an integration test
-TRAINING_FIXTURES = frozenset({"pendulum_model", "cartpole_model", "tiny_ensemble", "trained", "pixel_model"})
+TRAINING_FIXTURES = frozenset(
+    {"pendulum_model", "cartpole_model", "tiny_ensemble", "trained", "pixel_model", "seed_models"}
+)
 #: node-id prefixes of the other integration tests: those over about a second on two shared cores
 #: (``pytest --durations=0``) and those that start Ray, a browser or subprocesses doing real work
 INTEGRATION_TESTS: tuple[str, ...] = (

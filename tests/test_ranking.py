@@ -131,14 +131,18 @@ def test_ranking_json_keeps_its_schema_and_reads_back_as_the_same_result(tmp_pat
     assert not result.all_failed and result.ranked[0].uncertainty_warning  # 30% of its states outside
     written = json.loads(write_report(result, tmp_path / "report", videos=0)["json"].read_text())
     assert written == json.loads(json.dumps(result.to_json()))
-    assert list(written) == ["policies", "metrics", "settings", "outside_threshold", "success_gap"]
+    assert list(written) == [
+        "policies", "metrics", "settings", "outside_threshold", "success_gap", "ranking_confidence",
+        "top_confidence",
+    ]  # fmt: skip
     schema = ["name", "path", "imagined_return", "imagined_success", "uncertainty", "real_return", "error"]
     imagined = ["outside_fraction", "member_spread", "member_returns", "imagined_length", "diverged"]
     imagined += ["success_source"]
     rows = {row["name"]: list(row) for row in written["policies"]}
-    assert rows["wanders"] == [*schema, *imagined, "real_success", "seconds", "rank", "uncertainty_warning"]
+    ranked = ["rank", "uncertainty_warning", "order_confidence"]
+    assert rows["wanders"] == [*schema, *imagined, "real_success", "model_spread", "seconds", *ranked]
     assert rows["missing"] == [*schema, "seconds"]  # no traceback in the file
-    assert rows["real_fails"] == [*schema, *imagined, "real_success", "seconds"]
+    assert rows["real_fails"] == [*schema, *imagined, "real_success", "model_spread", "seconds"]
     assert rows["dead"] == schema  # its worker died: no time measured
     assert written["settings"]["workers"] == 0 and written["outside_threshold"] == 2.5
     assert written["success_gap"] == 0.5  # both ranked imagined at 0.5, real 1 and 0

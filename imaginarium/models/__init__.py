@@ -21,6 +21,7 @@ from imaginarium.models.checkpoint import (
     WEIGHTS_FILE,
     check_card_task,
     load_tensors,
+    model_folders,
     read_card,
     save_tensors,
     spaces_from_card,
@@ -105,5 +106,6 @@ __all__ = [
     "WorldModel",
     "build_model",
     "load_world_model",
+    "model_folders",
     "save_world_model",
 ]

@@ -57,6 +57,36 @@ def write_card(directory: Path, card: dict[str, Any]) -> None:
     )
 
 
+#: the folder of one seed's model among those ``train --seeds N`` writes
+SEED_FOLDER = "seed-{}"
+
+
+def _seed_folders(directory: Path) -> list[Path]:
+    """The models a folder holds one per seed (:data:`SEED_FOLDER`), by seed."""
+    prefix = SEED_FOLDER.format("")
+    held = [
+        path
+        for path in directory.glob(SEED_FOLDER.format("*"))
+        if path.name[len(prefix) :].isdigit() and (path / CARD_FILE).is_file()
+    ]
+    return sorted(held, key=lambda path: int(path.name[len(prefix) :]))
+
+
+def model_folders(directory: str | Path) -> list[Path]:
+    """The model folders ``directory`` names: itself when it is one, else the models it holds one per
+    seed (``train --seeds``), in seed order.
+
+    :raises ModelError: a folder that is neither.
+    """
+    directory = Path(directory)
+    if (directory / CARD_FILE).is_file():
+        return [directory]
+    held = _seed_folders(directory) if directory.is_dir() else []
+    if not held:
+        read_card(directory)  # says what is wrong
+    return held
+
+
 def read_card(directory: str | Path) -> dict[str, Any]:
     """The model card of a model folder.
 
@@ -68,6 +98,12 @@ def read_card(directory: str | Path) -> dict[str, Any]:
     try:
         card = json.loads(path.read_text())
     except FileNotFoundError:
+        held = _seed_folders(Path(directory))
+        if held:
+            raise ModelError(
+                f"{str(directory)!r} holds {len(held)} models (train --seeds), not one: name one of them, "
+                f"e.g. {str(held[0])!r}, or rank with all of them"
+            ) from None
         raise ModelError(f"{str(directory)!r} is not a model folder (no {CARD_FILE})") from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ModelError(f"model card {str(path)!r} is unreadable: {error}") from None

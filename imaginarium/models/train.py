@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,11 @@ from imaginarium import __version__
 from imaginarium.config import check_number, config_from_dict, config_to_dict
 from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import DatasetError, ImaginariumError, ModelError, TrainingError
-from imaginarium.models import WorldModel, build_model, save_world_model
+from imaginarium.models import WorldModel, build_model, load_world_model, save_world_model
 from imaginarium.models.base import check_device, teacher_forced_predictions
 from imaginarium.models.checkpoint import (
     CARD_FILE,
+    SEED_FOLDER,
     TRAINING_STATE_FILE,
     WEIGHTS_FILE,
     assert_is_new_or_resumable,
@@ -242,6 +243,55 @@ def train_world_model(
     save_world_model(model, out, card)
     model.card = card
     return TrainResult(model, out, card, progress_state["step"], stopped_early, seconds)
+
+
+def train_world_models(
+    dataset: Dataset | str | Path,
+    out: str | Path,
+    seeds: int,
+    config: TrainConfig | dict[str, Any] | None = None,
+    resume: bool = False,
+    progress: bool | Progress = True,
+    **options: Any,
+) -> list[TrainResult]:
+    """Train ``seeds`` models of the same data independently, into ``out/seed-<seed>``: each its own
+    weights, batches and held-out split (the config's seed, then the next ones). Ranked together
+    (``rank_policies`` with the folder), their disagreement measures how far one training run can be
+    trusted.
+
+    :param resume: keep the models already trained and continue or start the others.
+    :param options: as :func:`train_world_model` takes them.
+    """
+    if seeds < 1:
+        raise ImaginariumError(f"seeds must be a positive number of models, got {seeds}")
+    config = (
+        config if isinstance(config, TrainConfig) else config_from_dict(TrainConfig, config, "train config")
+    )
+    dataset = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    out = Path(out)
+    if (out / CARD_FILE).exists():
+        raise ImaginariumError(f"{str(out)!r} holds one model; train several models into another folder")
+    results = []
+    for seed in range(config.seed, config.seed + seeds):
+        directory = out / SEED_FOLDER.format(seed)
+        card = read_card(directory) if (directory / CARD_FILE).is_file() else {}
+        if resume and card.get("status") == "trained":
+            model = load_world_model(directory)
+            training = card["training"]
+            steps, early = training["steps_done"], training["stopped_early"]
+            results.append(TrainResult(model, directory, card, steps, early, training["seconds"]))
+            continue
+        results.append(
+            train_world_model(
+                dataset,
+                directory,
+                config=replace(config, seed=seed),
+                resume=resume and (directory / TRAINING_STATE_FILE).exists(),
+                progress=progress,
+                **options,
+            )
+        )
+    return results
 
 
 def _action_free_episodes(

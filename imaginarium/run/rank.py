@@ -29,11 +29,18 @@ from imaginarium.calibration import DEFAULT_LEVEL
 from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError
 from imaginarium.evaluation import KnownStates, check_members, start_states
-from imaginarium.models import load_world_model
+from imaginarium.models import load_world_model, model_folders
 from imaginarium.models.starts import model_starts
 from imaginarium.policy import split_spec
 from imaginarium.progress import Progress, tracking
-from imaginarium.ranking import PolicyEntry, RankingResult, RankSettings, assemble, evaluate_group
+from imaginarium.ranking import (
+    PolicyEntry,
+    RankingResult,
+    RankSettings,
+    assemble,
+    combine_models,
+    evaluate_group,
+)
 from imaginarium.run.cluster import start_ray, warm_workers
 
 #: with no Ray running and no cluster named, a ranking of at most this many imagined steps (policies ×
@@ -78,7 +85,11 @@ def rank_policies(
     rules: bool = False,
     level: float = DEFAULT_LEVEL,
 ) -> RankingResult:
-    """Rank ``policies`` by their imagined return in ``model`` (a model folder or object).
+    """Rank ``policies`` by their imagined return in ``model``: a model folder or object, a folder of
+    models trained one per seed (``train --seeds``), or a list of them. With several models every policy
+    is imagined in each from the same starts; its imagined return is their mean, ``model_spread`` their
+    disagreement, and the order confidences resample models and starts together
+    (:func:`imaginarium.ranking.combine_models`).
 
     :param starts: K real initial states (from the model's dataset, or ``dataset``) every policy starts from.
     :param horizon: steps per rollout; default the task's time limit (a shorter one truncates the estimate).
@@ -113,8 +124,8 @@ def rank_policies(
         raise ImaginariumError(f"horizon must be a positive number of steps, got {horizon}")
     if workers is not None and workers < 0:
         raise ImaginariumError(f"workers must be 0 (this process) or a number of CPUs, got {workers}")
-    world_model = load_world_model(model) if isinstance(model, str | Path) else model
-    world_model = world_model.cpu().eval()
+    sources_of_models = _model_list(model)
+    world_model = _loaded(sources_of_models[0])
     card = getattr(world_model, "card", {}) or {}
     time_limit = int(card.get("max_episode_steps") or 1000)
     horizon = int(horizon or time_limit)
@@ -130,7 +141,7 @@ def rank_policies(
         real = {"env": real_env, "episodes": real_episodes, "level": level}
         if world_model.observes_pixels:  # the policies see frames: the real env's own, as collected
             real["pixels"] = world_model.input_space.shape[0]
-    steps = len(policies) * starts * horizon
+    steps = len(policies) * starts * horizon * len(sources_of_models)
     if workers is None and _in_process_pays(address, policies, steps, world_model, members, real):
         workers = 0
     started_here = False
@@ -140,38 +151,57 @@ def rank_policies(
     try:
         start_observations = start_states(kept.inputs, starts, seed)
         sources = [str(source) for source in policies]
-        # how far imagined states leave the data is measured in state space: not for frame models
-        known = None if world_model.observes_pixels else KnownStates(kept.states, seed=seed)
         started = time.perf_counter()
         groups = _groups([_policy_cost(source) for source in sources], group, workers)
-        if workers == 0:
-            by_row: dict[int, PolicyEntry] = {}
-            for rows in _progress(groups, progress):
-                outcomes = evaluate_group(
-                    world_model,
-                    [sources[row] for row in rows],
-                    start_observations,
-                    horizon,
-                    seed,
-                    allow_code,
-                    real,
-                    known,
-                    members,
-                    rules,
-                )
-                by_row.update(zip(rows, outcomes, strict=True))
-            entries = [by_row[row] for row in range(len(sources))]
-        else:
-            entries = _evaluate_on_ray(
-                world_model, sources, groups, start_observations, horizon, seed, allow_code, real, known,
-                members, retries, progress, rules,
-            )  # fmt: skip
+        per_model: list[list[PolicyEntry]] = []
+        threshold = None
+        for number, source in enumerate(sources_of_models):
+            if number:
+                world_model = _loaded(source, like=world_model)
+                kept = model_starts(world_model, dataset)
+            # how far imagined states leave the data is measured in state space: not for frame models
+            known = None if world_model.observes_pixels else KnownStates(kept.states, seed=seed)
+            if number == 0 and known is not None:
+                threshold = known.threshold
+            if number and real is not None:  # the first model's real episodes serve every model
+                replay = {
+                    entry.path: entry.real_starts for entry in per_model[0] if entry.real_starts is not None
+                }
+                real = {**real, "replay": replay}
+            label = (
+                "policies"
+                if len(sources_of_models) == 1
+                else f"policies, model {number + 1}/{len(sources_of_models)}"
+            )
+            if workers == 0:
+                by_row: dict[int, PolicyEntry] = {}
+                for rows in _progress(groups, progress, label):
+                    outcomes = evaluate_group(
+                        world_model,
+                        [sources[row] for row in rows],
+                        start_observations,
+                        horizon,
+                        seed,
+                        allow_code,
+                        real,
+                        known,
+                        members,
+                        rules,
+                    )
+                    by_row.update(zip(rows, outcomes, strict=True))
+                entries = [by_row[row] for row in range(len(sources))]
+            else:
+                entries = _evaluate_on_ray(
+                    world_model, sources, groups, start_observations, horizon, seed, allow_code, real, known,
+                    members, retries, progress, rules, label,
+                )  # fmt: skip
+            per_model.append(entries)
     finally:
         if started_here:
             import ray
 
             ray.shutdown()
-    result = assemble(entries, None if known is None else known.threshold)
+    result = assemble(combine_models(per_model, level, seed), threshold, seed)
     result.settings = RankSettings(
         starts=starts,
         horizon=horizon,
@@ -186,10 +216,42 @@ def rank_policies(
         rules=rules,
         level=level,
         seconds=time.perf_counter() - started,
-        model=str(model) if isinstance(model, str | Path) else None,
+        model=str(sources_of_models[0]) if isinstance(sources_of_models[0], str | Path) else None,
         task=card.get("task"),
+        models=len(sources_of_models),
     )
     return result
+
+
+def _model_list(model: Any) -> list[Any]:
+    """The models a ranking imagines in: a model object, a model folder, a folder of models one per seed
+    (``train --seeds``), or a list of any of them."""
+    given = list(model) if isinstance(model, list | tuple) else [model]
+    if not given:
+        raise ImaginariumError("no model to rank in")
+    models: list[Any] = []
+    for item in given:
+        models.extend(model_folders(item) if isinstance(item, str | Path) else [item])
+    return models
+
+
+def _loaded(model: Any, like: Any = None) -> Any:
+    """A model of the ranking, loaded where it is a folder, on the CPU and in evaluation mode; checked
+    to observe and act as ``like`` (the ranking's first model) does."""
+    loaded = load_world_model(model) if isinstance(model, str | Path) else model
+    loaded = loaded.cpu().eval()
+    if like is not None:
+        task, first = (getattr(item, "card", {}) or {} for item in (loaded, like))
+        if (
+            loaded.input_space != like.input_space
+            or loaded.action_space != like.action_space
+            or task.get("task") != first.get("task")
+        ):
+            raise ImaginariumError(
+                f"the models of one ranking must be of one task: {str(model)!r} is of "
+                f"{task.get('task')!r}, the first of {first.get('task')!r}, or observes or acts otherwise"
+            )
+    return loaded
 
 
 def _in_process_pays(
@@ -272,9 +334,9 @@ def _policy_cost(source: str) -> float:
     return cost
 
 
-def _progress(groups: list[list[int]], progress: bool | Progress) -> Iterator[list[int]]:
+def _progress(groups: list[list[int]], progress: bool | Progress, label: str) -> Iterator[list[int]]:
     """The groups, one at a time, telling ``progress`` the policies done."""
-    with tracking(progress, "policies", sum(len(rows) for rows in groups)) as bar:
+    with tracking(progress, label, sum(len(rows) for rows in groups)) as bar:
         done = 0
         for rows in groups:
             yield rows
@@ -296,6 +358,7 @@ def _evaluate_on_ray(
     retries: int,
     progress: bool | Progress,
     rules: bool = False,
+    label: str = "policies",
 ) -> list[PolicyEntry]:
     """Each group of policies one retried Ray task (Ray already started by :func:`rank_policies`). A
     group whose worker keeps dying is split, each policy run alone, so only the one to blame fails."""
@@ -312,7 +375,7 @@ def _evaluate_on_ray(
 
     pending = {submit(rows): rows for rows in groups}
     entries: list[PolicyEntry | None] = [None] * len(sources)
-    with tracking(progress, "policies", len(sources)) as bar:
+    with tracking(progress, label, len(sources)) as bar:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             rows = pending.pop(done[0])
