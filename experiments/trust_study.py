@@ -17,6 +17,7 @@ which the prediction-powered width is no more than the real-only width with 20 e
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,10 +26,19 @@ from ranking_study import Config as RankingConfig
 from ranking_study import model_on
 from zoo import zoo_specs
 
-from imaginarium.calibration import prediction_powered, real_only
+from imaginarium.calibration import conformal, prediction_powered, real_only
+from imaginarium.dataset import load_dataset
 from imaginarium.envs.suite import get_task
-from imaginarium.evaluation import imagined_rollouts, real_rollouts, start_states
+from imaginarium.errors import ImaginariumError
+from imaginarium.evaluation import (
+    bootstrap_interval,
+    imagined_rollouts,
+    real_rollouts,
+    replay_held_out,
+    start_states,
+)
 from imaginarium.models import load_world_model
+from imaginarium.models.starts import card_dataset_path
 from imaginarium.policy import load_policy
 
 #: the real-only interval with this many episodes is the width prediction-powered evaluation must reach
@@ -49,7 +59,13 @@ class Config:
     level: float = 0.9
     #: world-model training steps for a dataset other than ``mixed``
     model_steps: int = 20_000
+    #: the calibrations measured for policies without real episodes: held-out episodes of the model's
+    #: data replayed whole (``episode``) or in segments of so many steps from each real state
+    #: (:func:`imaginarium.evaluation.replay_held_out`), each giving a conformal interval
+    calibrations: str = "episode,50,25,10"
     seed: int = 0
+    #: each zoo's real pools and imagined returns, kept here and reused (empty: not kept)
+    cache: str = "experiments/results/trust"
     out: str = "experiments/results/trust_study.json"
     SMOKE: ClassVar[dict] = {
         "datasets": "pendulum/mixed",
@@ -59,6 +75,8 @@ class Config:
         "draws": 5,
         "starts": 2,
         "model_steps": 20,
+        "calibrations": "episode,5",
+        "cache": "",
     }
 
 
@@ -99,13 +117,79 @@ def intervals(draws: dict[str, np.ndarray], count: int, config: Config, rng: np.
     }
 
 
+def zoo_draws(task: str, data: str, zoo: str, model: Any, config: Config) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`policy_draws` of every policy of the zoo, kept in ``config.cache`` and reused."""
+    path = (
+        Path(config.cache) / f"{task}_{data}_{zoo}_{config.pool}_{config.starts}.npz"
+        if config.cache
+        else None
+    )
+    if path is not None and path.exists():
+        with np.load(path, allow_pickle=False) as kept:
+            flat = {key: kept[key] for key in kept.files}
+        specs = [key.rpartition("|")[0] for key in flat if key.endswith("|real")]
+        return {
+            spec: {kind: flat[f"{spec}|{kind}"] for kind in ("real", "at_starts", "imagined")}
+            for spec in specs
+        }
+    policies = {spec: policy_draws(task, model, spec, config) for spec in zoo_specs(task, zoo, config.seed)}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            path,
+            **{
+                f"{spec}|{kind}": values for spec, draws in policies.items() for kind, values in draws.items()
+            },
+        )
+    return policies
+
+
+def calibrated(
+    policies: dict[str, dict[str, np.ndarray]], model: Any, scale: float, config: Config
+) -> dict[str, Any]:
+    """For each calibration of ``config.calibrations``: the conformal interval of every policy from its
+    imagined return alone, its coverage of the real value and mean width as a share of the zoo's range."""
+    dataset = load_dataset(card_dataset_path(model))
+    horizon = int(model.card.get("max_episode_steps") or 1000)
+    found: dict[str, Any] = {}
+    for name in filter(None, config.calibrations.split(",")):
+        segment = None if name == "episode" else int(name)
+        replayed = replay_held_out(model, dataset, horizon, config.seed, segment=segment)
+        hits, widths, missed = [], [], []
+        for spec, draws in policies.items():
+            imagined = bootstrap_interval(draws["imagined"], config.seed)
+            try:
+                estimate = conformal(
+                    imagined["mean"],
+                    replayed.residuals,
+                    config.level,
+                    (imagined["ci_high"] - imagined["ci_low"]) / 2,
+                )
+            except ImaginariumError:  # too few held-out episodes (a smoke run's data)
+                break
+            hit = estimate.low <= float(draws["real"].mean()) <= estimate.high
+            hits.append(hit)
+            widths.append(estimate.width / scale)
+            if not hit:
+                missed.append(Path(spec).stem)
+        if hits:
+            found[name] = {
+                "coverage": float(np.mean(hits)),
+                "width": float(np.mean(widths)),
+                "held_out": len(replayed.residuals),
+                "missed": missed,
+            }
+    return found
+
+
 def study(task: str, data: str, zoo: str, config: Config) -> dict[str, Any]:
-    """Both intervals for every policy of one zoo, at every count of real episodes."""
+    """Both intervals for every policy of one zoo, at every count of real episodes, and the conformal
+    intervals of each calibration without real episodes."""
     folder = model_on(task, data, replace(default_config(RankingConfig), model_steps=config.model_steps))
     model = load_world_model(folder)
     rng = np.random.default_rng(config.seed)
     counts = [int(count) for count in config.episodes.split(",")]
-    policies = {spec: policy_draws(task, model, spec, config) for spec in zoo_specs(task, zoo, config.seed)}
+    policies = zoo_draws(task, data, zoo, model, config)
     values = [float(draws["real"].mean()) for draws in policies.values()]
     scale = max(float(np.ptp(values)), 1e-9)
     rows: dict[str, Any] = {}
@@ -127,6 +211,7 @@ def study(task: str, data: str, zoo: str, config: Config) -> dict[str, Any]:
         np.corrcoef(d["real"], d["at_starts"])[0, 1] for d in policies.values() if d["real"].std() > 0
     ]
     result["mean_start_correlation"] = float(np.nanmean(correlation)) if correlation else None
+    result["conformal"] = calibrated(policies, model, scale, config)
     print(f"{task}/{data}/{zoo}: {result}", flush=True)
     return result
 
@@ -149,11 +234,27 @@ def main() -> None:
             for name in ("ppi", "real")
         }
     report["pooled"] = pooled
+    names = {name for result in report["results"].values() for name in result["conformal"]}
+    report["pooled_conformal"] = {
+        name: {
+            key: float(
+                np.mean(
+                    [r["conformal"][name][key] for r in report["results"].values() if name in r["conformal"]]
+                )
+            )
+            for key in ("coverage", "width")
+        }
+        for name in sorted(names)
+    }
     write_report(config.out, report)
     for count, row in pooled.items():
         print(
             f"{count:>3} real episodes: prediction-powered coverage {row['ppi']['coverage']:.3f} width "
             f"{row['ppi']['width']:.3f}; real alone coverage {row['real']['coverage']:.3f} width {row['real']['width']:.3f}"
+        )
+    for name, row in report["pooled_conformal"].items():
+        print(
+            f"no real episodes, calibrated on {name}: coverage {row['coverage']:.3f} width {row['width']:.3f}"
         )
 
 

@@ -22,7 +22,7 @@ under-cover). ``λ = 0`` is the real episodes alone; ``λ = 1`` is classical PPI
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,14 +32,21 @@ from imaginarium.errors import ImaginariumError
 #: the interval level rankings use unless told otherwise
 DEFAULT_LEVEL = 0.9
 
+#: what ``1 - 0.9`` and the like lose to floating point, kept off the order statistics' ranks
+_ROUNDING = 1e-9
+
 
 @dataclass(frozen=True)
 class ReturnEstimate:
     """An estimate of a policy's real mean return with its interval at ``level``.
 
-    :param method: ``ppi`` (real episodes and imagined returns, prediction-powered) or ``real`` (the
-        real episodes alone).
+    :param method: ``ppi`` (real episodes and imagined returns, prediction-powered), ``real`` (the
+        real episodes alone) or ``conformal`` (the imagined return, corrected and widened by the model's
+        errors on held-out episodes of its data: no real episode of the policy).
     :param weight: the weight ``λ`` the imagined returns were given (0 for ``real``).
+    :param sources: each source of error's share of the interval, as the half-width it alone would give
+        (e.g. ``{"real episodes": 12.0, "imagined starts": 3.1}``); ``dominant`` names the largest.
+    :param held_out: held-out episodes behind a ``conformal`` interval.
     """
 
     mean: float
@@ -49,13 +56,20 @@ class ReturnEstimate:
     method: str
     real_episodes: int
     weight: float = 0.0
+    sources: dict[str, float] = field(default_factory=dict)
+    held_out: int = 0
 
     @property
     def width(self) -> float:
         return self.high - self.low
 
+    @property
+    def dominant(self) -> str | None:
+        """The source of error that alone would give the widest interval (None when none is known)."""
+        return max(self.sources, key=self.sources.__getitem__) if self.sources else None
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "dominant": self.dominant}
 
 
 def _t_quantile(level: float, count: int) -> float:
@@ -82,7 +96,9 @@ def real_only(real: np.ndarray | list[float], level: float = DEFAULT_LEVEL) -> R
     count = len(values)
     half = _t_quantile(level, count) * values.std(ddof=1) / np.sqrt(count)
     mean = float(values.mean())
-    return ReturnEstimate(mean, mean - half, mean + half, level, "real", count)
+    return ReturnEstimate(
+        mean, mean - half, mean + half, level, "real", count, sources={"real episodes": half}
+    )
 
 
 def prediction_powered(
@@ -120,5 +136,63 @@ def prediction_powered(
     variance = (labelled - weight * predicted).var(ddof=1) / count + weight**2 * unlabelled.var(
         ddof=1
     ) / others
-    half = _t_quantile(level, count) * np.sqrt(variance)
-    return ReturnEstimate(float(mean), float(mean - half), float(mean + half), level, "ppi", count, weight)
+    quantile = _t_quantile(level, count)
+    half = quantile * np.sqrt(variance)
+    sources = {
+        "real episodes": float(quantile * (labelled - weight * predicted).std(ddof=1) / np.sqrt(count)),
+        "imagined starts": float(quantile * weight * unlabelled.std(ddof=1) / np.sqrt(others)),
+    }
+    return ReturnEstimate(
+        float(mean), float(mean - half), float(mean + half), level, "ppi", count, weight, sources
+    )
+
+
+def conformal_needs(level: float) -> int:
+    """The fewest held-out episodes a split-conformal interval at ``level`` needs to be finite."""
+    return int(np.ceil(2 / (1 - level) - _ROUNDING)) - 1
+
+
+def conformal(
+    imagined: float,
+    residuals: np.ndarray | list[float],
+    level: float = DEFAULT_LEVEL,
+    imagined_half: float = 0.0,
+) -> ReturnEstimate:
+    """The real return of a policy with no real episodes: its imagined return, corrected and widened by
+    how far the model's imagined returns fell from the real ones on held-out episodes of its data.
+
+    Split conformal prediction (Vovk et al., 2005; Lei et al., 2018): of the ``n`` residuals (real minus
+    imagined return of each held-out episode, its logged actions replayed in the model from its first
+    state), the ``⌊(n + 1)α/2⌋``-th smallest and ``⌈(n + 1)(1 − α/2)⌉``-th smallest bound the interval,
+    ``α = 1 − level``; the estimate is the imagined return plus the median residual. The imagined
+    return's own uncertainty (``imagined_half``, from the start states it was averaged over) is added to
+    the half-width in quadrature. Valid for a policy whose error in the model is like the held-out
+    episodes' (exchangeable with them); a policy that goes where the data never went can err more,
+    which the ranking's ``outside_fraction`` tells.
+
+    :raises ImaginariumError: too few residuals for ``level`` (:func:`conformal_needs`), values not
+        finite, or a level outside (0, 1).
+    """
+    values = np.sort(np.asarray(residuals, dtype=np.float64))
+    if not 0 < level < 1:
+        raise ImaginariumError(f"the interval level must be in (0, 1), got {level}")
+    if len(values) < conformal_needs(level) or not np.isfinite(values).all() or not np.isfinite(imagined):
+        raise ImaginariumError(
+            f"a {100 * level:g}% conformal interval needs at least {conformal_needs(level)} finite residuals "
+            f"of held-out episodes, got {len(values)}"
+        )
+    count, alpha = len(values), 1 - level
+    low = values[int(np.floor((count + 1) * alpha / 2 + _ROUNDING)) - 1]
+    high = values[int(np.ceil((count + 1) * (1 - alpha / 2) - _ROUNDING)) - 1]
+    half = (high - low) / 2
+    widened = float(np.hypot(half, imagined_half)) - half
+    return ReturnEstimate(
+        float(imagined + np.median(values)),
+        float(imagined + low - widened),
+        float(imagined + high + widened),
+        level,
+        "conformal",
+        0,
+        sources={"model error on held-out episodes": float(half), "imagined starts": float(imagined_half)},
+        held_out=count,
+    )

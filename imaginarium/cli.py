@@ -263,6 +263,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         group=args.group,
         rules=args.rules,
         level=args.level,
+        calibrate=args.calibrate,
         **given(args, "starts", "real_episodes", "seed", "members"),
     )
     seconds = time.perf_counter() - started  # Ray's start and stop included, where it ran on Ray
@@ -747,6 +748,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.9,
         help="level of the interval on each policy's real return, prediction-powered from the real "
         "episodes and the model together (with --real-episodes 2 or more)",
+    )
+    rank.add_argument(
+        "--calibrate",
+        metavar="episode|N",
+        help="give policies without real episodes an interval on their real return, calibrated on held-out "
+        "episodes of the model's data replayed in the model whole (episode) or in segments of N steps "
+        "(experimental: docs/studies.md says how far each covers)",
     )
     rank.add_argument(
         "--rules",

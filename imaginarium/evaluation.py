@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from imaginarium.dataset import Dataset
 from imaginarium.envs.imagined import check_actions, model_success_rule, success_source
 from imaginarium.envs.suite import INFO_SUCCESS_KEYS, Task
 from imaginarium.errors import ImaginariumError
@@ -416,6 +417,108 @@ def imagined_rollouts_lockstep(
             )
         )
     return results
+
+
+class _Replay:
+    """Episodes' logged actions played back as a policy: batch row ``r`` plays episode ``r % count``
+    (rows tile the episodes, one tile per ensemble member), its last action held past its end."""
+
+    def __init__(self, actions: np.ndarray) -> None:
+        self.actions = actions  # (episodes, steps, *action_shape)
+        self.step = 0
+
+    def reset(self, slots: np.ndarray) -> None:
+        self.step = 0
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        rows = np.arange(len(observations)) % len(self.actions)
+        chosen = self.actions[rows, min(self.step, self.actions.shape[1] - 1)]
+        self.step += 1
+        return chosen
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """Held-out episodes of a model's data replayed in the model (:func:`replay_held_out`)."""
+
+    #: each episode's real return over its first ``horizon`` steps
+    real: np.ndarray
+    #: the return the model imagined for the same actions from the same first state
+    imagined: np.ndarray
+
+    @property
+    def residuals(self) -> np.ndarray:
+        """Real minus imagined return, episode by episode."""
+        return self.real - self.imagined
+
+
+def replay_held_out(
+    model: WorldModel,
+    dataset: Dataset,
+    horizon: int,
+    seed: int = 0,
+    members: str = "each",
+    rules: bool = False,
+    episodes: int = 256,
+    segment: int | None = None,
+) -> Replayed | None:
+    """Replay held-out episodes of the model's data in the model: each from its first real state with
+    its logged actions, for ``horizon`` steps, imagined as a ranking imagines a policy (the same
+    ``members``, ``rules`` and seed), beside the return the real task gave those actions.
+
+    Episodes that ended before ``horizon`` without terminating (cut by the collection, not by the task)
+    are left out, as are episodes without actions. Held out means the validation episodes of the
+    model's own split when ``dataset`` is its training data (:func:`held_out_episodes`).
+
+    :returns: the replayed episodes (at most ``episodes`` of them), or None for a model of frames or
+        when no episode qualifies.
+    """
+    from imaginarium.models.evaluate import held_out_episodes
+
+    if model.observes_pixels:
+        return None
+    held, _ = held_out_episodes(model, dataset)
+    lengths = held.episode_lengths
+    firsts, lasts = held.episode_starts[:-1], held.episode_starts[1:] - 1
+    usable = (lengths >= horizon) | held.terminated[lasts]
+    usable &= ~held.episode_action_free()
+    chosen = np.flatnonzero(usable)[:episodes]
+    if len(chosen) == 0:
+        return None
+    if segment is None or segment >= horizon:
+        steps = int(min(horizon, lengths[chosen].max()))
+        actions = np.stack(
+            [held.actions[np.minimum(np.arange(firsts[e], firsts[e] + steps), lasts[e])] for e in chosen]
+        )
+        real = np.array(
+            [held.rewards[firsts[e] : firsts[e] + min(horizon, lengths[e])].sum() for e in chosen]
+        )
+        starts = model.inputs(held, firsts[chosen])
+        owners = np.arange(len(chosen))
+        rolled = horizon
+    else:  # whole segments from each real state along the episode, summed
+        covered = np.minimum(horizon, lengths[chosen]) // segment * segment
+        keep = covered > 0
+        chosen, covered = chosen[keep], covered[keep]
+        if len(chosen) == 0:
+            return None
+        rows = np.concatenate(
+            [firsts[e] + np.arange(0, n, segment) for e, n in zip(chosen, covered, strict=True)]
+        )
+        owners = np.concatenate([np.full(n // segment, i) for i, n in enumerate(covered)])
+        actions = held.actions[rows[:, None] + np.arange(segment)]
+        real = np.array(
+            [held.rewards[firsts[e] : firsts[e] + n].sum() for e, n in zip(chosen, covered, strict=True)]
+        )
+        starts = model.inputs(held, rows)
+        rolled = segment
+    (imagined,) = imagined_rollouts_lockstep(
+        model, [_Replay(actions)], np.asarray(starts), rolled, seed=seed, members=members, rules=rules
+    )
+    if isinstance(imagined, Exception):
+        raise imagined
+    summed = np.bincount(owners, weights=np.asarray(imagined.per_start), minlength=len(chosen))
+    return Replayed(real=real.astype(np.float64), imagined=summed)
 
 
 def task_rules(model: WorldModel) -> tuple[Any, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from imaginarium.allocator import keep_freed_memory
-from imaginarium.calibration import DEFAULT_LEVEL, prediction_powered, real_only
+from imaginarium.calibration import DEFAULT_LEVEL, conformal, prediction_powered, real_only
 from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError
 from imaginarium.evaluation import Interval, imagined_rollouts_lockstep, real_rollouts
@@ -179,6 +179,11 @@ class RankSettings:
     level: float = DEFAULT_LEVEL
     #: independently trained models every policy was imagined in (``model`` names the first)
     models: int = 1
+    #: how held-out episodes of the model's data were replayed to calibrate ``predicted_real_return``
+    #: where a policy has no real episodes (``episode`` or a segment's steps; None: not calibrated),
+    #: and how many were
+    calibrate: str | None = None
+    held_out_episodes: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``settings`` of ``ranking.json``."""
@@ -461,6 +466,25 @@ def combine_models(
                 "ci_high": float(high),
             }
     return combined
+
+
+def add_conformal_estimates(
+    entries: list[PolicyEntry], residuals: np.ndarray, level: float = DEFAULT_LEVEL
+) -> None:
+    """Set ``predicted_real_return`` of each imagined policy that has none (no real episodes) to the
+    conformal estimate (:func:`imaginarium.calibration.conformal`) from ``residuals``, the real minus
+    imagined returns of held-out episodes replayed in the model(s). Nothing when there are too few."""
+    for entry in entries:
+        if entry.error is not None or entry.predicted_real_return is not None:
+            continue
+        imagined = entry.imagined_return
+        try:
+            estimate = conformal(
+                imagined["mean"], residuals, level, (imagined["ci_high"] - imagined["ci_low"]) / 2
+            )
+        except ImaginariumError:  # too few held-out episodes, or returns not finite
+            return
+        entry.predicted_real_return = estimate.to_json()
 
 
 def _mean_of(values: list[float | None]) -> float | None:

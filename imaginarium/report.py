@@ -214,18 +214,35 @@ def _notes(result: RankingResult, success_auc: float | None = None) -> list[str]
             f"{_percent(result.top_confidence)}. This is the ranking's sensitivity to the model's own "
             "randomness, not its distance from the real task."
         )
-    predicted = [entry for entry in result.ranked if entry.predicted_real_return is not None]
-    if predicted:
-        level = predicted[0].predicted_real_return["level"]
+    powered = [entry for entry in result.ranked if (entry.predicted_real_return or {}).get("method") == "ppi"]
+    if powered:
+        level = powered[0].predicted_real_return["level"]
         shown = "; ".join(
             f"{entry.name} {_estimate(entry.predicted_real_return)} (real episodes alone "
-            f"{_estimate(entry.real_interval)})"
-            for entry in predicted
+            f"{_estimate(entry.real_interval)}, mostly {entry.predicted_real_return.get('dominant')})"
+            for entry in powered
         )
         notes.append(
             f"Real return predicted from the real episodes and the model together, {100 * level:g}% "
             f"intervals (prediction-powered: unbiased however biased the model, narrower where its returns "
             f"track the real ones from the same starts): {shown}."
+        )
+    calibrated = [
+        entry for entry in result.ranked if (entry.predicted_real_return or {}).get("method") == "conformal"
+    ]
+    if calibrated:
+        first = calibrated[0].predicted_real_return
+        shown = "; ".join(
+            f"{entry.name} {_estimate(entry.predicted_real_return)}, mostly "
+            f"{entry.predicted_real_return['dominant']}"
+            for entry in calibrated
+        )
+        notes.append(
+            f"Real return predicted without real episodes, {100 * first['level']:g}% intervals calibrated on "
+            f"{first['held_out']} held-out episodes of the model's data (their logged actions replayed in the "
+            "model from their first states; split conformal on the real minus imagined returns): "
+            f"{shown}. They hold for policies that err in the model as the data's own episodes do; a policy "
+            "that goes where the data never went (see 'outside') can err more."
         )
     success = _success_note(result, success_auc)
     if success is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imaginarium.calibration import prediction_powered, real_only
+from imaginarium.calibration import conformal, conformal_needs, prediction_powered, real_only
 from imaginarium.errors import ImaginariumError
 
 
@@ -51,3 +51,29 @@ def test_bad_inputs_are_refused_by_name() -> None:
         real_only([1.0, 2.0], level=1.5)
     with pytest.raises(ImaginariumError, match="finite"):
         prediction_powered([1.0, 2.0], [1.0, np.nan], [1.0, 2.0])
+
+
+def test_conformal_intervals_cover_a_new_episode_as_often_as_their_level_says() -> None:
+    rng = np.random.default_rng(2)
+    covered = []
+    for _ in range(4000):
+        # the model is 40 too low and off by episode: the residuals say so, and a new episode is like them
+        residuals = 40 + rng.standard_t(3, size=25) * 10
+        fresh = 40 + rng.standard_t(3) * 10
+        estimate = conformal(100.0, residuals, level=0.9)
+        covered.append(estimate.low <= 100.0 + fresh <= estimate.high)
+    assert 0.89 <= np.mean(covered) <= 0.95  # split conformal: at least the level, at most a little over
+    assert estimate.mean == pytest.approx(100 + np.median(residuals))
+    assert estimate.method == "conformal" and estimate.held_out == 25
+    assert estimate.dominant == "model error on held-out episodes"
+
+
+def test_conformal_needs_enough_residuals_and_widens_by_the_imagined_returns_own_noise() -> None:
+    assert conformal_needs(0.9) == 19 and conformal_needs(0.8) == 9
+    with pytest.raises(ImaginariumError, match="at least 19"):
+        conformal(0.0, np.zeros(18), level=0.9)
+    tight = conformal(0.0, np.arange(19.0), level=0.9)
+    assert (tight.low, tight.high) == (0.0, 18.0)  # the smallest and largest of 19
+    wide = conformal(0.0, np.arange(19.0), level=0.9, imagined_half=12.0)
+    assert wide.high - wide.low == pytest.approx(2 * np.hypot(9.0, 12.0))
+    assert wide.dominant == "imagined starts"

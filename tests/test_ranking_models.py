@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 
 from imaginarium.cli import main
+from imaginarium.collect import collect
+from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError, ModelError
+from imaginarium.evaluation import real_rollouts
 from imaginarium.models import load_world_model, model_folders
+from imaginarium.policy import load_policy
 from imaginarium.ranking import PolicyEntry, assemble, combine_models, order_confidence, resampled_means
+from imaginarium.report import markdown_report
 from imaginarium.run.rank import rank_policies
 
 
@@ -121,3 +126,30 @@ def test_train_seeds_writes_one_model_per_seed_and_rank_uses_them_all(
     assert [entry.imagined_return for entry in listed.ranked] == [
         row["imagined_return"] for row in written["policies"]
     ]
+
+
+def test_a_policy_without_real_episodes_gets_an_interval_calibrated_on_held_out_episodes(
+    pendulum_model: Path, tmp_path: Path
+) -> None:
+    task = get_task("pendulum", max_episode_steps=50)
+    data = tmp_path / "random"
+    collect(task, data, episodes=24, seed=11, num_envs=4, progress=False)
+    settings = {"starts": 16, "dataset": data, "workers": 0, "progress": False}
+    assert rank_policies(pendulum_model, ["random"], **settings).ranked[0].predicted_real_return is None
+    result = rank_policies(pendulum_model, ["random"], calibrate="episode", **settings)
+    (entry,) = result.ranked
+    predicted = entry.predicted_real_return
+    assert (
+        predicted["method"] == "conformal"
+        and predicted["held_out"] == 24 == result.settings.held_out_episodes
+    )
+    # the random policy is the one that logged the held-out episodes: its real mean lies in its interval
+    policy = load_policy("random", task.observation_space, task.action_space, seed=5)
+    real = real_rollouts(task, policy, 40, seed=100).return_["mean"]
+    assert predicted["low"] <= real <= predicted["high"]
+    assert predicted["dominant"] in predicted["sources"]
+    assert "calibrated on 24 held-out episodes" in markdown_report(result)
+    segments = rank_policies(pendulum_model, ["random"], calibrate="10", **settings).ranked[0]
+    assert segments.predicted_real_return["held_out"] == 24 and segments.predicted_real_return != predicted
+    with pytest.raises(ImaginariumError, match="calibrate must be"):
+        rank_policies(pendulum_model, ["random"], calibrate="whole", **settings)

@@ -26,17 +26,19 @@ import torch
 
 from imaginarium.agents.dreamer import STATE_FILE
 from imaginarium.calibration import DEFAULT_LEVEL
+from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError
-from imaginarium.evaluation import KnownStates, check_members, start_states
+from imaginarium.evaluation import KnownStates, check_members, replay_held_out, start_states
 from imaginarium.models import load_world_model, model_folders
-from imaginarium.models.starts import model_starts
+from imaginarium.models.starts import card_dataset_path, model_starts
 from imaginarium.policy import split_spec
 from imaginarium.progress import Progress, tracking
 from imaginarium.ranking import (
     PolicyEntry,
     RankingResult,
     RankSettings,
+    add_conformal_estimates,
     assemble,
     combine_models,
     evaluate_group,
@@ -84,6 +86,7 @@ def rank_policies(
     group: int | None = None,
     rules: bool = False,
     level: float = DEFAULT_LEVEL,
+    calibrate: str | None = None,
 ) -> RankingResult:
     """Rank ``policies`` by their imagined return in ``model``: a model folder or object, a folder of
     models trained one per seed (``train --seeds``), or a list of them. With several models every policy
@@ -104,6 +107,11 @@ def rank_policies(
         ``"one"`` once, a member drawn each step: a ``1/members`` of the work, for screening.
     :param rules: the task's own termination and reward rules judge the imagined states where they are
         known (``imaginarium.rewards``), in place of the model's continue and reward heads.
+    :param calibrate: give policies without real episodes a conformal interval on their real return
+        (``predicted_real_return``), calibrated on held-out episodes of the model's data (``dataset``,
+        else the one its card names) replayed in the model: ``"episode"`` whole, or ``"N"`` in
+        segments of N steps from each real state (:func:`imaginarium.calibration.conformal`). Off by
+        default: ``experiments/trust_study.py`` measures how far each choice covers.
     :param group: policies imagined together in lockstep, one model call per step for all of them
         (each still meets the noise it would alone); default the policies spread evenly over the
         workers, at most :data:`MAX_GROUP` together.
@@ -116,6 +124,7 @@ def rank_policies(
     if starts < 1 or real_episodes < 1:
         raise ImaginariumError(f"starts and real episodes must be positive, got {starts} and {real_episodes}")
     check_members(members)
+    segment = _calibration_segment(calibrate)
     if not 0 < level < 1:
         raise ImaginariumError(f"level must be in (0, 1), got {level}")
     if group is not None and group < 1:
@@ -155,6 +164,10 @@ def rank_policies(
         groups = _groups([_policy_cost(source) for source in sources], group, workers)
         per_model: list[list[PolicyEntry]] = []
         threshold = None
+        # the policies without real episodes get an interval calibrated on the data's held-out episodes
+        calibrating = calibrate is not None and (real is None or real_episodes < 2)
+        held_out = _held_out_data(world_model, dataset) if calibrating else None
+        residuals: list[np.ndarray] = []
         for number, source in enumerate(sources_of_models):
             if number:
                 world_model = _loaded(source, like=world_model)
@@ -196,12 +209,22 @@ def rank_policies(
                     members, retries, progress, rules, label,
                 )  # fmt: skip
             per_model.append(entries)
+            if held_out is not None:
+                replayed = replay_held_out(
+                    world_model, held_out, horizon, seed, members, rules, segment=segment
+                )
+                if replayed is not None:
+                    residuals.append(replayed.residuals)
     finally:
         if started_here:
             import ray
 
             ray.shutdown()
-    result = assemble(combine_models(per_model, level, seed), threshold, seed)
+    combined = combine_models(per_model, level, seed)
+    pooled = np.concatenate(residuals) if residuals else None
+    if pooled is not None:
+        add_conformal_estimates(combined, pooled, level)
+    result = assemble(combined, threshold, seed)
     result.settings = RankSettings(
         starts=starts,
         horizon=horizon,
@@ -219,8 +242,36 @@ def rank_policies(
         model=str(sources_of_models[0]) if isinstance(sources_of_models[0], str | Path) else None,
         task=card.get("task"),
         models=len(sources_of_models),
+        calibrate=None if calibrate is None else str(calibrate),
+        held_out_episodes=None if pooled is None else len(pooled),
     )
     return result
+
+
+def _calibration_segment(calibrate: str | None) -> int | None:
+    """The segment length a ``calibrate`` setting replays held-out episodes in (None: whole episodes).
+
+    :raises ImaginariumError: a setting that is neither ``episode`` nor a positive number of steps.
+    """
+    if calibrate is None or calibrate == "episode":
+        return None
+    if not str(calibrate).isdigit() or int(calibrate) < 1:
+        raise ImaginariumError(
+            f"calibrate must be 'episode' or a positive number of steps, got {calibrate!r}"
+        )
+    return int(calibrate)
+
+
+def _held_out_data(model: Any, dataset: str | Path | None) -> Dataset | None:
+    """The data whose held-out episodes calibrate a ranking's intervals: ``dataset`` when given, else the
+    one the model's card names; None when it cannot be read (a ranking needs only the kept starts)."""
+    path = dataset if dataset is not None else card_dataset_path(model)
+    if path is None or model.observes_pixels:
+        return None
+    try:
+        return load_dataset(path)
+    except ImaginariumError:
+        return None
 
 
 def _model_list(model: Any) -> list[Any]:
