@@ -4,12 +4,16 @@ many real episodes it takes to be as sure as 20 real episodes alone.
 For each task, dataset and zoo (:mod:`zoo`: checkpoints and the graded ladder), every policy runs a pool
 of real episodes (``--pool``, seeds 5000–); their mean is the policy's real value. The model trained on
 the dataset (:func:`ranking_study.model_on`) imagines the policy from each pool episode's own start
-state and from the ranking's ``--starts`` real start states, as ``rank --real-episodes M`` does. Then,
-``--draws`` times for each ``M`` of ``--episodes``, ``M`` pool episodes are drawn and both intervals at
-``--level`` are set from them (:mod:`imaginarium.calibration`): the prediction-powered one and Student's
-over the real episodes alone. Reported per zoo and pooled over zoos: coverage (the share of intervals
-holding the real value), mean width as a share of the zoo's real range, and the fewest real episodes at
-which the prediction-powered width is no more than the real-only width with 20 episodes.
+state and from ``--start-pool`` of the data's start states. Then, ``--draws`` times for each ``M`` of
+``--episodes``, ``M`` pool episodes and a ranking's ``--starts`` start states are drawn, and both
+intervals at ``--level`` are set from them (:mod:`imaginarium.calibration`), as ``rank --real-episodes
+M`` sets them: the prediction-powered one and Student's over the real episodes alone. (Every policy of
+a ranking shares its starts, so with one fixed draw of them the policies' errors move together and a
+zoo's coverage is that of one draw; drawing them anew each time measures the method.) Reported per zoo
+and pooled over zoos: coverage (the share of intervals holding the real value), mean width as a share
+of the zoo's real range, and the fewest real episodes at which the prediction-powered width is no more
+than the real-only width with 20 episodes. Beside them, ``--calibrations``: the conformal intervals
+that policies without real episodes get (``rank --calibrate``), their coverage and width.
 
     python experiments/trust_study.py --datasets pendulum/mixed,cartpole/mixed --zoos checkpoints,graded
 """
@@ -55,7 +59,9 @@ class Config:
     #: real episodes drawn for each interval
     episodes: str = "2,3,5,10,20"
     draws: int = 500
+    #: a ranking's start states: each draw takes so many of ``start_pool`` imagined ones
     starts: int = 64
+    start_pool: int = 256
     level: float = 0.9
     #: world-model training steps for a dataset other than ``mixed``
     model_steps: int = 20_000
@@ -63,6 +69,8 @@ class Config:
     #: data replayed whole (``episode``) or in segments of so many steps from each real state
     #: (:func:`imaginarium.evaluation.replay_held_out`), each giving a conformal interval
     calibrations: str = "episode,50,25,10"
+    #: the task's own termination and reward rules judge the imagined states where known (``rank --rules``)
+    rules: bool = False
     seed: int = 0
     #: each zoo's real pools and imagined returns, kept here and reused (empty: not kept)
     cache: str = "experiments/results/trust"
@@ -74,6 +82,7 @@ class Config:
         "episodes": "2,3",
         "draws": 5,
         "starts": 2,
+        "start_pool": 3,
         "model_steps": 20,
         "calibrations": "episode,5",
         "cache": "",
@@ -81,14 +90,17 @@ class Config:
 
 
 def policy_draws(task_name: str, model: Any, spec: str, config: Config) -> dict[str, np.ndarray]:
-    """One policy's real pool and the model's returns from the pool's starts and from the ranking's."""
+    """One policy's real pool, and the model's returns from the pool's starts and from ``start_pool`` of
+    the data's starts (each draw takes a ranking's ``starts`` of them)."""
     task = get_task(task_name)
     policy = load_policy(spec, task.observation_space, task.action_space, seed=config.seed)
     real = real_rollouts(task, policy, config.pool, seed=5000)
     horizon = int(model.card.get("max_episode_steps") or 1000)
-    at_starts = imagined_rollouts(model, policy, real.starts.astype(np.float32), horizon, seed=config.seed)
-    starts = start_states(model.starts.inputs, config.starts, config.seed)
-    imagined = imagined_rollouts(model, policy, starts, horizon, seed=config.seed)
+    at_starts = imagined_rollouts(
+        model, policy, real.starts.astype(np.float32), horizon, seed=config.seed, rules=config.rules
+    )
+    starts = start_states(model.starts.inputs, config.start_pool, config.seed)
+    imagined = imagined_rollouts(model, policy, starts, horizon, seed=config.seed, rules=config.rules)
     return {
         "real": np.asarray(real.per_episode),
         "at_starts": np.asarray(at_starts.per_start),
@@ -97,14 +109,17 @@ def policy_draws(task_name: str, model: Any, spec: str, config: Config) -> dict[
 
 
 def intervals(draws: dict[str, np.ndarray], count: int, config: Config, rng: np.random.Generator) -> dict:
-    """Coverage and mean width of both intervals over ``config.draws`` draws of ``count`` pool episodes."""
+    """Coverage and mean width of both intervals over ``config.draws`` draws of ``count`` pool episodes
+    and, as each ranking draws its own, of the ranking's start states."""
     value = float(draws["real"].mean())
     found: dict[str, list[tuple[bool, float]]] = {"ppi": [], "real": []}
+    pooled = draws["imagined"]
     for _ in range(config.draws):
         rows = rng.choice(len(draws["real"]), size=count, replace=False)
         real = draws["real"][rows]
+        imagined = pooled[rng.choice(len(pooled), size=min(config.starts, len(pooled)), replace=False)]
         for name, estimate in (
-            ("ppi", prediction_powered(real, draws["at_starts"][rows], draws["imagined"], config.level)),
+            ("ppi", prediction_powered(real, draws["at_starts"][rows], imagined, config.level)),
             ("real", real_only(real, config.level)),
         ):
             found[name].append((estimate.low <= value <= estimate.high, estimate.width))
@@ -120,7 +135,8 @@ def intervals(draws: dict[str, np.ndarray], count: int, config: Config, rng: np.
 def zoo_draws(task: str, data: str, zoo: str, model: Any, config: Config) -> dict[str, dict[str, np.ndarray]]:
     """:func:`policy_draws` of every policy of the zoo, kept in ``config.cache`` and reused."""
     path = (
-        Path(config.cache) / f"{task}_{data}_{zoo}_{config.pool}_{config.starts}.npz"
+        Path(config.cache)
+        / f"{task}_{data}_{zoo}_{config.pool}_{config.start_pool}{'_rules' if config.rules else ''}.npz"
         if config.cache
         else None
     )
@@ -154,7 +170,7 @@ def calibrated(
     found: dict[str, Any] = {}
     for name in filter(None, config.calibrations.split(",")):
         segment = None if name == "episode" else int(name)
-        replayed = replay_held_out(model, dataset, horizon, config.seed, segment=segment)
+        replayed = replay_held_out(model, dataset, horizon, config.seed, rules=config.rules, segment=segment)
         hits, widths, missed = [], [], []
         for spec, draws in policies.items():
             imagined = bootstrap_interval(draws["imagined"], config.seed)
