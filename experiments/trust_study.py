@@ -30,20 +30,12 @@ from ranking_study import Config as RankingConfig
 from ranking_study import model_on
 from zoo import zoo_specs
 
-from imaginarium.calibration import conformal, prediction_powered, real_only
-from imaginarium.dataset import load_dataset
+from imaginarium.calibration import prediction_powered, real_only
 from imaginarium.envs.suite import get_task
-from imaginarium.errors import ImaginariumError
-from imaginarium.evaluation import (
-    bootstrap_interval,
-    imagined_rollouts,
-    real_rollouts,
-    replay_held_out,
-    start_states,
-)
+from imaginarium.evaluation import imagined_rollouts, real_rollouts, start_states
 from imaginarium.models import load_world_model
-from imaginarium.models.starts import card_dataset_path
 from imaginarium.policy import load_policy
+from imaginarium.run.rank import rank_policies
 
 #: the real-only interval with this many episodes is the width prediction-powered evaluation must reach
 REFERENCE_EPISODES = 20
@@ -65,10 +57,10 @@ class Config:
     level: float = 0.9
     #: world-model training steps for a dataset other than ``mixed``
     model_steps: int = 20_000
-    #: the calibrations measured for policies without real episodes: held-out episodes of the model's
-    #: data replayed whole (``episode``) or in segments of so many steps from each real state
-    #: (:func:`imaginarium.evaluation.replay_held_out`), each giving a conformal interval
-    calibrations: str = "episode,50,25,10"
+    #: the calibrations measured for policies without real episodes, as ``rank --calibrate`` takes them:
+    #: held-out episodes of the model's data replayed whole (``episode``) or in segments of so many
+    #: steps, blended toward the whole episodes by each policy's share of states outside the data
+    calibrations: str = "episode,10"
     #: the task's own termination and reward rules judge the imagined states where known (``rank --rules``)
     rules: bool = False
     seed: int = 0
@@ -161,40 +153,27 @@ def zoo_draws(task: str, data: str, zoo: str, model: Any, config: Config) -> dic
 
 
 def calibrated(
-    policies: dict[str, dict[str, np.ndarray]], model: Any, scale: float, config: Config
+    policies: dict[str, dict[str, np.ndarray]], folder: Path, scale: float, config: Config
 ) -> dict[str, Any]:
-    """For each calibration of ``config.calibrations``: the conformal interval of every policy from its
-    imagined return alone, its coverage of the real value and mean width as a share of the zoo's range."""
-    dataset = load_dataset(card_dataset_path(model))
-    horizon = int(model.card.get("max_episode_steps") or 1000)
+    """For each calibration of ``config.calibrations``: the zoo ranked as ``rank --calibrate`` ranks it,
+    each policy's interval from its imagined return alone, its coverage of the real value and mean
+    width as a share of the zoo's range."""
     found: dict[str, Any] = {}
     for name in filter(None, config.calibrations.split(",")):
-        segment = None if name == "episode" else int(name)
-        replayed = replay_held_out(model, dataset, horizon, config.seed, rules=config.rules, segment=segment)
-        hits, widths, missed = [], [], []
-        for spec, draws in policies.items():
-            imagined = bootstrap_interval(draws["imagined"], config.seed)
-            try:
-                estimate = conformal(
-                    imagined["mean"],
-                    replayed.residuals,
-                    config.level,
-                    (imagined["ci_high"] - imagined["ci_low"]) / 2,
-                )
-            except ImaginariumError:  # too few held-out episodes (a smoke run's data)
-                break
-            hit = estimate.low <= float(draws["real"].mean()) <= estimate.high
-            hits.append(hit)
-            widths.append(estimate.width / scale)
-            if not hit:
-                missed.append(Path(spec).stem)
-        if hits:
-            found[name] = {
-                "coverage": float(np.mean(hits)),
-                "width": float(np.mean(widths)),
-                "held_out": len(replayed.residuals),
-                "missed": missed,
-            }
+        result = rank_policies(
+            folder, list(policies), starts=config.starts, seed=config.seed, workers=0, progress=False,
+            rules=config.rules, level=config.level, calibrate=name,
+        )  # fmt: skip
+        rows = [(entry, entry.predicted_real_return) for entry in result.ranked]
+        if not rows or any(estimate is None for _, estimate in rows):
+            continue  # too few held-out episodes (a smoke run's data)
+        hits = [e["low"] <= float(policies[entry.path]["real"].mean()) <= e["high"] for entry, e in rows]
+        found[name] = {
+            "coverage": float(np.mean(hits)),
+            "width": float(np.mean([(e["high"] - e["low"]) / scale for _, e in rows])),
+            "held_out": rows[0][1]["held_out"],
+            "missed": [entry.name for (entry, _), hit in zip(rows, hits, strict=True) if not hit],
+        }
     return found
 
 
@@ -227,7 +206,7 @@ def study(task: str, data: str, zoo: str, config: Config) -> dict[str, Any]:
         np.corrcoef(d["real"], d["at_starts"])[0, 1] for d in policies.values() if d["real"].std() > 0
     ]
     result["mean_start_correlation"] = float(np.nanmean(correlation)) if correlation else None
-    result["conformal"] = calibrated(policies, model, scale, config)
+    result["conformal"] = calibrated(policies, folder, scale, config)
     print(f"{task}/{data}/{zoo}: {result}", flush=True)
     return result
 

@@ -196,3 +196,45 @@ def conformal(
         sources={"model error on held-out episodes": float(half), "imagined starts": float(imagined_half)},
         held_out=count,
     )
+
+
+def conformal_off_data(
+    imagined: float,
+    segment_residuals: np.ndarray | list[float],
+    episode_residuals: np.ndarray | list[float],
+    outside: float,
+    level: float = DEFAULT_LEVEL,
+    imagined_half: float = 0.0,
+) -> ReturnEstimate:
+    """A conformal estimate for a policy that leaves the data a share ``outside`` of the time.
+
+    Held-out episodes replayed in short segments, each from its real state, measure the model's error
+    where it has data (its reward and short-range dynamics); replayed whole, they also measure the
+    compounding error of long imagined stretches. A policy whose imagined states stay in the data is
+    held to the first; one that leaves it, to the second in proportion: both ends of the interval and
+    the estimate move from the segments' :func:`conformal` estimate toward the whole episodes' by
+    ``outside`` (in [0, 1]).
+
+    :raises ImaginariumError: as :func:`conformal`, for either set of residuals.
+    """
+    near = conformal(imagined, segment_residuals, level, imagined_half)
+    far = conformal(imagined, episode_residuals, level, imagined_half)
+    share = float(np.clip(outside, 0.0, 1.0))
+
+    def blend(first: float, second: float) -> float:
+        return (1 - share) * first + share * second
+
+    return ReturnEstimate(
+        blend(near.mean, far.mean),
+        blend(near.low, far.low),
+        blend(near.high, far.high),
+        level,
+        "conformal",
+        0,
+        sources={
+            "model error in the data": (1 - share) * near.sources["model error on held-out episodes"],
+            "model error off the data": share * far.sources["model error on held-out episodes"],
+            "imagined starts": imagined_half,
+        },
+        held_out=min(near.held_out, far.held_out),
+    )

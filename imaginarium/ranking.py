@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from imaginarium.allocator import keep_freed_memory
-from imaginarium.calibration import DEFAULT_LEVEL, conformal, prediction_powered, real_only
+from imaginarium.calibration import (
+    DEFAULT_LEVEL,
+    conformal,
+    conformal_off_data,
+    prediction_powered,
+    real_only,
+)
 from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError
 from imaginarium.evaluation import Interval, imagined_rollouts_lockstep, real_rollouts
@@ -469,19 +475,28 @@ def combine_models(
 
 
 def add_conformal_estimates(
-    entries: list[PolicyEntry], residuals: np.ndarray, level: float = DEFAULT_LEVEL
+    entries: list[PolicyEntry],
+    residuals: np.ndarray,
+    level: float = DEFAULT_LEVEL,
+    whole: np.ndarray | None = None,
 ) -> None:
-    """Set ``predicted_real_return`` of each imagined policy that has none (no real episodes) to the
-    conformal estimate (:func:`imaginarium.calibration.conformal`) from ``residuals``, the real minus
-    imagined returns of held-out episodes replayed in the model(s). Nothing when there are too few."""
+    """Set ``predicted_real_return`` of each imagined policy that has none (no real episodes) to a
+    conformal estimate from ``residuals``, the real minus imagined returns of held-out episodes replayed
+    in the model(s) (:func:`imaginarium.calibration.conformal`). With ``whole``, the residuals of the
+    same episodes replayed whole, ``residuals`` are taken as the segments' and each policy's interval
+    moves toward the whole episodes' by its share of states outside the data
+    (:func:`imaginarium.calibration.conformal_off_data`). Nothing when there are too few."""
     for entry in entries:
         if entry.error is not None or entry.predicted_real_return is not None:
             continue
         imagined = entry.imagined_return
+        half = (imagined["ci_high"] - imagined["ci_low"]) / 2
         try:
-            estimate = conformal(
-                imagined["mean"], residuals, level, (imagined["ci_high"] - imagined["ci_low"]) / 2
-            )
+            if whole is None:
+                estimate = conformal(imagined["mean"], residuals, level, half)
+            else:
+                outside = entry.outside_fraction or 0.0
+                estimate = conformal_off_data(imagined["mean"], residuals, whole, outside, level, half)
         except ImaginariumError:  # too few held-out episodes, or returns not finite
             return
         entry.predicted_real_return = estimate.to_json()

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imaginarium.calibration import conformal, conformal_needs, prediction_powered, real_only
+from imaginarium.calibration import (
+    conformal,
+    conformal_needs,
+    conformal_off_data,
+    prediction_powered,
+    real_only,
+)
 from imaginarium.errors import ImaginariumError
 
 
@@ -77,3 +83,15 @@ def test_conformal_needs_enough_residuals_and_widens_by_the_imagined_returns_own
     wide = conformal(0.0, np.arange(19.0), level=0.9, imagined_half=12.0)
     assert wide.high - wide.low == pytest.approx(2 * np.hypot(9.0, 12.0))
     assert wide.dominant == "imagined starts"
+
+
+def test_a_policy_off_the_data_is_held_to_the_whole_episodes_error() -> None:
+    rng = np.random.default_rng(3)
+    segments, whole = rng.normal(0, 1, size=40), rng.normal(-50, 30, size=40)
+    inside = conformal_off_data(100.0, segments, whole, outside=0.0)
+    outside = conformal_off_data(100.0, segments, whole, outside=1.0)
+    halfway = conformal_off_data(100.0, segments, whole, outside=0.5)
+    assert (inside.low, inside.high) == (conformal(100.0, segments).low, conformal(100.0, segments).high)
+    assert (outside.low, outside.high) == (conformal(100.0, whole).low, conformal(100.0, whole).high)
+    assert halfway.low == pytest.approx((inside.low + outside.low) / 2)
+    assert inside.dominant == "model error in the data" and outside.dominant == "model error off the data"

@@ -109,9 +109,11 @@ def rank_policies(
         known (``imaginarium.rewards``), in place of the model's continue and reward heads.
     :param calibrate: give policies without real episodes a conformal interval on their real return
         (``predicted_real_return``), calibrated on held-out episodes of the model's data (``dataset``,
-        else the one its card names) replayed in the model: ``"episode"`` whole, or ``"N"`` in
-        segments of N steps from each real state (:func:`imaginarium.calibration.conformal`). Off by
-        default: ``experiments/trust_study.py`` measures how far each choice covers.
+        else the one its card names) replayed in the model: ``"episode"`` whole
+        (:func:`imaginarium.calibration.conformal`), or ``"N"`` in segments of N steps from each real
+        state, each policy's interval moved toward the whole episodes' by its share of states outside
+        the data (:func:`imaginarium.calibration.conformal_off_data`). Off by default:
+        ``experiments/trust_study.py`` measures how far each choice covers.
     :param group: policies imagined together in lockstep, one model call per step for all of them
         (each still meets the noise it would alone); default the policies spread evenly over the
         workers, at most :data:`MAX_GROUP` together.
@@ -168,6 +170,7 @@ def rank_policies(
         calibrating = calibrate is not None and (real is None or real_episodes < 2)
         held_out = _held_out_data(world_model, dataset) if calibrating else None
         residuals: list[np.ndarray] = []
+        whole_residuals: list[np.ndarray] = []
         for number, source in enumerate(sources_of_models):
             if number:
                 world_model = _loaded(source, like=world_model)
@@ -213,8 +216,13 @@ def rank_policies(
                 replayed = replay_held_out(
                     world_model, held_out, horizon, seed, members, rules, segment=segment
                 )
-                if replayed is not None:
+                whole = None
+                if segment is not None:  # and whole, for the policies that leave the data
+                    whole = replay_held_out(world_model, held_out, horizon, seed, members, rules)
+                if replayed is not None and (segment is None or whole is not None):
                     residuals.append(replayed.residuals)
+                    if whole is not None:
+                        whole_residuals.append(whole.residuals)
     finally:
         if started_here:
             import ray
@@ -223,7 +231,8 @@ def rank_policies(
     combined = combine_models(per_model, level, seed)
     pooled = np.concatenate(residuals) if residuals else None
     if pooled is not None:
-        add_conformal_estimates(combined, pooled, level)
+        whole = np.concatenate(whole_residuals) if whole_residuals else None
+        add_conformal_estimates(combined, pooled, level, whole)
     result = assemble(combined, threshold, seed)
     result.settings = RankSettings(
         starts=starts,
