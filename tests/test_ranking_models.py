@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,18 @@ def test_a_policy_without_real_episodes_gets_an_interval_calibrated_on_held_out_
     assert segments.predicted_real_return["held_out"] == 24 and segments.predicted_real_return != predicted
     with pytest.raises(ImaginariumError, match="calibrate must be"):
         rank_policies(pendulum_model, ["random"], calibrate="whole", **settings)
+
+
+def test_calibrating_a_model_whose_data_is_gone_says_what_to_give(
+    pendulum_model: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(pendulum_model, copy)
+    card = json.loads((copy / "model_card.json").read_text())
+    card["dataset"]["path"] = str(tmp_path / "moved")
+    (copy / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ImaginariumError, match="does not exist|not found|no dataset"):
+        rank_policies(copy, ["random"], starts=2, workers=0, progress=False, calibrate="10")
+    assert rank_policies(
+        copy, ["random"], starts=2, workers=0, progress=False
+    ).ranked  # ranking needs only its starts

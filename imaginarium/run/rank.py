@@ -152,6 +152,14 @@ def rank_policies(
         real = {"env": real_env, "episodes": real_episodes, "level": level}
         if world_model.observes_pixels:  # the policies see frames: the real env's own, as collected
             real["pixels"] = world_model.input_space.shape[0]
+    calibrating = calibrate is not None and (real is None or real_episodes < 2)
+    if calibrating and (world_model.observes_pixels or (dataset or card_dataset_path(world_model)) is None):
+        raise ImaginariumError(
+            "calibrate replays held-out episodes of the model's data: a model that sees states, and its "
+            "dataset (the card names none; give dataset=, --data)"
+        )
+    # the policies without real episodes get an interval calibrated on the data's held-out episodes
+    held_out = _held_out_data(world_model, dataset) if calibrating else None
     steps = len(policies) * starts * horizon * len(sources_of_models)
     if workers is None and _in_process_pays(address, policies, steps, world_model, members, real):
         workers = 0
@@ -166,9 +174,6 @@ def rank_policies(
         groups = _groups([_policy_cost(source) for source in sources], group, workers)
         per_model: list[list[PolicyEntry]] = []
         threshold = None
-        # the policies without real episodes get an interval calibrated on the data's held-out episodes
-        calibrating = calibrate is not None and (real is None or real_episodes < 2)
-        held_out = _held_out_data(world_model, dataset) if calibrating else None
         residuals: list[np.ndarray] = []
         whole_residuals: list[np.ndarray] = []
         for number, source in enumerate(sources_of_models):
@@ -189,40 +194,16 @@ def rank_policies(
                 if len(sources_of_models) == 1
                 else f"policies, model {number + 1}/{len(sources_of_models)}"
             )
-            if workers == 0:
-                by_row: dict[int, PolicyEntry] = {}
-                for rows in _progress(groups, progress, label):
-                    outcomes = evaluate_group(
-                        world_model,
-                        [sources[row] for row in rows],
-                        start_observations,
-                        horizon,
-                        seed,
-                        allow_code,
-                        real,
-                        known,
-                        members,
-                        rules,
-                    )
-                    by_row.update(zip(rows, outcomes, strict=True))
-                entries = [by_row[row] for row in range(len(sources))]
-            else:
-                entries = _evaluate_on_ray(
-                    world_model, sources, groups, start_observations, horizon, seed, allow_code, real, known,
-                    members, retries, progress, rules, label,
-                )  # fmt: skip
+            entries = _entries_in(
+                world_model, sources, groups, start_observations, horizon, seed, allow_code, real, known,
+                members, retries, progress, rules, label, workers,
+            )  # fmt: skip
             per_model.append(entries)
             if held_out is not None:
-                replayed = replay_held_out(
-                    world_model, held_out, horizon, seed, members, rules, segment=segment
-                )
-                whole = None
-                if segment is not None:  # and whole, for the policies that leave the data
-                    whole = replay_held_out(world_model, held_out, horizon, seed, members, rules)
-                if replayed is not None and (segment is None or whole is not None):
-                    residuals.append(replayed.residuals)
-                    if whole is not None:
-                        whole_residuals.append(whole.residuals)
+                replayed = _residuals(world_model, held_out, horizon, seed, members, rules, segment)
+                if replayed is not None:
+                    residuals.append(replayed[0])
+                    whole_residuals.extend(replayed[1:])
     finally:
         if started_here:
             import ray
@@ -271,16 +252,67 @@ def _calibration_segment(calibrate: str | None) -> int | None:
     return int(calibrate)
 
 
-def _held_out_data(model: Any, dataset: str | Path | None) -> Dataset | None:
+def _held_out_data(model: Any, dataset: str | Path | None) -> Dataset:
     """The data whose held-out episodes calibrate a ranking's intervals: ``dataset`` when given, else the
-    one the model's card names; None when it cannot be read (a ranking needs only the kept starts)."""
-    path = dataset if dataset is not None else card_dataset_path(model)
-    if path is None or model.observes_pixels:
+    one the model's card names.
+
+    :raises DatasetError: it cannot be read (moved, or not a dataset).
+    """
+    return load_dataset(dataset if dataset is not None else card_dataset_path(model))
+
+
+def _residuals(
+    model: Any, data: Dataset, horizon: int, seed: int, members: str, rules: bool, segment: int | None
+) -> list[np.ndarray] | None:
+    """The real minus imagined returns of ``data``'s held-out episodes replayed in ``model``: whole, or
+    in segments and then whole (for the policies that leave the data); None when none qualifies."""
+    replays = [replay_held_out(model, data, horizon, seed, members, rules, segment=segment)]
+    if segment is not None:
+        replays.append(replay_held_out(model, data, horizon, seed, members, rules))
+    if any(replayed is None for replayed in replays):
         return None
-    try:
-        return load_dataset(path)
-    except ImaginariumError:
-        return None
+    return [replayed.residuals for replayed in replays]
+
+
+def _entries_in(
+    model: Any,
+    sources: list[str],
+    groups: list[list[int]],
+    starts: np.ndarray,
+    horizon: int,
+    seed: int,
+    allow_code: bool,
+    real: dict[str, Any] | None,
+    known: Any,
+    members: str,
+    retries: int,
+    progress: bool | Progress,
+    rules: bool,
+    label: str,
+    workers: int | None,
+) -> list[PolicyEntry]:
+    """Every policy's entry in one model, its groups run in this process (``workers == 0``) or on Ray."""
+    if workers != 0:
+        return _evaluate_on_ray(
+            model, sources, groups, starts, horizon, seed, allow_code, real, known, members, retries,
+            progress, rules, label,
+        )  # fmt: skip
+    by_row: dict[int, PolicyEntry] = {}
+    for rows in _progress(groups, progress, label):
+        outcomes = evaluate_group(
+            model,
+            [sources[row] for row in rows],
+            starts,
+            horizon,
+            seed,
+            allow_code,
+            real,
+            known,
+            members,
+            rules,
+        )
+        by_row.update(zip(rows, outcomes, strict=True))
+    return [by_row[row] for row in range(len(sources))]
 
 
 def _model_list(model: Any) -> list[Any]:
