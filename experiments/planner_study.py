@@ -5,7 +5,8 @@ For each task and dataset kind (:mod:`offline_datasets`), an ensemble is trained
 on the real task, with the same episodes and seeds:
 
 - ``plan`` — the planning policy ``plan:MODEL`` at its default settings (plus ``--planner`` options),
-  and ``plan_rule`` the same ending futures by the task's termination rule where one is known;
+  and ``plan_rule`` the same judging futures by the task's own termination and reward rules where
+  they are known;
 - ``sac_in_model`` / ``ppo_in_model`` — SB3 trained ``agent_steps`` imagined steps in the same model;
 - ``sac_offline`` / ``dqn_offline`` — the same steps trained the way offline model-based RL trains
   (``--offline``): short rollouts branched from any recorded state, reward penalised by the model's
@@ -43,6 +44,7 @@ from imaginarium.envs.suite import get_task
 from imaginarium.evaluation import EpisodeRollouts, real_rollouts
 from imaginarium.models import load_world_model
 from imaginarium.policy import load_policy
+from imaginarium.rewards.reward_rules import task_rule
 from imaginarium.rewards.termination import terminates, termination_rule
 
 
@@ -97,8 +99,13 @@ def study(task_name: str, kind: str, config: Config) -> dict[str, Any]:
     result: dict[str, Any] = {"dataset": str(data), "agents": agents}
     options = [config.planner] if config.planner else []
     specs = {"plan": _spec(model, options)}
+    rules = []
     if terminates(task.env_id) and termination_rule(task.env_id) is not None:
-        specs["plan_rule"] = _spec(model, [*options, "termination=rule"])
+        rules.append("termination=rule")
+    if task_rule("reward", task.env_id, frames=False) is not None:
+        rules.append("reward=rule")
+    if rules:
+        specs["plan_rule"] = _spec(model, [*options, *rules])
     if config.prior and isinstance(task.action_space, gym.spaces.Box):
         specs["plan_prior"] = _spec(model, [*options, config.prior])
     for name, spec in specs.items():
