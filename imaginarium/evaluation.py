@@ -470,6 +470,9 @@ def replay_held_out(
     are left out, as are episodes without actions. Held out means the validation episodes of the
     model's own split when ``dataset`` is its training data (:func:`held_out_episodes`).
 
+    :param segment: replay each episode instead in segments of so many steps, each from its real state
+        along the episode, and sum them: the model's error where every stretch starts from the data
+        (the real return then counts the steps the whole segments cover).
     :returns: the replayed episodes (at most ``episodes`` of them), or None for a model of frames or
         when no episode qualifies.
     """

@@ -490,6 +490,8 @@ def add_conformal_estimates(
         if entry.error is not None or entry.predicted_real_return is not None:
             continue
         imagined = entry.imagined_return
+        if not np.isfinite(imagined["mean"]):  # a model that diverged under it: no estimate at all
+            continue
         half = (imagined["ci_high"] - imagined["ci_low"]) / 2
         try:
             if whole is None:
@@ -497,7 +499,7 @@ def add_conformal_estimates(
             else:
                 outside = entry.outside_fraction or 0.0
                 estimate = conformal_off_data(imagined["mean"], residuals, whole, outside, level, half)
-        except ImaginariumError:  # too few held-out episodes, or returns not finite
+        except ImaginariumError:  # too few held-out episodes, or their returns not finite
             return
         entry.predicted_real_return = estimate.to_json()
 
