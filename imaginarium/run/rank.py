@@ -18,6 +18,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -194,10 +195,10 @@ def rank_policies(
                 if len(sources_of_models) == 1
                 else f"policies, model {number + 1}/{len(sources_of_models)}"
             )
-            entries = _entries_in(
-                world_model, sources, groups, start_observations, horizon, seed, allow_code, real, known,
-                members, retries, progress, rules, label, workers,
-            )  # fmt: skip
+            work = _Pass(
+                world_model, start_observations, horizon, seed, allow_code, real, known, members, rules
+            )
+            entries = _entries_in(work, sources, groups, workers, retries, progress, label)
             per_model.append(entries)
             if held_out is not None:
                 replayed = _residuals(world_model, held_out, horizon, seed, members, rules, segment)
@@ -274,43 +275,46 @@ def _residuals(
     return [replayed.residuals for replayed in replays]
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """What every group of policies is evaluated with in one model's pass of a ranking: the arguments of
+    :func:`evaluate_group` but the policies themselves."""
+
+    model: Any
+    starts: np.ndarray
+    horizon: int
+    seed: int
+    allow_code: bool
+    real: dict[str, Any] | None
+    known: Any
+    members: str
+    rules: bool
+
+    def group_arguments(self, sources: list[str], **shared: Any) -> tuple[Any, ...]:
+        """:func:`evaluate_group`'s arguments for ``sources``; ``shared`` replaces fields by name (Ray's
+        references to the model, starts and known states, put once for every group)."""
+        fields = {**self.__dict__, **shared}
+        return (
+            fields["model"], sources, fields["starts"], self.horizon, self.seed, self.allow_code, self.real,
+            fields["known"], self.members, self.rules,
+        )  # fmt: skip
+
+
 def _entries_in(
-    model: Any,
+    work: _Pass,
     sources: list[str],
     groups: list[list[int]],
-    starts: np.ndarray,
-    horizon: int,
-    seed: int,
-    allow_code: bool,
-    real: dict[str, Any] | None,
-    known: Any,
-    members: str,
+    workers: int | None,
     retries: int,
     progress: bool | Progress,
-    rules: bool,
     label: str,
-    workers: int | None,
 ) -> list[PolicyEntry]:
     """Every policy's entry in one model, its groups run in this process (``workers == 0``) or on Ray."""
     if workers != 0:
-        return _evaluate_on_ray(
-            model, sources, groups, starts, horizon, seed, allow_code, real, known, members, retries,
-            progress, rules, label,
-        )  # fmt: skip
+        return _evaluate_on_ray(work, sources, groups, retries, progress, label)
     by_row: dict[int, PolicyEntry] = {}
     for rows in _progress(groups, progress, label):
-        outcomes = evaluate_group(
-            model,
-            [sources[row] for row in rows],
-            starts,
-            horizon,
-            seed,
-            allow_code,
-            real,
-            known,
-            members,
-            rules,
-        )
+        outcomes = evaluate_group(*work.group_arguments([sources[row] for row in rows]))
         by_row.update(zip(rows, outcomes, strict=True))
     return [by_row[row] for row in range(len(sources))]
 
@@ -437,19 +441,11 @@ def _progress(groups: list[list[int]], progress: bool | Progress, label: str) ->
 
 
 def _evaluate_on_ray(
-    model: Any,
+    work: _Pass,
     sources: list[str],
     groups: list[list[int]],
-    starts: np.ndarray,
-    horizon: int,
-    seed: int,
-    allow_code: bool,
-    real: dict[str, Any] | None,
-    known: Any,
-    members: str,
     retries: int,
     progress: bool | Progress,
-    rules: bool = False,
     label: str = "policies",
 ) -> list[PolicyEntry]:
     """Each group of policies one retried Ray task (Ray already started by :func:`rank_policies`). A
@@ -457,13 +453,10 @@ def _evaluate_on_ray(
     import ray
 
     remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_evaluate_group_on_worker)
-    model_ref, starts_ref, known_ref = ray.put(model), ray.put(starts), ray.put(known)
+    shared = {"model": ray.put(work.model), "starts": ray.put(work.starts), "known": ray.put(work.known)}
 
     def submit(rows: list[int]) -> Any:
-        group_sources = [sources[row] for row in rows]
-        return remote.remote(
-            model_ref, group_sources, starts_ref, horizon, seed, allow_code, real, known_ref, members, rules
-        )
+        return remote.remote(*work.group_arguments([sources[row] for row in rows], **shared))
 
     pending = {submit(rows): rows for rows in groups}
     entries: list[PolicyEntry | None] = [None] * len(sources)
