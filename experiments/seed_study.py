@@ -89,8 +89,7 @@ def _ranked_in(folder: Path, policies: list[str], study: StudyConfig) -> list[Po
     entries = []
     for row in rows:
         per_start = row.pop("per_start")
-        entry = PolicyEntry.from_json({key: value for key, value in row.items() if key != "order_confidence"})
-        entry.rank = entry.uncertainty_warning = None
+        entry = PolicyEntry.from_json(row)
         entry.per_start = None if per_start is None else np.asarray(per_start)
         entries.append(entry)
     return entries

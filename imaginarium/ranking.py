@@ -569,6 +569,8 @@ def assemble(entries: list[PolicyEntry], reference: float | None, seed: int = 0)
     ranked = [entry for entry in entries if entry.error is None]
     failed = [entry for entry in entries if entry.error is not None]
     ranked.sort(key=lambda entry: -entry.imagined_return["mean"])
+    for entry in entries:  # entries read back or combined may carry an earlier ranking's order
+        entry.rank = entry.uncertainty_warning = entry.order_confidence = None
     for position, entry in enumerate(ranked, start=1):
         entry.rank = position
         outside = entry.outside_fraction or 0.0
