@@ -15,6 +15,7 @@ from imaginarium.envs.imagined import ImaginedEnv, ImaginedVectorEnv
 from imaginarium.evaluation import imagined_rollouts
 from imaginarium.models import load_world_model
 from imaginarium.models.ensemble import EnsembleModel
+from imaginarium.models.rows import RowStepper
 from imaginarium.models.starts import DIVERGENCE_STDS, data_limits
 from imaginarium.policy import RandomPolicy
 from imaginarium.ranking import assemble, evaluate_group
@@ -22,9 +23,10 @@ from imaginarium.ranking import assemble, evaluate_group
 
 @pytest.fixture
 def runaway(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From the third step of every rollout, even rows' states and odd rows' rewards run away."""
-    original = EnsembleModel.step
-    steps = {"count": 0}
+    """From the third step of every rollout, even rows' states and odd rows' rewards run away, in
+    torch's step and in the compiled one of single and small vector envs alike."""
+    original, compiled = EnsembleModel.step, RowStepper.step
+    steps = {"count": 0, "rows": 0}
 
     def runs_away(self, state, actions, *args, **kwargs):  # noqa: ANN001, ANN202
         out = original(self, state, actions, *args, **kwargs)
@@ -34,7 +36,24 @@ def runaway(monkeypatch: pytest.MonkeyPatch) -> None:
             out.reward[1::2] = 1e12
         return out
 
+    def rows_run_away(self, observations, actions, rng, uncertainty=False, limits=None, **kwargs):  # noqa: ANN001, ANN202
+        out = compiled(self, observations, actions, rng, uncertainty, limits, **kwargs)
+        steps["rows"] += 1
+        if steps["rows"] >= 3:
+            out.observations[0::2] = out.observations[0::2] * 1e6 + 1e6
+            out.rewards[1::2] = 1e12
+            bounds = self.no_limits if limits is None else limits
+            dims = out.observations.shape[1]
+            out.inside = (
+                (out.observations >= bounds[:dims]).all(1)
+                & (out.observations <= bounds[dims : 2 * dims]).all(1)
+                & (out.rewards >= bounds[-2])
+                & (out.rewards <= bounds[-1])
+            )
+        return out
+
     monkeypatch.setattr(EnsembleModel, "step", runs_away)
+    monkeypatch.setattr(RowStepper, "step", rows_run_away)
 
 
 def test_the_limits_lie_far_beyond_the_data_and_no_nearer(pendulum_model: Path) -> None:

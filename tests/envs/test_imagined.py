@@ -9,6 +9,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import imaginarium  # noqa: F401  (registers WAMImagined-v0)
+from imaginarium.envs import imagined
 from imaginarium.errors import ImaginariumError, ModelError
 from imaginarium.rewards.reward_rules import REWARD_RULES
 
@@ -169,19 +170,34 @@ def test_unknown_options_are_refused(pendulum_model: Path) -> None:
         gym.make("WAMImagined-v0", model=pendulum_model, termination="never")
 
 
-def test_vector_env_steps_the_whole_batch_with_one_model_call(pendulum_model: Path, monkeypatch) -> None:
-    envs = gym.make_vec("imaginarium:WAMImagined-v0", num_envs=16, model=pendulum_model)
+@pytest.mark.parametrize("num_envs", [16, imagined.COMPILED_ROWS + 1])
+def test_vector_env_steps_the_whole_batch_with_one_model_call(
+    pendulum_model: Path, monkeypatch, num_envs: int
+) -> None:
+    """A small batch is one compiled call, a larger one one call of the model's torch step."""
+    envs = gym.make_vec("imaginarium:WAMImagined-v0", num_envs=num_envs, model=pendulum_model)
     assert envs.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
     observations, info = envs.reset(seed=0)
-    assert observations.shape == (16, 3) and info["start_index"].shape == (16,)
-    model = envs.unwrapped.imagination.model
-    calls = []
-    real_step = model.step
-    monkeypatch.setattr(model, "step", lambda *a, **k: calls.append(1) or real_step(*a, **k))
+    assert observations.shape == (num_envs, 3) and info["start_index"].shape == (num_envs,)
+    imagination = envs.unwrapped.imagination
+    calls = {"model": 0, "compiled": 0}
+    real_step, compiled_step = imagination.model.step, imagination.rows.step
+    monkeypatch.setattr(
+        imagination.model,
+        "step",
+        lambda *a, **k: calls.update(model=calls["model"] + 1) or real_step(*a, **k),
+    )
+    monkeypatch.setattr(
+        imagination.rows,
+        "step",
+        lambda *a, **k: calls.update(compiled=calls["compiled"] + 1) or compiled_step(*a, **k),
+    )
     observations, rewards, terminated, truncated, info = envs.step(envs.action_space.sample())
-    assert len(calls) == 1
-    assert observations.shape == (16, 3) and rewards.shape == terminated.shape == truncated.shape == (16,)
-    assert info["uncertainty"].shape == (16,) and info["_uncertainty"].all()
+    small = num_envs <= imagined.COMPILED_ROWS
+    assert calls == {"model": 0 if small else 1, "compiled": 1 if small else 0}
+    assert observations.shape == (num_envs, 3)
+    assert rewards.shape == terminated.shape == truncated.shape == (num_envs,)
+    assert info["uncertainty"].shape == (num_envs,) and info["_uncertainty"].all()
 
 
 def test_vector_env_resets_finished_envs_in_the_same_step(pendulum_model: Path, pendulum_dataset) -> None:
@@ -228,6 +244,7 @@ def test_success_is_the_tasks_rule_over_each_imagined_episode(pendulum_model: Pa
     import torch
 
     from imaginarium.models.ensemble import EnsembleModel
+    from imaginarium.models.rows import RowStepper
 
     original = EnsembleModel.step
 
@@ -237,7 +254,16 @@ def test_success_is_the_tasks_rule_over_each_imagined_episode(pendulum_model: Pa
         out.success_prob = torch.zeros_like(out.success_prob)
         return out
 
+    compiled = RowStepper.step
+
+    def rows_upright(self, observations, actions, *args, **kwargs):
+        out = compiled(self, observations, actions, *args, **kwargs)
+        out.observations[:] = [1.0, 0.0, 0.0]
+        out.success_prob = np.zeros_like(out.success_prob)
+        return out
+
     monkeypatch.setattr(EnsembleModel, "step", upright)
+    monkeypatch.setattr(RowStepper, "step", rows_upright)
     envs = gym.make_vec("WAMImagined-v0", num_envs=3, model=pendulum_model, time_limit=25, termination="none")
     assert envs.unwrapped.imagination.success_source == "rule:upright_last_20"
     envs.reset(seed=0)
