@@ -46,8 +46,10 @@ TERMINATIONS = ("continue", "success", "both", "rule", "none")
 #: where rewards come from: the model's reward, or the task's own reward rule on the imagined states
 REWARDS = ("model", "rule")
 #: batches up to this many rows step in one compiled call where the model allows (``Imagination.step``);
-#: above it torch's batched matmuls win (both timed on one thread, 1 to 280 Hopper envs, issue #26)
+#: above it torch's batched matmuls win (both timed on one thread, 1 to 280 Hopper envs, issue #26);
+#: with the uncertainty tracked every elite runs on every row, and the crossover is nearer
 COMPILED_ROWS = 128
+COMPILED_ROWS_TRACKED = 48
 #: where imagined episodes start: the dataset's episode starts, or any recorded state (MBPO)
 START_KINDS = ("episodes", "states")
 
@@ -304,10 +306,11 @@ class Imagination:
         """One model call for the whole batch; ``rng`` seeds the model's sampling and the continue draws;
         ``judge`` (from :meth:`judge`, restarted with its episodes) decides success by the task's rule.
 
-        Up to :data:`COMPILED_ROWS` rows of an ensemble on the CPU step in numpy
-        (:mod:`imaginarium.models.rows`): the same model and rules, drawn from ``rng`` directly, at a
-        fraction of torch's cost per operation."""
-        if self.rows is not None and len(actions) <= COMPILED_ROWS and "member" not in state:
+        Up to :data:`COMPILED_ROWS` rows of an ensemble on the CPU (:data:`COMPILED_ROWS_TRACKED`
+        with the uncertainty) step in one compiled call (:mod:`imaginarium.models.rows`): the same
+        model and rules, drawn from ``rng`` directly, at a fraction of torch's cost per operation."""
+        most = COMPILED_ROWS_TRACKED if self.track_uncertainty else COMPILED_ROWS
+        if self.rows is not None and len(actions) <= most and "member" not in state:
             predicted = self._predict_rows(state, actions, rng)
         else:
             predicted = self._predict(state, actions, rng)
@@ -375,7 +378,7 @@ class Imagination:
         )
 
     def _predict_rows(self, state: State, actions: np.ndarray, rng: np.random.Generator) -> _Predicted:
-        """The numpy step of a few rows (decoded observations of an ensemble on the CPU)."""
+        """The compiled step of a few rows (decoded observations of an ensemble on the CPU)."""
         current = state["observation"].numpy()
         out = self.rows.step(current, actions, rng, self.track_uncertainty, self._row_limits)
         observations = out.observations
