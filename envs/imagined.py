@@ -317,15 +317,21 @@ class Imagination:
         return self._outcome(predicted, actions, rng, judge)
 
     def step_row(
-        self, state: State, action: np.ndarray, rng: np.random.Generator, judge: SuccessJudge | None = None
+        self,
+        state: State,
+        action: np.ndarray,
+        rng: np.random.Generator,
+        judge: SuccessJudge | None = None,
+        refresh: bool = True,
     ) -> RowTransition:
         """:meth:`step` for a single env, its one row's outcome worked out in Python scalars (numpy's
         calls on one-row arrays cost about a microsecond each, several times the arithmetic).
-        ``action`` is a batch of one, as :meth:`check_action` gives it."""
+        ``action`` is a batch of one, as :meth:`check_action` gives it; ``refresh=False`` steps the
+        model's weights as last read (see :meth:`RowStepper.step`)."""
         if self.rows is None or "member" in state:
             return self.step(state, action, rng, judge).first()
         current = state["observation"].numpy()
-        out = self.rows.step(current, action, rng, self.track_uncertainty, self._row_limits)
+        out = self.rows.step(current, action, rng, self.track_uncertainty, self._row_limits, refresh=refresh)
         before = self.rows.bounded(current) if self.reward_rule is not None else None
         return self._outcome_row(out, before, action, rng, judge)
 
@@ -370,7 +376,7 @@ class Imagination:
         info.update(uncertainty_limit_hit=limit_hit, diverged=diverged)
         return RowTransition(
             {"observation": torch.from_numpy(observations)},
-            observations[0],
+            observations[0].copy(),  # the user may write the observation; the state stays the model's
             0.0 if diverged else reward,
             terminated,
             diverged or limit_hit,
@@ -383,7 +389,7 @@ class Imagination:
         out = self.rows.step(current, actions, rng, self.track_uncertainty, self._row_limits)
         observations = out.observations
         return _Predicted(
-            {"observation": torch.from_numpy(observations)},
+            {"observation": torch.from_numpy(observations.copy())},  # the env may write its observations
             observations,
             observations if self.needs_states else None,
             self.rows.bounded(current) if self.reward_rule is not None else None,
@@ -613,7 +619,10 @@ class ImaginedEnv(gym.Env):
         if self._done:
             raise RuntimeError("the episode has ended; call reset() before stepping again")
         actions = self.imagination.check_action(action)
-        result = self.imagination.step_row(self._state, actions, self.np_random, self._judge)
+        # the model's weights are read at the first step of each episode: a model changed in place is
+        # stepped as it now is from the next episode on
+        first = self._steps == 0
+        result = self.imagination.step_row(self._state, actions, self.np_random, self._judge, refresh=first)
         self._steps += 1
         info = result.info
         observation = result.observation if not info["diverged"] else self._last_observation
@@ -661,20 +670,30 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
         """Put fresh real start states into the rows of ``mask``; returns their start indices."""
         count = int(mask.sum())
         indices = self.np_random.integers(len(self.imagination.start_observations), size=count)
-        with torch.inference_mode():
-            fresh = self.imagination.start(indices)
-            if self._state is None or mask.all():
-                self._state = fresh
-            else:
-                rows = torch.as_tensor(np.flatnonzero(mask), device=self.imagination.device)
-                self._state = {
-                    key: value.index_copy(0, rows, fresh[key]) for key, value in self._state.items()
-                }
-            self._observations[mask] = self.imagination.observe(fresh)
+        if self.imagination.rows is not None and self._state is not None:
+            # a CPU ensemble's state is its observation: new rows go in by numpy, not torch's index_copy
+            starts = self.imagination.start_observations[indices].astype(np.float32)
+            current = self._state["observation"].numpy().copy()
+            current[mask] = starts
+            self._state = {**self._state, "observation": torch.from_numpy(current)}
+            self._observations[mask] = self.imagination.rows.bounded(starts)
+        else:
+            with torch.inference_mode():
+                self._restart_in_torch(mask, indices)
         if self._judge is not None:
             self._judge.restart(mask)
         self._steps[mask] = 0
         return indices
+
+    def _restart_in_torch(self, mask: np.ndarray, indices: np.ndarray) -> None:
+        """Start states into the rows of ``mask`` for any model, by torch."""
+        fresh = self.imagination.start(indices)
+        if self._state is None or mask.all():
+            self._state = fresh
+        else:
+            rows = torch.as_tensor(np.flatnonzero(mask), device=self.imagination.device)
+            self._state = {key: value.index_copy(0, rows, fresh[key]) for key, value in self._state.items()}
+        self._observations[mask] = self.imagination.observe(fresh)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

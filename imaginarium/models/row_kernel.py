@@ -17,20 +17,6 @@ from numba import njit
 ELITES, INPUTS, HIDDEN, LAYERS, TARGETS, OBSERVATIONS, HEAD_HIDDEN, HEAD_LAYERS = range(8)
 
 
-@njit(cache=True, nogil=True)
-def _linear(x, flat, start, inputs, outputs):  # pragma: no cover - compiled
-    """``x @ W + b`` with ``W`` at ``flat[start:]`` and ``b`` after it, and where they end. The result
-    is a fresh array: LLVM then knows it aliases no weight and vectorises the inner loop."""
-    bias = start + inputs * outputs
-    out = flat[bias : bias + outputs].copy()
-    weight = flat[start:bias].reshape(inputs, outputs)
-    for i in range(inputs):
-        value = x[i]
-        for j in range(outputs):
-            out[j] += value * weight[i, j]
-    return out, bias + outputs
-
-
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
 def _silu(x, size):  # pragma: no cover - compiled
     """``x · sigmoid(x)`` in place for the first ``size`` values, with an exp LLVM can vectorise
@@ -58,15 +44,17 @@ def _silu(x, size):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _norm(x, flat, start, size, eps):  # pragma: no cover - compiled
-    """LayerNorm of ``x``, already centred (its mean is folded into the layer before), with the scale
-    and shift at ``flat[start:]``; returns where they end."""
-    total = np.float32(0.0)
-    for j in range(size):
-        total += x[j] * x[j]
-    inverse = np.float32(1.0 / math.sqrt(total / size + eps))
-    for j in range(size):
-        x[j] = x[j] * inverse * flat[start + j] + flat[start + size + j]
+def _norm(x, flat, start, eps):  # pragma: no cover - compiled
+    """LayerNorm of each row of ``x`` ``(P, H)``, already centred (its mean is folded into the layer
+    before), with the scale and shift at ``flat[start:]``; returns where they end."""
+    size = x.shape[1]
+    for row in range(x.shape[0]):
+        total = np.float32(0.0)
+        for j in range(size):
+            total += x[row, j] * x[row, j]
+        inverse = np.float32(1.0 / math.sqrt(total / size + eps))
+        for j in range(size):
+            x[row, j] = x[row, j] * inverse * flat[start + j] + flat[start + size + j]
     return start + 2 * size
 
 
@@ -123,19 +111,22 @@ def _member(flat, dims, x, member):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _head(flat, dims, start, features, eps):  # pragma: no cover - compiled
-    """A head's logit (temperature folded in) for ``features``."""
+    """A head's logits ``(P,)`` (temperature folded in) for the rows of ``features`` ``(P, D)``."""
     observations, hidden, layers = dims[OBSERVATIONS], dims[HEAD_HIDDEN], dims[HEAD_LAYERS]
-    x, start = _linear(features, flat, start, observations, hidden)
-    start = _norm(x, flat, start, hidden, eps)
-    _silu(x, hidden)
+    x, start = _layer(features, flat, start, observations, hidden)
+    start = _norm(x, flat, start, eps)
+    _silu(x.reshape(-1), x.size)
     for _ in range(layers - 1):
-        x, start = _linear(x, flat, start, hidden, hidden)
-        start = _norm(x, flat, start, hidden, eps)
-        _silu(x, hidden)
-    logit = flat[start + hidden]
-    for j in range(hidden):
-        logit += x[j] * flat[start + j]
-    return logit
+        x, start = _layer(x, flat, start, hidden, hidden)
+        start = _norm(x, flat, start, eps)
+        _silu(x.reshape(-1), x.size)
+    logits = np.empty(x.shape[0], np.float32)
+    for row in range(x.shape[0]):
+        logit = flat[start + hidden]
+        for j in range(hidden):
+            logit += x[row, j] * flat[start + j]
+        logits[row] = logit
+    return logits
 
 
 @njit(cache=True, nogil=True)
@@ -217,19 +208,18 @@ def step_rows(
             states[row, cosine] /= norm
             states[row, sine] /= norm
         rewards[row] = chosen[row, observations]
-        features = states[row]
-        start = bounds + 2 * observations
-        head_size = (observations + 3) * head_hidden + (dims[HEAD_LAYERS] - 1) * (
-            head_hidden + 3
-        ) * head_hidden
-        head_size += head_hidden + 1
-        for head in range(2):
-            if math.isnan(constants[head]):
-                logit = _head(flat, dims, start, features, eps)
-                probs[row, head] = 1.0 / (1.0 + math.exp(-logit))
-            else:
-                probs[row, head] = constants[head]
-            start += head_size
+    start = shared + 4 * targets + 2 * observations
+    head_size = (observations + 3) * head_hidden + (dims[HEAD_LAYERS] - 1) * (head_hidden + 3) * head_hidden
+    head_size += head_hidden + 1
+    for head in range(2):
+        if math.isnan(constants[head]):
+            logits = _head(flat, dims, start, states, eps)
+            for row in range(rows):
+                probs[row, head] = 1.0 / (1.0 + math.exp(-logits[row]))
+        else:
+            probs[:, head] = constants[head]
+        start += head_size
+    for row in range(rows):
         probs[row, 2] = spreads[row]
         reward = rewards[row]
         inside = math.isfinite(reward) and limits[2 * observations] <= reward <= limits[2 * observations + 1]

@@ -436,3 +436,27 @@ def test_rules_are_refused_for_a_task_with_none_known(pendulum_model: Path, monk
         gym.make("WAMImagined-v0", model=pendulum_model, reward="rule")
     with pytest.raises(ImaginariumError, match="reward must be one of"):
         gym.make("WAMImagined-v0", model=pendulum_model, reward="learned")
+
+
+def test_a_single_env_steps_a_model_changed_in_place_from_its_next_episode(pendulum_model: Path) -> None:
+    """The compiled step reads the model's weights at each episode's first step: a model trained or
+    recalibrated in place is what the next episode imagines, as a fresh env over it would."""
+    import torch
+
+    from imaginarium.models import load_world_model
+
+    model = load_world_model(pendulum_model)
+    env = gym.make("WAMImagined-v0", model=model, termination="none")
+    env.reset(seed=0)
+    before = env.step(np.zeros(1, np.float32))[0]
+    with torch.no_grad():
+        model.target_norm.mean.add_(0.05)
+        model.net[0].weight.mul_(1.3)
+    fresh = gym.make("WAMImagined-v0", model=model, termination="none")
+    steps = []
+    for each in (env, fresh):
+        each.reset(seed=0)
+        steps.append(each.step(np.zeros(1, np.float32))[:2])
+    np.testing.assert_array_equal(steps[0][0], steps[1][0])
+    assert steps[0][1] == steps[1][1]
+    assert not np.allclose(before, steps[0][0])
