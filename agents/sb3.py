@@ -32,6 +32,7 @@ from imaginarium.models.starts import card_dataset_path
 from imaginarium.outputs import atomic_path, check_output
 from imaginarium.policy import SB3Policy
 from imaginarium.rewards.reward_rules import RULES, task_rule
+from imaginarium.threads import threads_for
 
 ALGORITHMS = ("ppo", "sac", "td3", "a2c", "dqn")
 _CONTINUOUS_ONLY = {"sac", "td3"}
@@ -128,7 +129,9 @@ def train_in_imagination(
         }
     agent = agent_class(network, venv, seed=seed, verbose=0, **algo_kwargs)
     agent.set_logger(silent_logger())
-    agent.learn(steps, progress_bar=progress)
+    # an MLP's small batches run fastest on one thread, idle or beside other work (imaginarium/threads.py)
+    with threads_for(1 if network == "MlpPolicy" else torch.get_num_threads()):
+        agent.learn(steps, progress_bar=progress)
     if real_ratio > 0:  # the saved agent keeps no copy of the dataset, and loads with SB3's own buffer
         agent.replay_buffer_class, agent.replay_buffer_kwargs = None, {}
     with atomic_path(out) as partial:

@@ -5,9 +5,13 @@ Data flows one way: real env -> dataset -> world model -> imagined env -> agents
 
 from __future__ import annotations
 
-import gymnasium as gym
+from imaginarium.threads import prefer_sleeping_threads
 
-from imaginarium.errors import ImaginariumError
+prefer_sleeping_threads()  # before anything loads torch: OpenMP reads it then (imaginarium/threads.py)
+
+import gymnasium as gym  # noqa: E402
+
+from imaginarium.errors import ImaginariumError  # noqa: E402
 
 __version__ = "0.1.0"
 
