@@ -189,7 +189,7 @@ class Imagination:
         self.track_uncertainty = bool(track_uncertainty)
         self.device = torch.device(device)
         self.generator = torch.Generator(self.device)
-        self.rows = None
+        self.rows = None  # chosen at the end of __init__; start(), used before then, reads it
         self.action_space = self.model.action_space
         space = self.model.input_space
         self.renderer = None
