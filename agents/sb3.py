@@ -9,6 +9,7 @@ Agents see decoded observations, so the saved agent runs unchanged on the real t
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ def train_in_imagination(
     agent = agent_class(network, venv, seed=seed, verbose=0, **algo_kwargs)
     agent.set_logger(silent_logger())
     # an MLP's small batches run fastest on one thread, idle or beside other work (imaginarium/threads.py)
-    with threads_for(1 if network == "MlpPolicy" else torch.get_num_threads()):
+    with threads_for(1) if network == "MlpPolicy" else nullcontext():
         agent.learn(steps, progress_bar=progress)
     if real_ratio > 0:  # the saved agent keeps no copy of the dataset, and loads with SB3's own buffer
         agent.replay_buffer_class, agent.replay_buffer_kwargs = None, {}

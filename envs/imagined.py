@@ -670,30 +670,24 @@ class ImaginedVectorEnv(gym.vector.VectorEnv):
         """Put fresh real start states into the rows of ``mask``; returns their start indices."""
         count = int(mask.sum())
         indices = self.np_random.integers(len(self.imagination.start_observations), size=count)
-        if self.imagination.rows is not None and self._state is not None:
-            # a CPU ensemble's state is its observation: new rows go in by numpy, not torch's index_copy
-            starts = self.imagination.start_observations[indices].astype(np.float32)
-            current = self._state["observation"].numpy().copy()
-            current[mask] = starts
-            self._state = {**self._state, "observation": torch.from_numpy(current)}
-            self._observations[mask] = self.imagination.rows.bounded(starts)
-        else:
-            with torch.inference_mode():
-                self._restart_in_torch(mask, indices)
+        with torch.inference_mode():
+            fresh = self.imagination.start(indices)
+            if self._state is None or mask.all():
+                self._state = fresh
+            elif self.imagination.rows is not None:  # a CPU ensemble's state is its observation: by numpy
+                current = self._state["observation"].numpy().copy()
+                current[mask] = fresh["observation"].numpy()
+                self._state = {**self._state, "observation": torch.from_numpy(current)}
+            else:
+                rows = torch.as_tensor(np.flatnonzero(mask), device=self.imagination.device)
+                self._state = {
+                    key: value.index_copy(0, rows, fresh[key]) for key, value in self._state.items()
+                }
+            self._observations[mask] = self.imagination.observe(fresh)
         if self._judge is not None:
             self._judge.restart(mask)
         self._steps[mask] = 0
         return indices
-
-    def _restart_in_torch(self, mask: np.ndarray, indices: np.ndarray) -> None:
-        """Start states into the rows of ``mask`` for any model, by torch."""
-        fresh = self.imagination.start(indices)
-        if self._state is None or mask.all():
-            self._state = fresh
-        else:
-            rows = torch.as_tensor(np.flatnonzero(mask), device=self.imagination.device)
-            self._state = {key: value.index_copy(0, rows, fresh[key]) for key, value in self._state.items()}
-        self._observations[mask] = self.imagination.observe(fresh)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
