@@ -55,7 +55,7 @@ def warm_workers() -> None:
     policies."""
     import ray
 
-    warm = ray.remote(num_cpus=1)(_import_task_modules)
+    warm = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(_import_task_modules)
     for _ in range(max(1, int(ray.available_resources().get("CPU", 1)))):
         warm.remote()
 

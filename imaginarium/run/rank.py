@@ -452,7 +452,11 @@ def _evaluate_on_ray(
     group whose worker keeps dying is split, each policy run alone, so only the one to blame fails."""
     import ray
 
-    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_evaluate_group_on_worker)
+    # SPREAD: Ray otherwise queues tasks where their arguments (the model) live, the driver's node, and
+    # a cluster's other nodes can sit idle while that node works through the groups one by one
+    remote = ray.remote(
+        num_cpus=1, max_retries=retries, retry_exceptions=False, scheduling_strategy="SPREAD"
+    )(_evaluate_group_on_worker)
     shared = {"model": ray.put(work.model), "starts": ray.put(work.starts), "known": ray.put(work.known)}
 
     def submit(rows: list[int]) -> Any:
