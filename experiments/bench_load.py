@@ -64,7 +64,7 @@ class Config:
     bound: float = 2.5
     demo_bound: float = 2.0
     out: str = "experiments/results/bench_load.json"
-    SMOKE: ClassVar[dict] = {"settings": "package", "repeats": 1, "seconds": 0.3, "sb3_steps": 64}
+    SMOKE: ClassVar[dict] = {"settings": "package", "repeats": 1, "seconds": 0.3, "sb3_steps": 16}
 
 
 def prepare(folder: Path, smoke: bool) -> Path:

@@ -60,13 +60,13 @@ def test_a_pixel_agent_trains_on_imagined_frames_and_acts_on_real_frames_drawn_t
     from imaginarium.envs.render import PixelObservation
     from imaginarium.envs.suite import get_task
 
-    out = tmp_path / "ppo_pixels.zip"
+    out = tmp_path / "a2c_pixels.zip"
     argv = [
         "imagine-train",
         "--model",
         str(pendulum_model),
         "--algo",
-        "ppo",
+        "a2c",  # PPO would collect its 2,048-step rollouts whatever --steps says: 4,096 frames drawn
         "--steps",
         "64",
         "--out",
