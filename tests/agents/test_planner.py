@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from imaginarium.agents.planner import Planner, PlannerConfig
+from imaginarium.agents.planner import Planner, PlannerConfig, coloured_noise
 from imaginarium.agents.shield import ShieldConfig, ShieldPolicy
 from imaginarium.envs.suite import get_task
 from imaginarium.errors import ImaginariumError, PolicySpecError
@@ -96,10 +96,11 @@ def run(planner: Planner, model: LineWorld, starts: list[float], steps: int) -> 
     return np.asarray(trace)
 
 
-@pytest.mark.parametrize("method", ["cem", "mppi"])
-def test_the_planner_drives_a_known_system_to_where_the_reward_is(method: str) -> None:
+@pytest.mark.parametrize(("method", "noise_beta"), [("cem", 0.0), ("mppi", 0.0), ("mppi", 2.0)])
+def test_the_planner_drives_a_known_system_to_where_the_reward_is(method: str, noise_beta: float) -> None:
     model = LineWorld("goal")
-    planner = Planner(model, PlannerConfig(method=method, horizon=8, samples=64, elites=8, seed=1))
+    config = PlannerConfig(method=method, horizon=8, samples=64, elites=8, noise_beta=noise_beta, seed=1)
+    planner = Planner(model, config)
     trace = run(planner, model, [0.0, 4.5], steps=12)
     assert np.abs(trace[-1] - GOAL).max() < 0.15  # both rows, from either side: rows plan apart
 
@@ -135,11 +136,30 @@ def test_a_new_episode_forgets_the_last_plan_and_a_new_batch_size_is_taken() -> 
         ({"samples": 0}, "samples"),
         ({"method": "cem", "elites": 80, "samples": 64}, "elites"),
         ({"temperature": 0.0}, "temperature"),
+        ({"noise_beta": -1.0}, "noise_beta"),
     ],
 )
 def test_meaningless_settings_are_refused_by_name(options: dict, message: str) -> None:
     with pytest.raises(ImaginariumError, match=message):
         PlannerConfig(**options)
+
+
+@pytest.mark.parametrize("horizon", [7, 24, 25])
+def test_coloured_noise_keeps_unit_variance_at_every_step_and_smooths_more_with_a_higher_exponent(
+    horizon: int,
+) -> None:
+    generator = torch.Generator().manual_seed(0)
+    neighbours = []
+    for exponent in (0.0, 1.0, 2.0):
+        noise = coloured_noise((20_000, horizon, 2), exponent, generator, "cpu")
+        assert noise.shape == (20_000, horizon, 2)
+        assert torch.allclose(noise.std(0), torch.ones(horizon, 2), atol=0.03)  # every step, every action
+        assert noise.mean().abs() < 0.02
+        steps = noise[:, :-1].flatten(), noise[:, 1:].flatten()
+        neighbours.append(float(torch.corrcoef(torch.stack(steps))[0, 1]))
+    actions = torch.corrcoef(torch.stack([noise[..., 0].flatten(), noise[..., 1].flatten()]))[0, 1]
+    assert abs(neighbours[0]) < 0.02 and 0.1 < neighbours[1] < neighbours[2]  # white, then smoother
+    assert abs(float(actions)) < 0.02  # each action dimension drawn apart
 
 
 def test_particles_need_an_ensemble() -> None:
