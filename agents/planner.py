@@ -41,6 +41,7 @@ from imaginarium.config import check_number, config_from_dict
 from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import StepOutput, WorldModel
+from imaginarium.models.rows import COMPILED_ROWS, COMPILED_ROWS_TRACKED, row_stepper
 from imaginarium.models.starts import DIVERGENCE_STDS, DataLimits, data_limits
 from imaginarium.policy import detect_sb3_algorithm, load_sb3_policy, mark_slots
 from imaginarium.rewards.reward_rules import required_rule
@@ -187,6 +188,9 @@ class Planner:
                 f"particles={self.config.particles} needs an ensemble: this {model.family} model has one member"
             )
         self.generator = torch.Generator(model.device).manual_seed(self.config.seed)
+        #: one env's futures in one compiled call a step where the model allows (a CPU ensemble)
+        self._rows = row_stepper(model)
+        self._rng = np.random.default_rng(self.config.seed)
         self._support = self._data_support(model)
         self._limits = data_limits(model)
         self._value = self._terminal_value(model)
@@ -388,7 +392,7 @@ class Planner:
             )
             actions = chosen.repeat_interleave(particles, dim=1).flatten(0, 1)  # (N·S·P, ...)
             before = model.decode(state) if self._reward_rule is not None else None
-            out = model.step(state, actions, uncertainty=penalised, generator=self.generator)
+            out = self._step(state, actions, penalised)
             reward = out.reward if before is None else self._rule_reward(before, actions, out.state)
             if penalised and out.uncertainty is not None:
                 reward = reward - config.penalty * out.uncertainty
@@ -418,6 +422,32 @@ class Planner:
         if particles > 1 and config.pessimism > 0:
             score = score - config.pessimism * total.std(-1)
         return score
+
+    def _step(self, state: dict[str, torch.Tensor], actions: torch.Tensor, penalised: bool) -> StepOutput:
+        """One sampled imagined step of every future. A few rows of a CPU ensemble (one env's decision
+        at the defaults) take one compiled call (:mod:`imaginarium.models.rows`) instead of torch's
+        hundreds of small ones, drawing from the planner's numpy generator; the rest the model's own."""
+        most = COMPILED_ROWS_TRACKED if penalised else COMPILED_ROWS
+        if self._rows is None or len(actions) > most:
+            return self.model.step(state, actions, uncertainty=penalised, generator=self.generator)
+        pinned = state.get("member")
+        out = self._rows.step(
+            state["observation"].numpy(),
+            actions.numpy(),
+            self._rng,
+            penalised,
+            members=None if pinned is None else pinned.numpy(),
+        )
+        following = {"observation": torch.from_numpy(out.observations)}
+        if pinned is not None:
+            following["member"] = pinned
+        return StepOutput(
+            following,
+            torch.from_numpy(out.rewards.astype(np.float32)),
+            torch.from_numpy(out.success_prob),
+            torch.from_numpy(out.continue_prob),
+            None if out.uncertainty is None else torch.from_numpy(out.uncertainty),
+        )
 
     def _rule_reward(self, before: torch.Tensor, actions: torch.Tensor, state: dict) -> torch.Tensor:
         """The task's own reward for stepping from the decoded ``before`` to ``state`` with ``actions``."""

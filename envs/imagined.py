@@ -36,7 +36,7 @@ from imaginarium.dataset import Dataset
 from imaginarium.envs.suite import Task, get_task, success_rule
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import State, WorldModel, load_world_model
-from imaginarium.models.rows import RowPredictions, row_stepper
+from imaginarium.models.rows import COMPILED_ROWS, COMPILED_ROWS_TRACKED, RowPredictions, row_stepper
 from imaginarium.models.starts import model_starts
 from imaginarium.rewards.reward_rules import required_rule
 from imaginarium.rewards.success import SuccessDefinition, SuccessJudge
@@ -45,11 +45,6 @@ OBSERVATION_KINDS = ("decoded", "latent", "pixels")
 TERMINATIONS = ("continue", "success", "both", "rule", "none")
 #: where rewards come from: the model's reward, or the task's own reward rule on the imagined states
 REWARDS = ("model", "rule")
-#: batches up to this many rows step in one compiled call where the model allows (``Imagination.step``);
-#: above it torch's batched matmuls win (both timed on one thread, 1 to 280 Hopper envs, issue #26);
-#: with the uncertainty tracked every elite runs on every row, and the crossover is nearer
-COMPILED_ROWS = 128
-COMPILED_ROWS_TRACKED = 48
 #: where imagined episodes start: the dataset's episode starts, or any recorded state (MBPO)
 START_KINDS = ("episodes", "states")
 

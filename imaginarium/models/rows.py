@@ -30,6 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
+#: batches up to this many rows step in one compiled call where the model allows (the imagined envs,
+#: the planner); above it torch's batched matmuls win (both timed on one thread, 1 to 280 Hopper envs,
+#: issue #26); with the uncertainty tracked every elite runs on every row, and the crossover is nearer
+COMPILED_ROWS = 128
+COMPILED_ROWS_TRACKED = 48
+
 
 @dataclass
 class RowPredictions:

@@ -162,6 +162,48 @@ def test_coloured_noise_keeps_unit_variance_at_every_step_and_smooths_more_with_
     assert abs(float(actions)) < 0.02  # each action dimension drawn apart
 
 
+@pytest.mark.parametrize(
+    ("model_name", "particles"), [("pendulum_model", 1), ("pendulum_model", 3), ("cartpole_model", 1)]
+)
+def test_one_envs_futures_step_compiled_and_are_drawn_as_the_models_own_step_draws_them(
+    model_name: str, particles: int, request: pytest.FixtureRequest
+) -> None:
+    """The planner steps one env's futures in one compiled call; over many draws from one state its
+    next states, rewards and continue probabilities have the model's own step's means and spreads,
+    and futures pinned to members (``particles``) stay pinned."""
+    from imaginarium.models import load_world_model
+
+    model = load_world_model(request.getfixturevalue(model_name))
+    planner = Planner(model, PlannerConfig(particles=particles, seed=4))
+    assert planner._rows is not None
+    rows = 120
+    observations = torch.as_tensor(model.starts.inputs[:1], dtype=torch.float32).repeat(rows, 1)
+    state = model.initial_state(observations)
+    if particles > 1:
+        state = model.pin_members(state, torch.zeros(rows, dtype=torch.long))  # all on the first member
+    space = model.action_space
+    actions = (
+        torch.full((rows,), int(space.n) - 1)
+        if planner.discrete
+        else torch.as_tensor(space.high, dtype=torch.float32).repeat(rows, 1) * 0.5
+    )
+    generator = torch.Generator().manual_seed(0)
+    compiled, own = [], []
+    for _ in range(40):
+        out = planner._step(state, actions, penalised=False)
+        if particles > 1:
+            assert torch.equal(out.state["member"], state["member"])
+        compiled.append(
+            torch.cat([out.state["observation"], out.reward[:, None], out.continue_prob[:, None]], 1)
+        )
+        out = model.step(state, actions, uncertainty=False, generator=generator)
+        own.append(torch.cat([out.state["observation"], out.reward[:, None], out.continue_prob[:, None]], 1))
+    compiled, own = torch.cat(compiled), torch.cat(own)
+    scale = own.std(0) + 1e-3
+    assert ((compiled.mean(0) - own.mean(0)).abs() / scale).max() < 0.1
+    assert ((compiled.std(0) - own.std(0)).abs() / scale).max() < 0.1
+
+
 def test_particles_need_an_ensemble() -> None:
     with pytest.raises(ImaginariumError, match="ensemble"):
         Planner(LineWorld(), PlannerConfig(particles=4))
