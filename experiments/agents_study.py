@@ -7,6 +7,8 @@ the task's entry in :data:`RECIPES`) is trained ``agent_steps`` imagined steps i
 - ``heads`` — the env's defaults: the model's reward, and its continue head ending episodes;
 - ``rules`` — the task's own termination and reward rules on the imagined states where they are
   known (``termination="rule"``, ``reward="rule"``; Hopper has a termination rule only);
+- ``penalty`` — the rules, and the reward less ``penalty`` times the model's uncertainty (MOPO), so
+  the agent keeps to where the model knows the dynamics;
 
 then scored on the real task with the same episodes and seeds as the planner study (seeds 1000–),
 beside the best d3rlpy algorithm's real return (``peers_study.py``'s report, when present). Issue #23
@@ -33,7 +35,7 @@ from imaginarium.envs.suite import get_task
 from imaginarium.evaluation import real_rollouts
 from imaginarium.policy import load_policy
 
-VARIANTS = ("heads", "rules")
+VARIANTS = ("heads", "rules", "penalty")
 #: the env options that train on the model's own heads (the task's rules are otherwise the default)
 HEADS = {"termination": "continue", "reward": "model"}
 #: tasks whose agent is not the default one: (algorithm, its settings, imagined steps). MountainCar's
@@ -52,11 +54,14 @@ class Config:
     model_steps: int = 20_000
     #: imagined steps each agent trains for (:data:`RECIPES` sets its own)
     agent_steps: int = 30_000
+    #: the ``penalty`` variant's weight of the model's uncertainty (normalised units) in the reward
+    penalty: float = 1.0
     seed: int = 0
     out: str = "experiments/results/agents_study.json"
     SMOKE: ClassVar[dict] = {
         "tasks": "pendulum",
         "kinds": "medium",
+        "variants": "heads,rules,penalty",
         "episodes": 1,
         "model_steps": 20,
         "agent_steps": 64,
@@ -78,11 +83,18 @@ def study(task_name: str, kind: str, config: Config) -> dict[str, Any]:
     for variant in filter(None, config.variants.split(",")):
         if variant not in VARIANTS:
             raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-        options = with_task_rules(model, None) if variant == "rules" else dict(HEADS)
+        options = dict(HEADS) if variant == "heads" else with_task_rules(model, None)
         if variant == "rules" and not options:
             continue
-        # the heads agent is the planner study's own (same file, same training), trained once for both
+        if variant == "penalty":
+            options["uncertainty_penalty"] = config.penalty
+        # the heads agent is the planner study's own (same file, same training), trained once for both;
+        # other lengths or penalties than the defaults are other agents, cached under other names
         name = f"{algo}.zip" if variant == "heads" and not algo_kwargs else f"{algo}_{variant}.zip"
+        if steps != Config.agent_steps and task_name not in RECIPES:
+            name = name.replace(".zip", f"_{steps}.zip")
+        if variant == "penalty" and config.penalty != Config.penalty:
+            name = name.replace(".zip", f"_{config.penalty:g}.zip")
         agent = model.parent / name
         if not agent.exists():
             train_in_imagination(
