@@ -50,15 +50,20 @@ def records_node_address(observations: np.ndarray) -> np.ndarray:
 
 
 def records_node(observations: np.ndarray) -> np.ndarray:
-    """Adds the id of the Ray node it runs on to the marker folder (one file per node), taking a second
-    the first time, as a real group of policies takes seconds (else one node, warmed first, can finish
-    every group before the other's worker has imported), then acts like ``push``; outside Ray it only
-    acts (asking Ray for the node would connect this process to it)."""
+    """Adds the id of the Ray node it runs on to the marker folder (one file per node), then acts like
+    ``push``. The first call on a node waits (up to a minute) until a second node has noted itself too,
+    as a real group of policies would keep its node busy: else one node, warmed first, could finish
+    every group before the other's worker has started, and the test would say nothing of where a
+    ranking puts its work. Outside Ray it only acts (asking Ray for the node would connect this
+    process to it)."""
     import ray
 
     if ray.is_initialized():
-        marker = Path(os.environ["IMAGINARIUM_TEST_NODES"]) / ray.get_runtime_context().get_node_id()
+        folder = Path(os.environ["IMAGINARIUM_TEST_NODES"])
+        marker = folder / ray.get_runtime_context().get_node_id()
         if not marker.exists():
-            time.sleep(1.0)
-        marker.touch()
+            marker.touch()
+            deadline = time.monotonic() + 60.0
+            while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
     return push(observations)
