@@ -41,7 +41,7 @@ from imaginarium.config import check_number, config_from_dict
 from imaginarium.dataset import Dataset, load_dataset
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import StepOutput, WorldModel
-from imaginarium.models.rows import COMPILED_ROWS, COMPILED_ROWS_TRACKED, row_stepper
+from imaginarium.models.rows import row_stepper
 from imaginarium.models.starts import DIVERGENCE_STDS, DataLimits, data_limits
 from imaginarium.policy import detect_sb3_algorithm, load_sb3_policy, mark_slots
 from imaginarium.rewards.reward_rules import required_rule
@@ -428,8 +428,7 @@ class Planner:
         """One sampled imagined step of every future. A few rows of a CPU ensemble (one env's decision
         at the defaults) take one compiled call (:mod:`imaginarium.models.rows`) instead of torch's
         hundreds of small ones, drawing from the planner's numpy generator; the rest the model's own."""
-        most = COMPILED_ROWS_TRACKED if penalised else COMPILED_ROWS
-        if self._rows is None or len(actions) > most:
+        if self._rows is None or not self._rows.pays(len(actions), penalised):
             return self.model.step(state, actions, uncertainty=penalised, generator=self.generator)
         pinned = state.get("member")
         out = self._rows.step(

@@ -36,7 +36,7 @@ from imaginarium.dataset import Dataset
 from imaginarium.envs.suite import Task, get_task, success_rule
 from imaginarium.errors import ImaginariumError
 from imaginarium.models import State, WorldModel, load_world_model
-from imaginarium.models.rows import COMPILED_ROWS, COMPILED_ROWS_TRACKED, RowPredictions, row_stepper
+from imaginarium.models.rows import RowPredictions, row_stepper
 from imaginarium.models.starts import model_starts
 from imaginarium.rewards.reward_rules import required_rule
 from imaginarium.rewards.success import SuccessDefinition, SuccessJudge
@@ -301,11 +301,14 @@ class Imagination:
         """One model call for the whole batch; ``rng`` seeds the model's sampling and the continue draws;
         ``judge`` (from :meth:`judge`, restarted with its episodes) decides success by the task's rule.
 
-        Up to :data:`COMPILED_ROWS` rows of an ensemble on the CPU (:data:`COMPILED_ROWS_TRACKED`
-        with the uncertainty) step in one compiled call (:mod:`imaginarium.models.rows`): the same
-        model and rules, drawn from ``rng`` directly, at a fraction of torch's cost per operation."""
-        most = COMPILED_ROWS_TRACKED if self.track_uncertainty else COMPILED_ROWS
-        if self.rows is not None and len(actions) <= most and "member" not in state:
+        A few rows of an ensemble on the CPU (:meth:`RowStepper.pays`) step in one compiled call
+        (:mod:`imaginarium.models.rows`): the same model and rules, drawn from ``rng`` directly, at a
+        fraction of torch's cost per operation."""
+        if (
+            self.rows is not None
+            and self.rows.pays(len(actions), self.track_uncertainty)
+            and "member" not in state
+        ):
             predicted = self._predict_rows(state, actions, rng)
         else:
             predicted = self._predict(state, actions, rng)

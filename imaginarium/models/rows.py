@@ -213,6 +213,11 @@ class RowStepper:
         spread = probs[:, 2] if uncertainty else None
         return RowPredictions(states, rewards, probs[:, 0], probs[:, 1], spread, probs[:, 3] > 0)
 
+    def pays(self, rows: int, uncertainty: bool) -> bool:
+        """Whether ``rows`` rows step faster here than by torch's batched step (:data:`COMPILED_ROWS`,
+        :data:`COMPILED_ROWS_TRACKED` with the ``uncertainty``)."""
+        return rows <= (COMPILED_ROWS_TRACKED if uncertainty else COMPILED_ROWS)
+
     def refresh(self) -> None:
         """Fold the model's weights again if any of its tensors has changed in place since."""
         key = tuple([tensor._version for tensor in self.tensors])

@@ -9,8 +9,8 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import imaginarium  # noqa: F401  (registers WAMImagined-v0)
-from imaginarium.envs import imagined
 from imaginarium.errors import ImaginariumError, ModelError
+from imaginarium.models.rows import COMPILED_ROWS_TRACKED
 from imaginarium.rewards.reward_rules import REWARD_RULES
 
 
@@ -170,7 +170,7 @@ def test_unknown_options_are_refused(pendulum_model: Path) -> None:
         gym.make("WAMImagined-v0", model=pendulum_model, termination="never")
 
 
-@pytest.mark.parametrize("num_envs", [16, imagined.COMPILED_ROWS_TRACKED + 1])
+@pytest.mark.parametrize("num_envs", [16, COMPILED_ROWS_TRACKED + 1])
 def test_vector_env_steps_the_whole_batch_with_one_model_call(
     pendulum_model: Path, monkeypatch, num_envs: int
 ) -> None:
@@ -193,7 +193,7 @@ def test_vector_env_steps_the_whole_batch_with_one_model_call(
         lambda *a, **k: calls.update(compiled=calls["compiled"] + 1) or compiled_step(*a, **k),
     )
     observations, rewards, terminated, truncated, info = envs.step(envs.action_space.sample())
-    small = num_envs <= imagined.COMPILED_ROWS_TRACKED  # the env tracks the uncertainty
+    small = num_envs <= COMPILED_ROWS_TRACKED  # the env tracks the uncertainty
     assert calls == {"model": 0 if small else 1, "compiled": 1 if small else 0}
     assert observations.shape == (num_envs, 3)
     assert rewards.shape == terminated.shape == truncated.shape == (num_envs,)
