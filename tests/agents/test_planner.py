@@ -137,6 +137,7 @@ def test_a_new_episode_forgets_the_last_plan_and_a_new_batch_size_is_taken() -> 
         ({"method": "cem", "elites": 80, "samples": 64}, "elites"),
         ({"temperature": 0.0}, "temperature"),
         ({"noise_beta": -1.0}, "noise_beta"),
+        ({"max_nmse": -0.1}, "max_nmse"),
     ],
 )
 def test_meaningless_settings_are_refused_by_name(options: dict, message: str) -> None:
@@ -473,6 +474,33 @@ def test_planning_never_gives_nan_even_when_futures_blow_up() -> None:
         planner = Planner(model, PlannerConfig(method=method, samples=samples, elites=1, horizon=4))
         planner._value = lambda states: states[..., 0] * 0.0 + 1.0  # a value of any state, as fitted
         assert np.isfinite(planner.act(np.zeros((2, 1), np.float32))).all()
+
+
+@pytest.mark.parametrize(
+    ("errors", "options", "horizon"),
+    [
+        ({1: 0.006, 5: 0.001, 10: 0.05, 25: 0.26, 50: 195.0}, {}, 10),  # InvertedPendulum-v5's medium model
+        ({1: 0.0, 5: 0.0, 10: 0.0, 25: 1e-4, 50: 1e-3}, {}, 25),  # right as far as it was checked
+        ({1: 0.01, 5: 0.02, 10: 0.3, 25: 0.05, 50: 0.05}, {}, 5),  # the first step over the bound cuts
+        ({1: 0.01, 5: 0.02, 10: 0.05, 25: 0.3, 50: 1.0}, {"horizon": 8}, 8),  # never beyond the horizon
+        ({1: 0.01, 5: float("nan"), 10: 0.05}, {}, 1),  # an error that is not a number is not trusted
+        ({1: 0.01, 5: 0.02, 10: 0.3}, {"max_nmse": 0.0}, 25),  # 0 plans the whole horizon
+        ({1: 0.5, 5: 0.9}, {}, 25),  # a check that passes no step says nothing of how far to plan
+        ({}, {}, 25),  # no check on the card
+    ],
+)
+def test_futures_reach_only_as_far_as_the_models_held_out_check_found_it_right(
+    errors: dict, options: dict, horizon: int
+) -> None:
+    model = LineWorld()
+    model.card = {
+        "fidelity": {f"nmse_at_{steps}": error for steps, error in errors.items()} | {"nmse_mean": 9.0}
+    }
+    planner = Planner(model, PlannerConfig(**options))
+    assert planner.config.horizon == horizon
+    planner.reset(np.arange(2))
+    assert planner.act(np.zeros((2, 1), np.float32)).shape == (2, 1)
+    assert planner._plan is not None and planner._plan.shape[1] == horizon
 
 
 def test_the_planner_swings_the_real_pendulum_up_with_a_model_of_random_data(
