@@ -160,6 +160,10 @@ def headlines(name: str, report: dict[str, Any], ref: dict[str, float]) -> list[
                 rows.append(figure(f"WAMImagined-v0 vector env, n={entry['num_envs']}, one thread, beside mbrl-lib ModelEnv",
                                    entry["ours_steps_per_s"], "steps/s", ratio, "mbrl-lib ModelEnv steps/s, same run",
                                    "≥ 1.2", ratio >= 1.2))  # fmt: skip
+                low = entry["ours_bfloat16_over_mbrl_lib"]
+                rows.append(figure(f"the same in bfloat16 (precision='bfloat16'), n={entry['num_envs']}",
+                                   entry["ours_bfloat16_steps_per_s"], "steps/s", low,
+                                   "mbrl-lib ModelEnv steps/s, same run (float32)", "≥ 1.2", low >= 1.2))  # fmt: skip
         single = report["single_env_over_real_hopper"]
         rows.append(figure("one gym.make('WAMImagined-v0'), one thread", report["single_env_steps_per_s"], "steps/s",
                            single, "real Hopper-v5 steps/s, same run", "≥ 2", single >= 2))  # fmt: skip

@@ -7,6 +7,7 @@ SiLU, one member drawn per sample, learned reward, normalised inputs): mbrl-lib'
 ends an episode, as no head ends one in ``ModelEnv``), timed in alternating rounds at each batch size
 (multiples of 7, as mbrl-lib's ``random_model`` needs). Then a single ``gym.make("WAMImagined-v0")``
 (one member per step), stepped as SB3 steps one env, against real Hopper-v5 in the same run.
+Our vector env is also timed with ``precision="bfloat16"`` (its layers in bfloat16), beside the rest.
 
 Speed does not depend on training, so both models are fresh, their normalisers fitted on the same
 random Hopper data. mbrl-lib is read from its public release (``pip install --no-deps mbrl==0.2.0``
@@ -19,6 +20,7 @@ without it only our side is timed.
 
 from __future__ import annotations
 
+import copy
 import statistics
 import tempfile
 from dataclasses import asdict, dataclass
@@ -97,6 +99,11 @@ def side_by_side(model: WorldModel, theirs: Any, dataset: Dataset, size: int, co
     actions = np.random.default_rng(0).uniform(-1, 1, (size, dataset.actions.shape[1])).astype(np.float32)
     ours = ImaginedVectorEnv(size, model, dataset=dataset, termination="none", track_uncertainty=False)
     ours.reset(seed=0)
+    low = ImaginedVectorEnv(
+        size, copy.deepcopy(model), dataset=dataset, termination="none", track_uncertainty=False,
+        precision="bfloat16",
+    )  # fmt: skip
+    low.reset(seed=0)
     starts = dataset.observations[np.arange(size) % len(dataset.observations)]
     calls = [0, None]
 
@@ -108,19 +115,23 @@ def side_by_side(model: WorldModel, theirs: Any, dataset: Dataset, size: int, co
         theirs.step(actions, calls[1], sample=True)
         calls[0] += 1
 
-    rates: dict[str, list[float]] = {"mbrl_lib": [], "ours": []}
+    rates: dict[str, list[float]] = {"mbrl_lib": [], "ours": [], "ours_bfloat16": []}
     for _ in range(config.rounds):
         if theirs is not None:
             rates["mbrl_lib"].append(size * calls_per_second(their_step, config.seconds))
         rates["ours"].append(size * calls_per_second(lambda: ours.step(actions), config.seconds))
-    row: dict[str, Any] = {"num_envs": size, "ours_steps_per_s": statistics.median(rates["ours"])}
+        rates["ours_bfloat16"].append(size * calls_per_second(lambda: low.step(actions), config.seconds))
+    row: dict[str, Any] = {
+        "num_envs": size,
+        "ours_steps_per_s": statistics.median(rates["ours"]),
+        "ours_bfloat16_steps_per_s": statistics.median(rates["ours_bfloat16"]),
+    }
     if rates["mbrl_lib"]:
-        ratios = [mine / theirs for mine, theirs in zip(rates["ours"], rates["mbrl_lib"], strict=True)]
-        row.update(
-            mbrl_lib_steps_per_s=statistics.median(rates["mbrl_lib"]),
-            ours_over_mbrl_lib=statistics.median(ratios),
-            rounds=ratios,
-        )
+        for name in ("ours", "ours_bfloat16"):
+            ratios = [mine / theirs for mine, theirs in zip(rates[name], rates["mbrl_lib"], strict=True)]
+            row[f"{name}_over_mbrl_lib"] = statistics.median(ratios)
+            row[f"{name}_rounds"] = ratios
+        row["mbrl_lib_steps_per_s"] = statistics.median(rates["mbrl_lib"])
     return row
 
 
@@ -144,8 +155,12 @@ def main() -> None:
         row = side_by_side(model, theirs, dataset, size, config)
         rows.append(row)
         shown = f"n={size:>5}: ours {row['ours_steps_per_s']:>10,.0f}/s"
+        shown += f"  bfloat16 {row['ours_bfloat16_steps_per_s']:>10,.0f}/s"
         if "mbrl_lib_steps_per_s" in row:
-            shown += f"  mbrl-lib {row['mbrl_lib_steps_per_s']:>10,.0f}/s  ours/mbrl-lib {row['ours_over_mbrl_lib']:.2f}"
+            shown += (
+                f"  mbrl-lib {row['mbrl_lib_steps_per_s']:>10,.0f}/s  ours/mbrl-lib "
+                f"{row['ours_over_mbrl_lib']:.2f} (bfloat16 {row['ours_bfloat16_over_mbrl_lib']:.2f})"
+            )
         print(shown, flush=True)
     real = real_hopper_steps_per_second(config.seconds)
     single = single_env_steps_per_second(model, dataset, config.seconds)

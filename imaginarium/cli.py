@@ -192,7 +192,7 @@ def cmd_evaluate_model(args: argparse.Namespace) -> int:
         visual=args.visual,
         policies=args.policies or (),
         allow_code=args.allow_code,
-        **given(args, "horizon", "starts", "context", "episodes"),
+        **given(args, "horizon", "starts", "context", "episodes", "precision"),
     )
     print_summary(report["summary"])
     if "closed_loop" in report:
@@ -552,6 +552,13 @@ def build_parser() -> argparse.ArgumentParser:
         "imaginarium.run.pipeline:evaluate_fidelity",
         "closed-loop episodes per policy",
         type=int,
+    )
+    _option(
+        evaluate,
+        "--precision",
+        "imaginarium.models.evaluate:evaluate_model",
+        "imagine in this number format, to see what bfloat16 costs this model; the card keeps float32's",
+        choices=["float32", "bfloat16"],
     )
     evaluate.add_argument("--allow-code", action="store_true", help=ALLOW_CODE_HELP)
     evaluate.set_defaults(func=cmd_evaluate_model)

@@ -102,6 +102,20 @@ class WorldModel(nn.Module, ABC):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    #: the number format of imagined steps (never of training): ``float32``, or ``bfloat16`` where
+    #: the family supports it (see :meth:`set_precision`)
+    precision: str = "float32"
+
+    def set_precision(self, precision: str) -> None:
+        """Take imagined steps in ``precision``. Only ``float32`` here; a family that can compute in
+        ``bfloat16`` says so by overriding this.
+
+        :raises ImaginariumError: for any other precision.
+        """
+        if precision != "float32":
+            raise ImaginariumError(f"precision={precision!r}: the {self.family} family steps in float32 only")
+        self.precision = precision
+
     @property
     def input_space(self) -> gym.spaces.Box:
         """What ``observe`` and ``initial_state`` take and ``decode`` gives: the real observation

@@ -35,6 +35,9 @@ from imaginarium.models.base import (
 from imaginarium.rewards.heads import BernoulliHead
 from imaginarium.samplers import Batch
 
+#: number formats an ensemble can imagine in (:meth:`EnsembleModel.set_precision`)
+PRECISIONS = ("float32", "bfloat16")
+
 
 @dataclass(frozen=True)
 class EnsembleConfig:
@@ -183,11 +186,28 @@ class EnsembleModel(WorldModel):
                 for layer in self.net
                 if isinstance(layer, EnsembleLinear)
             ]
+        low = self.precision == "bfloat16" and not torch.is_grad_enabled()
+        if low:
+            x = x.to(torch.bfloat16)
+            if members is not self.elite_indices:
+                layers = [(weight.to(torch.bfloat16), bias.to(torch.bfloat16)) for weight, bias in layers]
         for index, (weight, bias) in enumerate(layers):
             x = torch.baddbmm(bias, x, weight)
             if index < len(layers) - 1:
                 x = nn.functional.silu(x, inplace=True)
-        return x
+        return x.float() if low else x
+
+    def set_precision(self, precision: str) -> None:
+        """Take imagined steps in ``float32`` or ``bfloat16``. In ``bfloat16`` the layers' inputs,
+        weights and activations keep 8 bits of mantissa (outputs, sampling and the heads stay in
+        ``float32``): on CPUs with bfloat16 matrix units (AMX, Intel Sapphire Rapids and later) large
+        batches step 2–4× faster; elsewhere it is slower. Training is always in ``float32``.
+
+        :raises ImaginariumError: for another precision.
+        """
+        if precision not in PRECISIONS:
+            raise ImaginariumError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
 
     def _gaussian(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw outputs -> ``(mean, logvar)``, the log-variance softly held inside its learned bounds."""
@@ -216,8 +236,13 @@ class EnsembleModel(WorldModel):
                     )
                     for layer in linear
                 ]
-            cached = self._elite_cache = (key, layers)
-        return cached[1]
+            cached = self._elite_cache = (key, layers, {})
+        if self.precision == "float32":
+            return cached[1]
+        dtype = getattr(torch, self.precision)
+        if dtype not in cached[2]:
+            cached[2][dtype] = [(weight.to(dtype), bias.to(dtype)) for weight, bias in cached[1]]
+        return cached[2][dtype]
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Gaussian NLL over the window, each member on its own slice of the batch.

@@ -254,6 +254,7 @@ def evaluate_model(
     out: str | Path | None = None,
     visual: bool = False,
     overwrite: bool = False,
+    precision: str = "float32",
 ) -> dict[str, Any]:
     """Measure fidelity on held-out episodes; write ``fidelity.json`` to ``out`` (its figure:
     :func:`imaginarium.report.write_fidelity_plot`).
@@ -263,6 +264,8 @@ def evaluate_model(
     :param visual: also draw real and imagined trajectories and report PSNR and SSIM over the horizon
         (:func:`visual_fidelity`).
     :param overwrite: replace the figures of an earlier evaluation in ``out`` (else refused up front).
+    :param precision: the number format the model imagines in (:meth:`WorldModel.set_precision`), to
+        see what ``bfloat16`` costs; the card keeps the ``float32`` figures (planners read them).
     """
     for name, value in (("horizon", horizon), ("starts", starts), ("context", context)):
         if value < 1:
@@ -283,9 +286,15 @@ def evaluate_model(
     card = getattr(model, "card", None) or {}
     model.eval()
     held_out, which = held_out_episodes(model, dataset)
-    errors = open_loop_errors(model, held_out, horizon, starts, context, seed)
-    figures = one_step_figures(model, held_out, seed=seed)
+    before = model.precision
+    model.set_precision(precision)
+    try:
+        errors = open_loop_errors(model, held_out, horizon, starts, context, seed)
+        figures = one_step_figures(model, held_out, seed=seed)
+    finally:
+        model.set_precision(before)
     summary = {
+        "precision": precision,
         "held_out": which,
         "episodes": held_out.num_episodes,
         **{f"nmse_at_{h}": errors["nmse"][h - 1] for h in (1, 5, 10, 25, 50) if h <= horizon},
@@ -310,6 +319,6 @@ def evaluate_model(
                 summary[f"ssim_at_{h}"] = report["visual"]["ssim"][h - 1]
     if out_dir is not None:
         atomic_write_text(out_dir / FIDELITY_FILE, json.dumps(report, indent=2))
-    if model_dir is not None and card:
+    if model_dir is not None and card and precision == "float32":
         write_card(model_dir, {**card, "fidelity": summary})
     return report

@@ -119,7 +119,8 @@ def evaluate_fidelity(
     :param policies: policy specs also run closed loop, ``episodes`` each on the real task of the
         model's card and in the model from the same starts (:func:`closed_loop_fidelity`): their
         figures go into ``fidelity.json`` as ``closed_loop``.
-    :param options: ``horizon``, ``starts``, ``context``, ``seed``, ``visual`` of ``evaluate_model``.
+    :param options: ``horizon``, ``starts``, ``context``, ``seed``, ``visual``, ``precision`` of
+        ``evaluate_model`` (the closed-loop runs imagine in that ``precision`` too).
     """
     folder = Path(out) if out is not None else Path(model)
     check_output(folder, overwrite, files=(FIDELITY_FILE, FIDELITY_PLOT))
@@ -128,8 +129,10 @@ def evaluate_fidelity(
         raise ImaginariumError("closed-loop fidelity needs a model whose card names its task")
     report = evaluate_model(model, data, out=folder, overwrite=True, **options)
     if policies:
+        imagined = load_world_model(model)
+        imagined.set_precision(options.get("precision", "float32"))
         closed = closed_loop_fidelity(
-            load_world_model(model), get_task(card["task"]), policies, episodes=episodes,
+            imagined, get_task(card["task"]), policies, episodes=episodes,
             seed=options.get("seed", 0), allow_code=allow_code,
         )  # fmt: skip
         report["closed_loop"] = closed.to_json()

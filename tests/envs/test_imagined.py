@@ -62,6 +62,27 @@ def test_seeded_envs_repeat_their_episodes(pendulum_model: Path) -> None:
     np.testing.assert_array_equal(rollouts[0], rollouts[1])
 
 
+def test_a_bfloat16_vector_env_imagines_near_the_float32_one(pendulum_model: Path) -> None:
+    """``precision="bfloat16"`` is an option of the env like any other: the same seeded episodes,
+    rounded (a batch above what the compiled float32 step serves), and refused when unknown."""
+    from imaginarium.envs.imagined import ImaginedVectorEnv
+
+    traces = []
+    for precision in ("float32", "bfloat16"):
+        env = ImaginedVectorEnv(256, pendulum_model, precision=precision, termination="none")
+        assert env.imagination.model.precision == precision
+        observations, _ = env.reset(seed=3)
+        trace = [observations]
+        for _ in range(5):
+            observations, *_ = env.step(np.full((256, 1), 0.5, np.float32))
+            trace.append(observations)
+        traces.append(np.array(trace))
+    assert not np.array_equal(traces[0], traces[1])
+    np.testing.assert_allclose(traces[1], traces[0], atol=0.05)
+    with pytest.raises(ImaginariumError, match="precision must be one of"):
+        gym.make("WAMImagined-v0", model=pendulum_model, precision="half")
+
+
 def test_episode_truncates_at_the_time_limit(pendulum_model: Path) -> None:
     env = gym.make("WAMImagined-v0", model=pendulum_model, time_limit=7)
     env.reset(seed=0)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from imaginarium.dataset import Dataset
+from imaginarium.errors import ImaginariumError
 from imaginarium.models import build_model
 from imaginarium.models.base import spread
 from imaginarium.models.ensemble import EnsembleModel
@@ -182,3 +183,48 @@ def test_spread_is_the_norm_of_the_members_population_std() -> None:
         expected = values.std(dim, unbiased=False).norm(dim=-1)
         assert torch.allclose(spread(values, dim), expected)
     assert torch.equal(spread(values[:1], 0), torch.zeros(5, 7, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("uncertainty", [True, False])
+def test_bfloat16_steps_stay_close_to_float32_and_training_keeps_float32(
+    near_deterministic: EnsembleModel, uncertainty: bool
+) -> None:
+    """``precision="bfloat16"`` changes the layers' number format, not what they compute: the same
+    draws land within bfloat16's rounding of the float32 step, and a loss (with gradients) is exact."""
+    model = near_deterministic
+    state = model.initial_state(torch.randn(300, model.obs_dim))
+    actions = torch.rand(300, model.action_dim) * 4 - 2
+
+    def imagine() -> tuple[torch.Tensor, torch.Tensor | None]:
+        with torch.no_grad():
+            generator = torch.Generator().manual_seed(0)
+            out = model.step(state, actions, uncertainty=uncertainty, generator=generator)
+        return out.state["observation"], out.uncertainty
+
+    exact, exact_spread = imagine()
+    model.set_precision("bfloat16")
+    low, low_spread = imagine()
+    assert low.dtype == torch.float32 and not torch.equal(low, exact)
+    scale = (exact - state["observation"]).abs().mean()
+    assert (low - exact).abs().mean() < 0.02 * scale
+    if uncertainty:
+        assert torch.allclose(low_spread, exact_spread, rtol=0.1, atol=0.02 * float(scale))
+    inputs = torch.randn(model.config.members, 5, model.net[0].weight.shape[1])
+    with torch.no_grad():
+        assert model._forward(inputs, None).dtype == torch.float32
+    with torch.enable_grad():
+        graded = model._forward(inputs, None)
+    model.set_precision("float32")
+    assert torch.equal(imagine()[0], exact)
+    with torch.enable_grad():
+        assert torch.equal(graded, model._forward(inputs, None))
+
+
+def test_an_unknown_precision_is_refused_and_other_families_keep_float32(
+    near_deterministic: EnsembleModel, pendulum_dataset: Dataset
+) -> None:
+    with pytest.raises(ImaginariumError, match="precision must be one of float32, bfloat16"):
+        near_deterministic.set_precision("float16")
+    rssm = build_model("rssm", pendulum_dataset.observation_space, pendulum_dataset.action_space, "xs")
+    with pytest.raises(ImaginariumError, match="rssm family steps in float32 only"):
+        rssm.set_precision("bfloat16")

@@ -44,6 +44,20 @@ def test_evaluation_writes_figures_plot_and_card(ensemble_dir: Path, pendulum_da
     assert summary["reward_r2"] > 0.5
 
 
+def test_a_bfloat16_evaluation_measures_that_format_and_leaves_the_card_alone(
+    ensemble_dir: Path, pendulum_dataset_path: Path, tmp_path: Path
+) -> None:
+    exact = evaluate_model(ensemble_dir, pendulum_dataset_path, horizon=20, starts=64, out=tmp_path / "a")
+    card = read_card(ensemble_dir)["fidelity"]
+    low = evaluate_model(
+        ensemble_dir, pendulum_dataset_path, horizon=20, starts=64, out=tmp_path / "b", precision="bfloat16"
+    )
+    assert exact["summary"]["precision"] == "float32" and low["summary"]["precision"] == "bfloat16"
+    assert low["open_loop"]["nmse"] != exact["open_loop"]["nmse"]
+    assert low["summary"]["nmse_at_10"] == pytest.approx(exact["summary"]["nmse_at_10"], rel=0.5)
+    assert read_card(ensemble_dir)["fidelity"] == card
+
+
 def test_repeat_last_baseline_is_the_error_of_predicting_no_change(
     ensemble_dir, pendulum_dataset: Dataset
 ) -> None:
