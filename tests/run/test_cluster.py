@@ -32,7 +32,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     node; the nodes' workers find the test policies on ``PYTHONPATH``. Ray reads its authentication
     mode when first imported, so the environment is set first. Nodes started this way do not make a
     token as ``ray.init`` does (the test then depended on one an earlier test left in ``~/.ray``), so
-    the cluster and its clients get one of their own."""
+    the fixture makes it where ``ray.init`` would. It must be that token, not one of the test's own:
+    this process caches the token it first sends, and later tests' ``ray.init`` start clusters that
+    read ``~/.ray/auth_token``."""
     nodes = tmp_path_factory.mktemp("nodes")
     saved = {
         key: os.environ.get(key)
@@ -42,7 +44,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
         PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), saved["PYTHONPATH"]])),
         IMAGINARIUM_TEST_NODES=str(nodes),
         RAY_AUTH_MODE="token",
-        RAY_AUTH_TOKEN=secrets.token_hex(32),
+        RAY_AUTH_TOKEN=_local_ray_token(),
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
     )
     from ray.cluster_utils import Cluster
@@ -61,6 +63,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _local_ray_token() -> str:
+    """The token a local ``ray.init`` uses, made (as Ray makes it) when there is none yet."""
+    path = Path.home() / ".ray" / "auth_token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def _run(arguments: list[str]) -> subprocess.CompletedProcess:
